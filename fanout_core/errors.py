@@ -1,0 +1,47 @@
+"""The library's exceptions: one base class, one subclass per thing a caller can act on."""
+
+from __future__ import annotations
+
+
+class FanoutError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class ConfigError(FanoutError, ValueError):
+    """An environment variable holds a value the library cannot use."""
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable}: {message}")
+        self.variable = variable
+
+
+class InvalidKeyError(FanoutError, ValueError):
+    """A room name or connection id that could not be stored safely."""
+
+    field = "key"
+
+    def __init__(self, value: str, reason: str) -> None:
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        super().__init__(f"invalid {self.field} {shown!r}: {reason}")
+        self.value = value
+        self.reason = reason
+
+
+class InvalidRoomNameError(InvalidKeyError):
+    """A room name outside the allowed length or characters."""
+
+    field = "room name"
+
+
+class InvalidConnectionIdError(InvalidKeyError):
+    """A connection id outside the allowed length or characters."""
+
+    field = "connection id"
+
+
+class NotConnectedError(FanoutError):
+    """The connection has no live row: never connected, disconnected, gone or expired."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(f"connection {connection_id!r} is not connected")
+        self.connection_id = connection_id

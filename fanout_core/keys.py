@@ -1,0 +1,91 @@
+"""The key layout of the single table: every pk, sk and index key is built here and nowhere else.
+
+Room names and connection ids are validated before they reach a key. Neither may contain
+``#`` (the separator) or anything outside a short alphabet, so no input can forge or collide
+with another item's key.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+
+from fanout_core.errors import InvalidConnectionIdError, InvalidRoomNameError
+
+ROOM_NAME_MAX = 64
+CONNECTION_ID_MAX = 128
+_ROOM_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+# API Gateway ids are base64 (e.g. "L0SM9cOFvHcCIhw="): its alphabet, "_" and "-", never "#".
+_CONNECTION_ID = re.compile(r"[A-Za-z0-9+/=_-]+")
+
+CONNECTION_PREFIX = "CONN#"
+ROOM_PREFIX = "ROOM#"
+EVERYONE_PREFIX = "ALL#"
+CONNECTION_SK = "CONN"
+
+# Every connection row is also listed under one of EVERYONE_SHARDS index partitions.
+# One partition for all connections would be a hot key: every $connect and $disconnect
+# writes it, and a GSI partition takes ~1,000 writes/s before it throttles, which
+# back-pressures writes to the table itself. A fan-out to everyone reads all shards.
+# Changing this number changes where existing rows are listed: it is part of the layout.
+EVERYONE_SHARDS = 16
+
+
+def validate_room(room: object) -> str:
+    """Return ``room`` if it is a valid room name, else raise InvalidRoomNameError."""
+    if not isinstance(room, str):
+        raise InvalidRoomNameError(repr(room), "must be a string")
+    if not room:
+        raise InvalidRoomNameError(room, "must not be empty")
+    if len(room) > ROOM_NAME_MAX:
+        raise InvalidRoomNameError(room, f"longer than {ROOM_NAME_MAX} characters")
+    if not _ROOM_NAME.fullmatch(room):
+        raise InvalidRoomNameError(room, "allowed characters are A-Z a-z 0-9 _ . : -")
+    return room
+
+
+def validate_connection_id(connection_id: object) -> str:
+    """Return ``connection_id`` if valid, else raise InvalidConnectionIdError."""
+    if not isinstance(connection_id, str):
+        raise InvalidConnectionIdError(repr(connection_id), "must be a string")
+    if not connection_id:
+        raise InvalidConnectionIdError(connection_id, "must not be empty")
+    if len(connection_id) > CONNECTION_ID_MAX:
+        raise InvalidConnectionIdError(connection_id, f"longer than {CONNECTION_ID_MAX} characters")
+    if not _CONNECTION_ID.fullmatch(connection_id):
+        raise InvalidConnectionIdError(
+            connection_id, "allowed characters are A-Z a-z 0-9 + / = _ -"
+        )
+    return connection_id
+
+
+def connection_pk(connection_id: str) -> str:
+    """The partition of a connection: its own row and all its memberships."""
+    return CONNECTION_PREFIX + validate_connection_id(connection_id)
+
+
+def membership_sk(room: str) -> str:
+    """Sort key of a membership row inside its connection's partition."""
+    return ROOM_PREFIX + validate_room(room)
+
+
+def room_index_pk(room: str) -> str:
+    """Index partition listing a room's members."""
+    return ROOM_PREFIX + validate_room(room)
+
+
+def everyone_shard(connection_id: str) -> int:
+    """The everyone-shard a connection is listed under (stable across processes)."""
+    return zlib.crc32(validate_connection_id(connection_id).encode()) % EVERYONE_SHARDS
+
+
+def everyone_index_pk(shard: int) -> str:
+    """Index partition of one everyone-shard."""
+    if not 0 <= shard < EVERYONE_SHARDS:
+        raise ValueError(f"shard must be in 0..{EVERYONE_SHARDS - 1}, got {shard}")
+    return f"{EVERYONE_PREFIX}{shard:02d}"
+
+
+def index_sk(connection_id: str) -> str:
+    """Index sort key: the same for a connection row and its memberships."""
+    return CONNECTION_PREFIX + validate_connection_id(connection_id)

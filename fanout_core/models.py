@@ -1,0 +1,113 @@
+"""PynamoDB models of the single table: connection rows and room-membership rows.
+
+The classes here declare the attributes. ``bind_models`` makes a family of concrete
+models for one table and endpoint, each family with its own discriminator, so two
+tables (or two backends in one test run) never share a cached connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, cast
+
+from pynamodb.attributes import DiscriminatorAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
+from pynamodb.models import MetaModel, Model
+
+AUDIENCE_INDEX = "audience"
+CONNECTION_TYPE = "connection"
+MEMBERSHIP_TYPE = "membership"
+# What the audience index carries besides its keys: all a fan-out needs to post and to
+# skip expired rows, so a fan-out never reads the table itself.
+AUDIENCE_PROJECTED = ("type", "connection_id", "endpoint", "expires_at")
+
+
+class AudienceIndex(GlobalSecondaryIndex["TableItem"]):  # type: ignore[no-untyped-call]
+    """Lists a room's members (``ROOM#name``) and every connection by shard (``ALL#nn``)."""
+
+    class Meta:
+        index_name = AUDIENCE_INDEX
+        projection = IncludeProjection(list(AUDIENCE_PROJECTED))
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
+
+
+class TableItem(Model):
+    """Attributes every row has."""
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    gsi1pk = UnicodeAttribute()
+    gsi1sk = UnicodeAttribute()
+    connection_id = UnicodeAttribute()
+    # The callback URL of the connection's API (https://{domainName}/{stage}).
+    endpoint = UnicodeAttribute()
+    # TTL attribute, epoch seconds. Reads filter on it: DynamoDB deletes late.
+    expires_at = NumberAttribute()
+    audience = AudienceIndex()
+
+
+class ConnectionItem(TableItem):
+    """One row per open WebSocket connection."""
+
+    connected_at = NumberAttribute()  # epoch milliseconds, as API Gateway's connectedAt
+    principal = UnicodeAttribute(null=True)
+
+
+class MembershipItem(TableItem):
+    """One row per (connection, room)."""
+
+    room = UnicodeAttribute()
+    joined_at = NumberAttribute()  # epoch milliseconds
+
+
+@dataclass(frozen=True)
+class Models:
+    """The concrete models of one table."""
+
+    item: type[TableItem]
+    connection: type[ConnectionItem]
+    membership: type[MembershipItem]
+
+
+@lru_cache(maxsize=64)
+def bind_models(
+    table: str,
+    *,
+    host: str | None = None,
+    region: str = "us-east-1",
+    credentials: tuple[str, str] | None = None,
+) -> Models:
+    """Concrete models for ``table`` at ``host`` (None: AWS), cached per argument set."""
+    meta: dict[str, Any] = {
+        "table_name": table,
+        "host": host,
+        "region": region,
+        "billing_mode": "PAY_PER_REQUEST",
+        "max_retry_attempts": 8,
+        "connect_timeout_seconds": 5,
+        "read_timeout_seconds": 10,
+    }
+    if credentials is not None:
+        meta["aws_access_key_id"], meta["aws_secret_access_key"] = credentials
+    namespace: dict[str, Any] = {
+        "__module__": __name__,
+        "Meta": type("Meta", (), meta),
+        # A fresh discriminator per family: PynamoDB keeps its class map on the attribute.
+        "item_type": DiscriminatorAttribute(attr_name="type"),
+    }
+    item = MetaModel(f"Item[{table}]", (TableItem,), namespace)
+    module = {"__module__": __name__}
+    connection = MetaModel(
+        f"Connection[{table}]", (item, ConnectionItem), dict(module), discriminator=CONNECTION_TYPE
+    )
+    membership = MetaModel(
+        f"Membership[{table}]", (item, MembershipItem), dict(module), discriminator=MEMBERSHIP_TYPE
+    )
+    return Models(
+        item=cast(type[TableItem], item),
+        connection=cast(type[ConnectionItem], connection),
+        membership=cast(type[MembershipItem], membership),
+    )

@@ -1,0 +1,370 @@
+"""ConnectionStore: connections, room memberships and their expiry, in one DynamoDB table."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.pagination import ResultIterator
+
+from fanout_core import keys
+from fanout_core.config import FanoutConfig, is_loopback
+from fanout_core.errors import NotConnectedError
+from fanout_core.models import ConnectionItem, MembershipItem, Models, TableItem, bind_models
+
+Clock = Callable[[], float]
+_CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A connection a message is posted to."""
+
+    connection_id: str
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One DynamoDB response page of an audience, already stripped of expired rows."""
+
+    targets: tuple[Target, ...]
+    scanned: int  # items DynamoDB read (ScannedCount) for this page, before the filter
+    read_units: float | None  # ConsumedCapacity as the backend reported it
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What a sweep deleted."""
+
+    connections: int
+    memberships: int
+
+
+def models_for(config: FanoutConfig) -> Models:
+    """The models bound to ``config``'s table and endpoint."""
+    credentials = None
+    # Local backends accept any key; supply one so a bare machine needs no AWS profile.
+    if is_loopback(config.dynamodb_endpoint) and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        credentials = ("local", "local")
+    return bind_models(
+        config.table,
+        host=config.dynamodb_endpoint,
+        region=config.region,
+        credentials=credentials,
+    )
+
+
+def _condition_failed(error: DeleteError | UpdateError) -> bool:
+    return error.cause_response_code == _CONDITION_FAILED
+
+
+def _validate_endpoint(endpoint: str) -> str:
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc or len(endpoint) > 2048:
+        raise ValueError(f"invalid callback endpoint {endpoint!r}: expected an http(s) URL")
+    return endpoint
+
+
+class ConnectionStore:
+    """Reads and writes the fan-out table.
+
+    Every read skips rows whose ``expires_at`` has passed: DynamoDB deletes expired
+    items only within about two days, and local backends never do.
+    """
+
+    def __init__(
+        self,
+        config: FanoutConfig | None = None,
+        *,
+        clock: Clock = time.time,
+        models: Models | None = None,
+    ) -> None:
+        self.config = config or FanoutConfig.from_env()
+        self.models = models or models_for(self.config)
+        self.clock = clock
+
+    # -- writes ------------------------------------------------------------------------
+
+    def connect(
+        self,
+        connection_id: str,
+        endpoint: str,
+        *,
+        rooms: Iterable[str] = (),
+        principal: str | None = None,
+    ) -> None:
+        """Store a new connection and its memberships of ``rooms``.
+
+        Everything is validated before the first write; if a write fails, what was
+        written is deleted again before the error is raised.
+        """
+        pk = keys.connection_pk(connection_id)
+        room_list = list(dict.fromkeys(keys.validate_room(room) for room in rooms))
+        _validate_endpoint(endpoint)
+        now = self.clock()
+        expires_at = int(now) + self.config.ttl_seconds
+        connected_at = int(now * 1000)
+        rows: list[TableItem] = [
+            self.models.connection(
+                pk=pk,
+                sk=keys.CONNECTION_SK,
+                gsi1pk=keys.everyone_index_pk(keys.everyone_shard(connection_id)),
+                gsi1sk=keys.index_sk(connection_id),
+                connection_id=connection_id,
+                endpoint=endpoint,
+                expires_at=expires_at,
+                connected_at=connected_at,
+                principal=principal,
+            )
+        ]
+        rows += [
+            self._membership(connection_id, endpoint, room, expires_at, connected_at)
+            for room in room_list
+        ]
+        try:
+            with self.models.item.batch_write() as batch:
+                for row in rows:
+                    batch.save(row)
+        except Exception:
+            self._delete_rows_quietly(rows)
+            raise
+
+    def disconnect(self, connection_id: str) -> int:
+        """Delete the connection and all its memberships; return how many rows went.
+
+        Idempotent. The connection row goes first, so a concurrent ``join`` either
+        sees it gone or leaves a membership this call's query then finds.
+        """
+        pk = keys.connection_pk(connection_id)
+        deleted = 0
+        try:
+            self.models.connection(pk, keys.CONNECTION_SK).delete(
+                condition=self.models.connection.pk.exists()
+            )
+            deleted += 1
+        except DeleteError as error:
+            if not _condition_failed(error):
+                raise
+        rows = list(self.models.item.query(pk, consistent_read=True))
+        if rows:
+            with self.models.item.batch_write() as batch:
+                for row in rows:
+                    batch.delete(row)
+        return deleted + len(rows)
+
+    def join(self, connection_id: str, room: str) -> None:
+        """Add the connection to ``room``; raise NotConnectedError if it is not live."""
+        keys.validate_room(room)
+        connection = self.get_connection(connection_id)
+        if connection is None:
+            raise NotConnectedError(connection_id)
+        membership = self._membership(
+            connection_id,
+            connection.endpoint,
+            room,
+            int(connection.expires_at),
+            int(self.clock() * 1000),
+        )
+        membership.save()
+        # A $disconnect between our read and our put deleted the connection row first
+        # and may have queried the partition before our put: look again, clean up.
+        if self.get_connection(connection_id) is None:
+            membership.delete()
+            raise NotConnectedError(connection_id)
+
+    def leave(self, connection_id: str, room: str) -> bool:
+        """Remove the connection from ``room``; False if it was not a member."""
+        row = self.models.membership(keys.connection_pk(connection_id), keys.membership_sk(room))
+        try:
+            row.delete(condition=self.models.membership.pk.exists())
+        except DeleteError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        return True
+
+    def touch(self, connection_id: str) -> bool:
+        """Extend the TTL of a live connection and its memberships; False if not live."""
+        pk = keys.connection_pk(connection_id)
+        now = self.clock()
+        expires_at = int(now) + self.config.ttl_seconds
+        model = self.models.connection
+        try:
+            model(pk, keys.CONNECTION_SK).update(
+                actions=[model.expires_at.set(expires_at)],
+                condition=model.pk.exists() & (model.expires_at > int(now)),
+            )
+        except UpdateError as error:
+            if _condition_failed(error):
+                return False
+            raise
+        member = self.models.membership
+        for row in member.query(pk, member.sk.startswith(keys.ROOM_PREFIX), consistent_read=True):
+            try:
+                # A membership left meanwhile must not come back as a bare TTL row.
+                row.update(
+                    actions=[member.expires_at.set(expires_at)], condition=member.pk.exists()
+                )
+            except UpdateError as error:
+                if not _condition_failed(error):
+                    raise
+        return True
+
+    def sweep(self, *, page_size: int | None = None) -> SweepResult:
+        """Delete every expired row (and memberships orphaned by an expired connection)."""
+        now = int(self.clock())
+        item = self.models.item
+        connections = memberships = 0
+        for row in item.scan(item.expires_at <= now, page_size=page_size):
+            try:
+                # The condition keeps a row that was touched since the scan read it.
+                row.delete(condition=item.expires_at <= now)
+            except DeleteError as error:
+                if _condition_failed(error):
+                    continue
+                raise
+            if isinstance(row, ConnectionItem):
+                connections += 1
+                memberships += self._delete_memberships(row.connection_id)
+            else:
+                memberships += 1
+        return SweepResult(connections=connections, memberships=memberships)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get_connection(self, connection_id: str) -> ConnectionItem | None:
+        """The live connection row, or None (missing or expired)."""
+        row = self._get(self.models.connection, connection_id, keys.CONNECTION_SK)
+        return row if isinstance(row, ConnectionItem) else None
+
+    def is_member(self, connection_id: str, room: str) -> bool:
+        """True if the connection is a live member of ``room``."""
+        sk = keys.membership_sk(room)
+        return isinstance(self._get(self.models.membership, connection_id, sk), MembershipItem)
+
+    def rooms_of(self, connection_id: str) -> list[str]:
+        """The rooms the connection is a live member of."""
+        member = self.models.membership
+        rows = member.query(
+            keys.connection_pk(connection_id),
+            member.sk.startswith(keys.ROOM_PREFIX),
+            filter_condition=member.expires_at > int(self.clock()),
+            consistent_read=True,
+        )
+        return [row.room for row in rows]
+
+    def room_pages(self, room: str, *, page_size: int | None = None) -> Iterator[Page]:
+        """The live members of ``room`` from the audience index, page by page."""
+        member = self.models.membership
+        result = member.audience.query(
+            keys.room_index_pk(room),
+            filter_condition=member.expires_at > int(self.clock()),
+            page_size=page_size,
+        )
+        return self._pages(result)
+
+    def everyone_pages(self, *, page_size: int | None = None) -> Iterator[Page]:
+        """Every live connection from the audience index, shard by shard, page by page."""
+        conn = self.models.connection
+        for shard in range(keys.EVERYONE_SHARDS):
+            result = conn.audience.query(
+                keys.everyone_index_pk(shard),
+                filter_condition=conn.expires_at > int(self.clock()),
+                page_size=page_size,
+            )
+            yield from self._pages(result)
+
+    def scan_pages(
+        self,
+        room: str | None,
+        *,
+        segment: int | None = None,
+        total_segments: int | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """The live audience (``room``, or everyone for None) by scanning the table."""
+        now = int(self.clock())
+        result: ResultIterator[Any]
+        if room is None:
+            conn = self.models.connection
+            result = conn.scan(
+                conn.expires_at > now,
+                segment=segment,
+                total_segments=total_segments,
+                page_size=page_size,
+            )
+        else:
+            member = self.models.membership
+            result = member.scan(
+                (member.room == keys.validate_room(room)) & (member.expires_at > now),
+                segment=segment,
+                total_segments=total_segments,
+                page_size=page_size,
+            )
+        return self._pages(result)
+
+    def rows(self) -> list[TableItem]:
+        """Every row of the table, expired ones included (for tools and tests)."""
+        return list(self.models.item.scan(consistent_read=True))
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _membership(
+        self, connection_id: str, endpoint: str, room: str, expires_at: int, joined_at: int
+    ) -> MembershipItem:
+        return self.models.membership(
+            pk=keys.connection_pk(connection_id),
+            sk=keys.membership_sk(room),
+            gsi1pk=keys.room_index_pk(room),
+            gsi1sk=keys.index_sk(connection_id),
+            connection_id=connection_id,
+            endpoint=endpoint,
+            expires_at=expires_at,
+            room=room,
+            joined_at=joined_at,
+        )
+
+    def _get(self, model: type[TableItem], connection_id: str, sk: str) -> TableItem | None:
+        try:
+            row = model.get(keys.connection_pk(connection_id), sk, consistent_read=True)
+        except model.DoesNotExist:
+            return None
+        return row if row.expires_at > self.clock() else None
+
+    def _delete_memberships(self, connection_id: str) -> int:
+        member = self.models.membership
+        pk = keys.connection_pk(connection_id)
+        rows = list(member.query(pk, member.sk.startswith(keys.ROOM_PREFIX), consistent_read=True))
+        if rows:
+            with self.models.item.batch_write() as batch:
+                for row in rows:
+                    batch.delete(row)
+        return len(rows)
+
+    def _delete_rows_quietly(self, rows: list[TableItem]) -> None:
+        for row in rows:
+            # Best effort: the caller must see the original error; the TTL and the
+            # sweep remove whatever a failing backend leaves behind.
+            with contextlib.suppress(Exception):
+                row.delete()
+
+    def _pages(self, result: ResultIterator[Any]) -> Iterator[Page]:
+        # Raw pages, not model instances: a fan-out page needs two strings per row, and
+        # the page's ScannedCount and ConsumedCapacity that ResultIterator hides.
+        for raw in result.page_iter:
+            items: list[dict[str, dict[str, str]]] = raw.get("Items", [])
+            capacity = raw.get("ConsumedCapacity", {}).get("CapacityUnits")
+            yield Page(
+                targets=tuple(
+                    Target(item["connection_id"]["S"], item["endpoint"]["S"]) for item in items
+                ),
+                scanned=int(raw.get("ScannedCount", len(items))),
+                read_units=None if capacity is None else float(capacity),
+            )
