@@ -15,6 +15,10 @@ from fanout_core.errors import ConfigError
 DEFAULT_TTL_SECONDS = 2 * 60 * 60 + 5 * 60
 DEFAULT_TABLE = "fanout"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_STRATEGY = "gsi_query"
+DEFAULT_CONCURRENCY = 32
+DEFAULT_SEGMENTS = 4
+DEFAULT_MAX_ATTEMPTS = 5
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -57,12 +61,28 @@ class FanoutConfig:
     ttl_seconds: int = DEFAULT_TTL_SECONDS
     dynamodb_endpoint: str | None = None
     region: str = DEFAULT_REGION
+    strategy: str = DEFAULT_STRATEGY
+    concurrency: int = DEFAULT_CONCURRENCY  # posts in flight at once
+    segments: int = DEFAULT_SEGMENTS  # parallel_scan's TotalSegments
+    page_size: int | None = None  # DynamoDB Limit per request; None reads 1 MB pages
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # per post, on 429, 5xx and timeouts
+    queue_url: str | None = None  # sqs_batched's queue
+    sqs_endpoint: str | None = None
+    management_endpoint: str | None = None  # overrides every connection's callback URL
 
     def __post_init__(self) -> None:
         if not _TABLE_NAME.fullmatch(self.table):
             raise ConfigError("FANOUT_TABLE", f"not a DynamoDB table name: {self.table!r}")
         if self.ttl_seconds < 60:
             raise ConfigError("FANOUT_TTL_SECONDS", f"must be at least 60, got {self.ttl_seconds}")
+        for variable, value in (
+            ("FANOUT_CONCURRENCY", self.concurrency),
+            ("FANOUT_SEGMENTS", self.segments),
+            ("FANOUT_MAX_ATTEMPTS", self.max_attempts),
+            ("FANOUT_PAGE_SIZE", 1 if self.page_size is None else self.page_size),
+        ):
+            if value < 1:
+                raise ConfigError(variable, f"must be at least 1, got {value}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FanoutConfig:
@@ -78,5 +98,15 @@ class FanoutConfig:
                 env.get("AWS_REGION", "").strip()
                 or env.get("AWS_DEFAULT_REGION", "").strip()
                 or DEFAULT_REGION
+            ),
+            strategy=env.get("FANOUT_STRATEGY", "").strip() or DEFAULT_STRATEGY,
+            concurrency=_int_var(env, "FANOUT_CONCURRENCY", DEFAULT_CONCURRENCY, low=1, high=1024),
+            segments=_int_var(env, "FANOUT_SEGMENTS", DEFAULT_SEGMENTS, low=1, high=1000),
+            page_size=_int_var(env, "FANOUT_PAGE_SIZE", 0, low=1, high=10_000) or None,
+            max_attempts=_int_var(env, "FANOUT_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, low=1, high=20),
+            queue_url=_endpoint_var(env, "FANOUT_QUEUE_URL"),
+            sqs_endpoint=_endpoint_var(env, "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"),
+            management_endpoint=_endpoint_var(
+                env, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "AWS_ENDPOINT_URL"
             ),
         )

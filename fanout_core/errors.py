@@ -45,3 +45,30 @@ class NotConnectedError(FanoutError):
     def __init__(self, connection_id: str) -> None:
         super().__init__(f"connection {connection_id!r} is not connected")
         self.connection_id = connection_id
+
+
+class UnknownStrategyError(ConfigError):
+    """FANOUT_STRATEGY names no registered strategy."""
+
+    def __init__(self, name: str, valid: list[str]) -> None:
+        super().__init__("FANOUT_STRATEGY", f"unknown strategy {name!r}; valid: {', '.join(valid)}")
+        self.name = name
+        self.valid = valid
+
+
+class PayloadTooLargeError(FanoutError):
+    """A frame over API Gateway's 128 KB message limit: rejected before any post."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes is over the {limit}-byte limit")
+        self.size = size
+        self.limit = limit
+
+
+class NotAMemberError(FanoutError):
+    """A connection sent to a room it is not a member of."""
+
+    def __init__(self, connection_id: str, room: str) -> None:
+        super().__init__(f"connection {connection_id!r} is not a member of room {room!r}")
+        self.connection_id = connection_id
+        self.room = room

@@ -22,6 +22,7 @@ import moto  # noqa: E402
 import pytest  # noqa: E402
 
 from fanout_core.config import FanoutConfig  # noqa: E402
+from fanout_core.local.management_api import LocalManagementApi  # noqa: E402
 from fanout_core.store import ConnectionStore  # noqa: E402
 from fanout_core.table import create_table  # noqa: E402
 from tests import backends  # noqa: E402
@@ -86,3 +87,25 @@ def store(backend: Backend, clock: FakeClock) -> Iterator[ConnectionStore]:
     yield store
     if backend.endpoint is not None:
         store.models.item.delete_table()
+
+
+@pytest.fixture
+def local_api() -> Iterator[LocalManagementApi]:
+    """The library's local Management API on 127.0.0.1, on a thread of its own."""
+    with LocalManagementApi() as api:
+        yield api
+
+
+@pytest.fixture(autouse=True)
+def _fresh_runtime() -> Iterator[None]:
+    """Handlers build their runtime per test, never from a previous test's."""
+    from fanout_core.runtime import set_runtime
+
+    set_runtime(None)
+    yield
+    previous = set_runtime(None)
+    if previous is not None:
+        previous.close()
+
+
+STRATEGIES = ["full_scan", "gsi_query", "parallel_scan", "sqs_batched"]

@@ -1,0 +1,120 @@
+"""Reading API Gateway WebSocket events: what a handler needs, or a RequestError saying why not."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fanout_core import keys
+from fanout_core.errors import FanoutError, InvalidKeyError
+
+_DOMAIN = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
+_STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# A body can be at most one WebSocket message; more is not from API Gateway.
+MAX_BODY_BYTES = 256 * 1024
+
+
+class RequestError(FanoutError):
+    """The client's mistake: answered with ``status`` and a JSON error, never retried."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class WebSocketRequest:
+    """The parts of a WebSocket event the handlers use."""
+
+    connection_id: str
+    route_key: str
+    endpoint: str  # https://{domainName}/{stage}
+    principal: str | None
+
+
+def _mapping(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise RequestError(400, "malformed_event", f"{what} must be an object")
+    return value
+
+
+def websocket_request(event: object) -> WebSocketRequest:
+    """The connection id, route, callback endpoint and principal of a WebSocket event."""
+    context = _mapping(_mapping(event, "the event").get("requestContext"), "requestContext")
+    try:
+        connection_id = keys.validate_connection_id(context.get("connectionId"))
+    except InvalidKeyError as error:
+        raise RequestError(400, "malformed_event", str(error)) from None
+    domain, stage = context.get("domainName"), context.get("stage")
+    if not isinstance(domain, str) or not _DOMAIN.fullmatch(domain):
+        raise RequestError(400, "malformed_event", "requestContext.domainName is not a host name")
+    if not isinstance(stage, str) or not _STAGE.fullmatch(stage):
+        raise RequestError(400, "malformed_event", "requestContext.stage is not a stage name")
+    route_key = context.get("routeKey")
+    authorizer = context.get("authorizer")
+    principal = authorizer.get("principalId") if isinstance(authorizer, Mapping) else None
+    return WebSocketRequest(
+        connection_id=connection_id,
+        route_key=route_key if isinstance(route_key, str) else "",
+        endpoint=f"https://{domain}/{stage}",
+        principal=principal if isinstance(principal, str) and principal else None,
+    )
+
+
+def json_body(event: object) -> dict[str, Any]:
+    """The event's body as a JSON object."""
+    raw = _mapping(event, "the event").get("body")
+    if raw is None:
+        raise RequestError(400, "invalid_body", "the message has no body; send a JSON object")
+    if not isinstance(raw, str):
+        raise RequestError(400, "invalid_body", "the body must be a string")
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestError(413, "payload_too_large", "the body is over 256 KB")
+    if _mapping(event, "the event").get("isBase64Encoded") is True:
+        try:
+            raw = base64.b64decode(raw, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            raise RequestError(400, "invalid_body", "the body is not base64 UTF-8") from None
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, RecursionError):
+        raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RequestError(400, "invalid_body", "the body must be a JSON object")
+    return body
+
+
+def optional_room(body: Mapping[str, Any]) -> str | None:
+    """The body's ``room``: None when absent or null, else a valid room name."""
+    room = body.get("room")
+    if room is None:
+        return None
+    return keys.validate_room(room)
+
+
+def required_room(body: Mapping[str, Any]) -> str:
+    """The body's ``room``, which must be there."""
+    if body.get("room") is None:
+        raise RequestError(400, "missing_room", "this action needs a 'room'")
+    return keys.validate_room(body["room"])
+
+
+def query_rooms(event: object) -> list[str]:
+    """Rooms asked for on ``$connect`` with ``?room=NAME`` (repeatable)."""
+    event = _mapping(event, "the event")
+    multi = event.get("multiValueQueryStringParameters")
+    single = event.get("queryStringParameters")
+    values: list[object] = []
+    if isinstance(multi, Mapping) and isinstance(multi.get("room"), list):
+        values = list(multi["room"])
+    elif isinstance(single, Mapping) and "room" in single:
+        values = [single["room"]]
+    elif single is not None and not isinstance(single, Mapping):
+        raise RequestError(400, "malformed_event", "queryStringParameters must be an object")
+    return [keys.validate_room(value) for value in values]

@@ -1,0 +1,222 @@
+"""Lambda handlers: wire each to its API Gateway WebSocket route (or ``websocket`` to all).
+
+Each answers ``{"statusCode": 200}`` on success and a 4xx with a JSON error for the
+client's mistakes. No handler raises: an unexpected error is logged and answered 500.
+Nothing here builds a client at import; the first invocation does, once per container.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fanout_core.errors import (
+    ConfigError,
+    InvalidConnectionIdError,
+    InvalidRoomNameError,
+    NotAMemberError,
+    NotConnectedError,
+    PayloadTooLargeError,
+)
+from fanout_core.events import (
+    RequestError,
+    json_body,
+    optional_room,
+    query_rooms,
+    required_room,
+    websocket_request,
+)
+from fanout_core.message import Message
+from fanout_core.runtime import get_runtime
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Response = dict[str, Any]
+Handler = Callable[[Any, Any], Response]
+
+ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping")
+_THROTTLED = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+}
+
+
+def ok() -> Response:
+    """The success answer."""
+    return {"statusCode": 200}
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    """A JSON error answer."""
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps({"error": code, "message": message}),
+    }
+
+
+def _backend_code(error: BaseException) -> str:
+    # PynamoDB wraps botocore's ClientError; both carry the AWS error code somewhere.
+    code = getattr(error, "cause_response_code", None)
+    if code is None:
+        response = getattr(error, "response", None)
+        if isinstance(response, dict):
+            code = response.get("Error", {}).get("Code")
+    return str(code or "")
+
+
+def _answers(handler: Callable[[Any], Response]) -> Handler:
+    """Turn every error into the answer the client should get."""
+
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any = None) -> Response:
+        try:
+            return handler(event)
+        except RequestError as error:
+            return error_response(error.status, error.code, str(error))
+        except InvalidRoomNameError as error:
+            return error_response(400, "invalid_room", str(error))
+        except InvalidConnectionIdError as error:
+            return error_response(400, "invalid_connection_id", str(error))
+        except NotAMemberError as error:
+            return error_response(403, "not_a_member", str(error))
+        except NotConnectedError as error:
+            return error_response(403, "not_connected", str(error))
+        except PayloadTooLargeError as error:
+            return error_response(413, "payload_too_large", str(error))
+        except ConfigError as error:
+            log.error("misconfigured: %s", error)
+            return error_response(500, "misconfigured", str(error))
+        except Exception as error:
+            if _backend_code(error) in _THROTTLED:
+                log.warning("backend throttled %s: %s", handler.__name__, error)
+                return error_response(503, "throttled", "the backend is busy; try again")
+            log.exception("%s failed", handler.__name__)
+            return error_response(500, "internal_error", "internal error")
+
+    return wrapper
+
+
+@_answers
+def connect(event: Any) -> Response:
+    """``$connect``: store the connection, joined to ``?room=`` rooms if asked."""
+    request = websocket_request(event)
+    rooms = query_rooms(event)
+    get_runtime().store.connect(
+        request.connection_id, request.endpoint, rooms=rooms, principal=request.principal
+    )
+    return ok()
+
+
+@_answers
+def disconnect(event: Any) -> Response:
+    """``$disconnect``: delete the connection and all its memberships."""
+    get_runtime().store.disconnect(websocket_request(event).connection_id)
+    return ok()
+
+
+@_answers
+def send_message(event: Any) -> Response:
+    """``sendMessage``: fan ``text`` out to ``room`` (a member only) or to everyone."""
+    request = websocket_request(event)
+    body = json_body(event)
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise RequestError(400, "invalid_text", "'text' must be a string")
+    room = optional_room(body)
+    runtime = get_runtime()
+    if room is not None and not runtime.store.is_member(request.connection_id, room):
+        raise NotAMemberError(request.connection_id, room)
+    result = runtime.strategy.fanout(Message(request.connection_id, text, room))
+    log.info("fanout %s", json.dumps(result.summary()))
+    return ok()
+
+
+@_answers
+def join_room(event: Any) -> Response:
+    """``joinRoom``: add the connection to ``room``."""
+    request = websocket_request(event)
+    get_runtime().store.join(request.connection_id, required_room(json_body(event)))
+    return ok()
+
+
+@_answers
+def leave_room(event: Any) -> Response:
+    """``leaveRoom``: remove the connection from ``room`` (fine if it was not in it)."""
+    request = websocket_request(event)
+    get_runtime().store.leave(request.connection_id, required_room(json_body(event)))
+    return ok()
+
+
+@_answers
+def ping(event: Any) -> Response:
+    """``ping``: extend the connection's TTL."""
+    request = websocket_request(event)
+    if not get_runtime().store.touch(request.connection_id):
+        raise NotConnectedError(request.connection_id)
+    return ok()
+
+
+@_answers
+def default(event: Any) -> Response:
+    """``$default``: a message with no known action."""
+    websocket_request(event)
+    action = json_body(event).get("action")
+    shown = json.dumps(action)[:60]
+    raise RequestError(
+        400, "unknown_action", f"unknown action {shown}; valid actions: {', '.join(ACTIONS)}"
+    )
+
+
+_ROUTES: dict[str, Handler] = {
+    "$connect": connect,
+    "$disconnect": disconnect,
+    "sendMessage": send_message,
+    "joinRoom": join_room,
+    "leaveRoom": leave_room,
+    "ping": ping,
+}
+
+
+def websocket(event: Any, context: Any = None) -> Response:
+    """One entry for every route: dispatch by ``routeKey`` (by body action on ``$default``)."""
+    route = None
+    request_context = event.get("requestContext") if isinstance(event, dict) else None
+    if isinstance(request_context, dict):
+        route = request_context.get("routeKey")
+    if route == "$default" and isinstance(event, dict) and isinstance(event.get("body"), str):
+        try:
+            action = json.loads(event["body"]).get("action")
+        except (ValueError, AttributeError, RecursionError):
+            action = None
+        route = action if action in ACTIONS else route
+    return _ROUTES.get(route if isinstance(route, str) else "", default)(event, context)
+
+
+def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
+    """SQS worker for ``sqs_batched``: post each record, report only failed ones."""
+    from strategies.sqs_batched import process_records
+
+    try:
+        response, results = process_records(event, get_runtime().deliverer)
+    except Exception:
+        log.exception("unreadable SQS event")
+        records = event.get("Records") if isinstance(event, dict) else None
+        ids = [r.get("messageId") for r in records or [] if isinstance(r, dict)]
+        return {"batchItemFailures": [{"itemIdentifier": i} for i in ids if isinstance(i, str)]}
+    for result in results:
+        log.info("sqs_worker %s", json.dumps(result.summary()))
+    return response
+
+
+def sweep(event: Any = None, context: Any = None) -> dict[str, int]:
+    """Scheduled: delete every expired row; returns what was deleted."""
+    result = get_runtime().store.sweep()
+    log.info("sweep deleted %d connections, %d memberships", result.connections, result.memberships)
+    return {"connections": result.connections, "memberships": result.memberships}

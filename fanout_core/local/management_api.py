@@ -1,0 +1,397 @@
+"""A local API Gateway Management API over real HTTP, answering like AWS.
+
+``POST /{stage}/@connections/{id}`` delivers to a live connection (200), answers 410
+GoneException for an unknown or closed one, 413 over 128 KB, and whatever faults a test
+injects (403, 410, 429, 500, or no answer at all). ``GET`` describes a connection and
+``DELETE`` closes it. moto cannot do this: it accepts a post to any id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import itertools
+import json
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Self
+from urllib.parse import unquote
+
+from fanout_core.message import MAX_PAYLOAD_BYTES
+
+Sink = Callable[[bytes], Awaitable[None]]
+_ERROR_TYPES = {
+    403: "ForbiddenException",
+    410: "GoneException",
+    413: "PayloadTooLargeException",
+    429: "LimitExceededException",
+    500: "InternalServerErrorException",
+}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    410: "Gone",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+}
+_MAX_HEADER_BYTES = 16 * 1024
+INBOX_LIMIT = 10_000
+
+
+def new_connection_id() -> str:
+    """An id shaped like API Gateway's: 12 random bytes, base64 (16 characters)."""
+    return base64.b64encode(secrets.token_bytes(12)).decode().replace("/", "_")
+
+
+@dataclass
+class LocalConnection:
+    """One connection the local API knows."""
+
+    connection_id: str
+    sink: Sink | None
+    connected_at: float = field(default_factory=time.time)
+    last_active_at: float = field(default_factory=time.time)
+    inbox: collections.deque[bytes] = field(
+        default_factory=lambda: collections.deque(maxlen=INBOX_LIMIT)
+    )
+    source_ip: str = "127.0.0.1"
+    user_agent: str = "fanout-local"
+
+
+@dataclass
+class Fault:
+    """An answer to give instead of the real one: ``status`` or, for 0, no answer at all."""
+
+    status: int
+    connection_id: str | None = None  # None: any connection
+    times: int = 1
+    hang_seconds: float = 30.0  # for status 0: how long to hold the request unanswered
+
+
+class LocalConnections:
+    """The live connections and everything posted to them; safe to use from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, LocalConnection] = {}
+        self._closed: dict[str, LocalConnection] = {}
+        self.on_close: Callable[[str], None] | None = None
+
+    def open(self, connection_id: str | None = None, *, sink: Sink | None = None) -> str:
+        """Register a live connection; returns its id."""
+        connection_id = connection_id or new_connection_id()
+        with self._lock:
+            self._open[connection_id] = LocalConnection(connection_id, sink)
+        return connection_id
+
+    def close(self, connection_id: str) -> bool:
+        """Forget a connection: later posts to it answer 410. False if it was not open."""
+        with self._lock:
+            connection = self._open.pop(connection_id, None)
+            if connection is not None:
+                self._closed[connection_id] = connection
+        return connection is not None
+
+    def is_open(self, connection_id: str) -> bool:
+        """True while posts to the id are delivered."""
+        with self._lock:
+            return connection_id in self._open
+
+    def get(self, connection_id: str) -> LocalConnection | None:
+        """The live connection, or None."""
+        with self._lock:
+            return self._open.get(connection_id)
+
+    def inbox(self, connection_id: str) -> list[bytes]:
+        """Every frame delivered to the connection, open or closed, oldest first."""
+        with self._lock:
+            connection = self._open.get(connection_id) or self._closed.get(connection_id)
+            return list(connection.inbox) if connection else []
+
+    def open_ids(self) -> list[str]:
+        """The ids of the live connections."""
+        with self._lock:
+            return list(self._open)
+
+
+class Faults:
+    """Faults and latency to inject into posts; safe to use from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self.latency = 0.0  # seconds added to every post
+
+    def add(
+        self,
+        status: int,
+        *,
+        connection_id: str | None = None,
+        times: int = 1,
+        hang_seconds: float = 30.0,
+    ) -> None:
+        """Answer the next ``times`` posts (to ``connection_id``, or any) with ``status``.
+
+        ``status`` 0 holds the request unanswered for ``hang_seconds``: a timeout.
+        """
+        if status != 0 and status not in _ERROR_TYPES:
+            raise ValueError(f"no fault for status {status}; use one of {sorted(_ERROR_TYPES)}")
+        with self._lock:
+            self._faults.append(Fault(status, connection_id, times, hang_seconds))
+
+    def clear(self) -> None:
+        """Remove every pending fault and the latency."""
+        with self._lock:
+            self._faults.clear()
+        self.latency = 0.0
+
+    def take(self, connection_id: str) -> Fault | None:
+        """The fault for this post, if any (each fault is used ``times`` times)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.connection_id in (None, connection_id):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def pending(self) -> int:
+        """How many faulty answers are still to be given."""
+        with self._lock:
+            return sum(f.times for f in self._faults)
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _error(status: int, message: str | None = None) -> _Response:
+    error_type = _ERROR_TYPES.get(status, "BadRequestException")
+    return _Response(
+        status,
+        json.dumps({"message": message}).encode(),
+        {"x-amzn-ErrorType": error_type, "Content-Type": "application/json"},
+    )
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class LocalManagementApi:
+    """The Management API on 127.0.0.1.
+
+    Use ``async with`` inside a running loop (``fanout serve`` does), or ``with`` to run
+    it on a thread of its own (tests and benchmarks do).
+    """
+
+    def __init__(
+        self,
+        connections: LocalConnections | None = None,
+        faults: Faults | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.connections = connections or LocalConnections()
+        self.faults = faults or Faults()
+        self.host = host
+        self.port = port
+        self.requests: collections.Counter[tuple[str, int]] = collections.Counter()
+        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ids = itertools.count(1)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most posts ever being answered at once
+
+    @property
+    def url(self) -> str:
+        """The base URL; a stage path after it (``/local``) is accepted and ignored."""
+        return f"http://{self.host}:{self.port}"
+
+    def total(self, method: str = "POST", status: int | None = None) -> int:
+        """How many requests with ``method`` (and ``status``) were answered."""
+        return sum(n for (m, s), n in self.requests.items() if m == method and status in (None, s))
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on the running loop."""
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, limit=MAX_PAYLOAD_BYTES * 4
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        """Stop listening and drop open HTTP connections."""
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def __enter__(self) -> Self:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            self._loop = loop
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as error:
+                failure.append(error)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fanout-management-api", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        if failure:
+            raise failure[0]
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
+            self._thread = None
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                if len(head) > _MAX_HEADER_BYTES:
+                    break
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _version = [*lines[0].split(" "), "", ""][:3]
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    if name:
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0") or 0)
+                body = await reader.readexactly(length) if length else b""
+                response = await self._handle(method, target, body)
+                if response is None:  # an injected timeout: the client gives up first
+                    break
+                self.requests[(method, response.status)] += 1
+                keep_alive = headers.get("connection", "").lower() != "close"
+                head_lines = [f"HTTP/1.1 {response.status} {_REASONS.get(response.status, '')}"]
+                response.headers.setdefault("x-amzn-RequestId", f"local-{next(self._ids)}")
+                response.headers["Content-Length"] = str(len(response.body))
+                response.headers["Connection"] = "keep-alive" if keep_alive else "close"
+                head_lines += [f"{k}: {v}" for k, v in response.headers.items()]
+                writer.write(("\r\n".join(head_lines) + "\r\n\r\n").encode() + response.body)
+                await writer.drain()
+                if not keep_alive:
+                    break
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass
+        except ValueError:
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _handle(self, method: str, target: str, body: bytes) -> _Response | None:
+        path = unquote(target.split("?", 1)[0])
+        marker = "/@connections/"
+        if marker not in path:
+            return _error(404, f"no route for {path}")
+        connection_id = path.split(marker, 1)[1]
+        if method == "POST":
+            return await self._post(connection_id, body)
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return _error(410)
+        if method == "GET":
+            info = {
+                "connectedAt": _iso(connection.connected_at),
+                "lastActiveAt": _iso(connection.last_active_at),
+                "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+            }
+            return _Response(200, json.dumps(info).encode(), {"Content-Type": "application/json"})
+        if method == "DELETE":
+            self.connections.close(connection_id)
+            if self.connections.on_close is not None:
+                self.connections.on_close(connection_id)
+            return _Response(204)
+        return _error(405, f"{method} is not allowed")
+
+    async def _post(self, connection_id: str, body: bytes) -> _Response | None:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer_post(connection_id, body)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer_post(self, connection_id: str, body: bytes) -> _Response | None:
+        if self.faults.latency:
+            await asyncio.sleep(self.faults.latency)
+        fault = self.faults.take(connection_id)
+        if fault is not None:
+            if fault.status == 0:
+                await asyncio.sleep(fault.hang_seconds)
+                return None
+            return _error(fault.status, f"injected {fault.status}")
+        if len(body) > MAX_PAYLOAD_BYTES:
+            return _error(413, "Message too long")
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return _error(410)
+        connection.inbox.append(body)
+        connection.last_active_at = time.time()
+        if connection.sink is not None:
+            try:
+                await connection.sink(body)
+            except Exception:
+                # The socket died under us: from now on the connection is gone.
+                self.connections.close(connection_id)
+                return _error(410)
+        return _Response(200)
