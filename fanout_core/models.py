@@ -89,6 +89,8 @@ def bind_models(
         "max_retry_attempts": 8,
         "connect_timeout_seconds": 5,
         "read_timeout_seconds": 10,
+        # Delivery threads delete gone connections concurrently; a small pool would churn.
+        "max_pool_connections": 64,
     }
     if credentials is not None:
         meta["aws_access_key_id"], meta["aws_secret_access_key"] = credentials
@@ -106,8 +108,14 @@ def bind_models(
     membership = MetaModel(
         f"Membership[{table}]", (item, MembershipItem), dict(module), discriminator=MEMBERSHIP_TYPE
     )
-    return Models(
+    models = Models(
         item=cast(type[TableItem], item),
         connection=cast(type[ConnectionItem], connection),
         membership=cast(type[MembershipItem], membership),
     )
+    # One connection (one botocore client) for the family, not one per class: each
+    # client costs a service-model load at cold start. PynamoDB keeps it on `_connection`.
+    shared = models.item._get_connection()
+    models.connection._connection = shared
+    models.membership._connection = shared
+    return models

@@ -1,0 +1,210 @@
+"""The 410, 429, 5xx, 403, 413 and timeout paths, over real HTTP to the local Management API."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from fanout_core.delivery import Deliverer
+from fanout_core.errors import PayloadTooLargeError
+from fanout_core.local.management_api import LocalManagementApi
+from fanout_core.management import BotoPoster, PostOutcome, PostStatus
+from fanout_core.message import MAX_PAYLOAD_BYTES, Message
+from fanout_core.result import FanoutResult
+from fanout_core.store import ConnectionStore, Page, Target
+from fanout_core.strategy import strategy_class
+
+ENDPOINT = "https://abcd123.execute-api.us-east-1.amazonaws.com/prod"
+
+
+def no_sleep(seconds: float) -> None:
+    assert 0 <= seconds <= 2.0  # the backoff is bounded
+
+
+@pytest.fixture
+def deliverer(store: ConnectionStore, local_api: LocalManagementApi) -> Iterator[Deliverer]:
+    poster = BotoPoster(override=f"{local_api.url}/prod", timeout=1.0)
+    deliverer = Deliverer(store, poster, concurrency=4, max_attempts=3, sleep=no_sleep)
+    yield deliverer
+    deliverer.close()
+
+
+def room_fanout(
+    store: ConnectionStore, deliverer: Deliverer, sender: str, text: str = "hi"
+) -> FanoutResult:
+    strategy = strategy_class("gsi_query")(store, deliverer, store.config)
+    return strategy.fanout(Message(sender, text, "r"))
+
+
+def connect(store: ConnectionStore, api: LocalManagementApi, *, live: bool = True) -> str:
+    cid = api.connections.open()
+    store.connect(cid, ENDPOINT, rooms=["r", "other"])
+    if not live:
+        api.connections.close(cid)
+    return cid
+
+
+def test_gone_connection_is_deleted_with_memberships_and_sender_kept(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    sender = connect(store, local_api)
+    gone = connect(store, local_api, live=False)
+    result = room_fanout(store, deliverer, sender)
+    assert (result.delivered, result.gone, result.failed) == (1, 1, 0)
+    assert store.get_connection(gone) is None
+    assert {row.connection_id for row in store.rows()} == {sender}
+    assert len(store.rows()) == 3  # the sender's connection and both memberships
+
+
+def test_sender_gone_deletes_the_sender_only(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    sender = connect(store, local_api, live=False)
+    other = connect(store, local_api)
+    result = room_fanout(store, deliverer, sender)
+    assert (result.delivered, result.gone) == (1, 1)
+    assert {row.connection_id for row in store.rows()} == {other}
+
+
+def test_410_for_a_connection_still_in_the_table_deletes_it(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    a = connect(store, local_api)
+    b = connect(store, local_api)
+    local_api.faults.add(410, connection_id=b)
+    result = room_fanout(store, deliverer, a)
+    assert (result.delivered, result.gone) == (1, 1)
+    assert {row.connection_id for row in store.rows()} == {a}
+
+
+@pytest.mark.parametrize("status", [429, 500])
+def test_throttled_or_failing_posts_are_retried(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi, status: int
+) -> None:
+    a = connect(store, local_api)
+    local_api.faults.add(status, connection_id=a, times=2)
+    result = room_fanout(store, deliverer, a)
+    assert (result.delivered, result.retried, result.failed) == (1, 2, 0)
+    assert result.throttled == (2 if status == 429 else 0)
+    assert len(local_api.connections.inbox(a)) == 1
+    assert local_api.total("POST", status) == 2
+
+
+def test_retries_are_bounded_and_nothing_is_deleted(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    a = connect(store, local_api)
+    local_api.faults.add(429, connection_id=a, times=100)
+    result = room_fanout(store, deliverer, a)
+    assert (result.delivered, result.failed, result.failed_retryable) == (0, 1, 1)
+    assert result.failures[0].reason == "429 LimitExceededException after 3 attempts"
+    assert local_api.total("POST") == 3
+    assert store.get_connection(a) is not None
+
+
+def test_forbidden_is_failed_not_retried_not_deleted(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    a = connect(store, local_api)
+    local_api.faults.add(403, connection_id=a)
+    result = room_fanout(store, deliverer, a)
+    assert (result.delivered, result.gone, result.failed, result.retried) == (0, 0, 1, 0)
+    assert result.failures[0].reason == "403 ForbiddenException"
+    assert not result.failures[0].retryable
+    assert store.get_connection(a) is not None
+
+
+def test_413_from_the_endpoint_is_failed_not_deleted(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    a = connect(store, local_api)
+    local_api.faults.add(413, connection_id=a)
+    result = room_fanout(store, deliverer, a)
+    assert (result.failed, result.retried) == (1, 0)
+    assert store.get_connection(a) is not None
+
+
+def test_timeout_is_retried(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    a = connect(store, local_api)
+    local_api.faults.add(0, connection_id=a, hang_seconds=3)
+    result = room_fanout(store, deliverer, a)
+    assert (result.delivered, result.retried) == (1, 1)
+    assert len(local_api.connections.inbox(a)) == 1
+
+
+def test_payload_over_128_kb_is_rejected_before_any_read_or_post(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    a = connect(store, local_api)
+    with pytest.raises(PayloadTooLargeError):
+        room_fanout(store, deliverer, a, "x" * MAX_PAYLOAD_BYTES)
+    assert local_api.total("POST") == 0
+    # The server enforces the same limit on a raw post.
+    raw = BotoPoster(override=local_api.url).post(ENDPOINT, a, b"x" * (MAX_PAYLOAD_BYTES + 1))
+    assert raw == PostOutcome(PostStatus.TOO_LARGE, "413 PayloadTooLargeException")
+
+
+def test_largest_allowed_frame_is_delivered(
+    store: ConnectionStore, deliverer: Deliverer, local_api: LocalManagementApi
+) -> None:
+    a = connect(store, local_api)
+    envelope = len(Message(a, "", "r", id="0" * 32).frame())
+    result = room_fanout(store, deliverer, a, "y" * (MAX_PAYLOAD_BYTES - envelope))
+    assert result.delivered == 1
+    (raw,) = local_api.connections.inbox(a)
+    assert len(raw) == MAX_PAYLOAD_BYTES
+    assert json.loads(raw)["body"].startswith("y")
+
+
+def test_concurrency_is_bounded(store: ConnectionStore, local_api: LocalManagementApi) -> None:
+    ids = [connect(store, local_api) for _ in range(12)]
+    local_api.faults.latency = 0.05
+    poster = BotoPoster(override=local_api.url)
+    deliverer = Deliverer(store, poster, concurrency=3)
+    try:
+        result = room_fanout(store, deliverer, ids[0])
+    finally:
+        deliverer.close()
+    assert result.delivered == 12
+    assert local_api.max_in_flight == 3
+
+
+class RecordingPoster:
+    """Counts how far the audience had been read when each post started."""
+
+    def __init__(self) -> None:
+        self.pages_read = 0
+        self.lead: list[int] = []
+        self.posted = 0
+        self.lock = threading.Lock()
+
+    def post(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
+        with self.lock:
+            self.posted += 1
+            self.lead.append(self.pages_read * 10 - self.posted)
+        return PostOutcome(PostStatus.OK)
+
+
+def test_delivery_streams_pages(store: ConnectionStore) -> None:
+    """Targets read ahead of posts stay within the concurrency, whatever the audience."""
+    poster = RecordingPoster()
+
+    def pages() -> Iterator[Page]:
+        for p in range(200):
+            poster.pages_read += 1
+            yield Page(tuple(Target(f"c{p}-{i}", ENDPOINT) for i in range(10)), 10, None)
+
+    deliverer = Deliverer(store, poster, concurrency=4)
+    result = FanoutResult("test", None, "m")
+    try:
+        deliverer.deliver(pages(), b"x", result)
+    finally:
+        deliverer.close()
+    assert (result.delivered, result.dynamodb_requests) == (2000, 200)
+    # At most one page plus the posts in flight were read ahead of the posts.
+    assert max(poster.lead) <= 10 + 4
