@@ -1,8 +1,9 @@
-"""The ``fanout`` command: ``fanout table create`` and ``fanout table describe``."""
+"""The ``fanout`` command: table management, the local WebSocket API and the demo."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -26,13 +27,50 @@ def _table_describe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from fanout_core.local.serve import LocalDeployment, serve_forever
+
+    deployment = LocalDeployment(
+        host=args.host,
+        port=args.port,
+        management_port=args.management_port,
+        stage=args.stage,
+        handlers=args.handlers,
+        dynamodb_endpoint=args.dynamodb_endpoint,
+        strategy=args.strategy,
+        idle_timeout=args.idle_timeout,
+        max_lifetime=args.max_lifetime,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(deployment, lambda line: print(line, flush=True)))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from fanout_core.local.demo import run_demo
+
+    return run_demo(args.connect, args.send, args.strategy)
+
+
+def _needs_local_extra(error: ImportError) -> int:
+    print(
+        f"fanout: {error.name or 'a module'} is missing: install the local extra "
+        "(pip install 'fanout-core[local]', or `make demo`)",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``fanout``."""
     parser = argparse.ArgumentParser(
         prog="fanout",
         description="Real-time WebSocket fan-out on AWS: manage the table, run it locally.",
-        epilog="Settings come from the environment: FANOUT_TABLE, FANOUT_TTL_SECONDS, "
-        "AWS_ENDPOINT_URL_DYNAMODB (or AWS_ENDPOINT_URL), AWS_REGION.",
+        epilog="Settings come from the environment: FANOUT_TABLE, FANOUT_STRATEGY, "
+        "FANOUT_TTL_SECONDS, FANOUT_CONCURRENCY, AWS_ENDPOINT_URL_DYNAMODB (or "
+        "AWS_ENDPOINT_URL), AWS_REGION. See README.md.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     table = commands.add_parser("table", help="create or describe the DynamoDB table")
@@ -50,6 +88,52 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the table's keys, index, billing mode, item count and TTL as JSON.",
     )
     describe.set_defaults(run=_table_describe)
+
+    serve = commands.add_parser(
+        "serve",
+        help="run a local API Gateway WebSocket API in front of the handlers",
+        description="A local stand-in for an API Gateway WebSocket API: real WebSocket clients "
+        "connect, each gets a connection id, $connect/$disconnect/message events go to the "
+        "handlers (routed by $request.body.action), and the Management API they post to "
+        "answers 410 for gone connections. Data: an embedded moto server unless "
+        "--dynamodb-endpoint (or AWS_ENDPOINT_URL_DYNAMODB) names one; the table is created "
+        "if missing. With FANOUT_STRATEGY=sqs_batched it also runs the SQS worker.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    serve.add_argument("--port", type=int, default=8765, help="WebSocket port (0: any free)")
+    serve.add_argument(
+        "--management-port", type=int, default=0, help="Management API port (default: any free)"
+    )
+    serve.add_argument("--stage", default="local", help="stage name (default %(default)s)")
+    serve.add_argument(
+        "--handlers",
+        default="fanout_core.handlers",
+        metavar="MODULE",
+        help="module with connect, disconnect, send_message, ... or websocket "
+        "(default %(default)s)",
+    )
+    serve.add_argument("--dynamodb-endpoint", metavar="URL", help="dynalite, or real DynamoDB")
+    serve.add_argument("--strategy", help="FANOUT_STRATEGY for this run")
+    serve.add_argument(
+        "--idle-timeout", type=float, default=600, help="seconds (default %(default)s, as AWS)"
+    )
+    serve.add_argument(
+        "--max-lifetime", type=float, default=7200, help="seconds (default %(default)s, as AWS)"
+    )
+    serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the chat walkthrough with real WebSocket clients",
+        description="N real WebSocket clients connect to a local `fanout serve`, M messages "
+        "are sent and delivered, the last client drops without telling, and the next fan-out "
+        "meets its 410 GoneException and deletes its row. Exits 1 if an inbox misses a "
+        "message or a gone row is left.",
+    )
+    demo.add_argument("--connect", type=int, default=2, metavar="N", help="clients")
+    demo.add_argument("--send", type=int, default=1, metavar="M", help="messages")
+    demo.add_argument("--strategy", help="full_scan, gsi_query, parallel_scan or sqs_batched")
+    demo.set_defaults(run=_demo)
     return parser
 
 
@@ -58,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.run(args)
+    except ImportError as error:
+        if args.command in ("serve", "demo"):
+            return _needs_local_extra(error)
+        raise
     except FanoutError as error:
         print(f"fanout: {error}", file=sys.stderr)
         return 2

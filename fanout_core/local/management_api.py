@@ -220,6 +220,7 @@ class LocalManagementApi:
         self._writers: set[asyncio.StreamWriter] = set()
         self.in_flight = 0
         self.max_in_flight = 0  # the most posts ever being answered at once
+        self.on_post: Callable[[str, int], None] | None = None  # (connection id, status)
 
     @property
     def url(self) -> str:
@@ -367,9 +368,12 @@ class LocalManagementApi:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            return await self._answer_post(connection_id, body)
+            response = await self._answer_post(connection_id, body)
         finally:
             self.in_flight -= 1
+        if self.on_post is not None:
+            self.on_post(connection_id, 0 if response is None else response.status)
+        return response
 
     async def _answer_post(self, connection_id: str, body: bytes) -> _Response | None:
         if self.faults.latency:

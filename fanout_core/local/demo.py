@@ -1,0 +1,326 @@
+"""``fanout demo``: the seed's walkthrough, run for real on ``fanout serve`` in this process.
+
+N real WebSocket clients connect, M messages are sent and delivered, the last client
+drops without telling, and a closing message's fan-out meets its 410 GoneException and
+deletes its row. Every stage shows the wire, the Lambda that ran, the table and the inboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from fanout_core.local.gateway import GatewayEvent
+from fanout_core.local.serve import LocalDeployment
+
+WAIT_SECONDS = 20.0
+
+
+@dataclass
+class DemoClient:
+    """One real WebSocket client and what it received."""
+
+    name: str
+    websocket: ClientConnection
+    connection_id: str
+    inbox: list[dict[str, Any]] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)
+    live: bool = True
+    reader: asyncio.Task[None] | None = None
+
+    async def read(self) -> None:
+        try:
+            async for raw in self.websocket:
+                frame = json.loads(raw)
+                if isinstance(frame, dict) and "body" in frame:
+                    self.inbox.append(frame)
+        except ConnectionClosed:
+            pass
+
+
+class Demo:
+    """The walkthrough; ``run`` returns the process exit code."""
+
+    def __init__(self, connect: int, send: int, *, strategy: str | None, console: Console) -> None:
+        if connect < 1 or send < 0:
+            raise ValueError("--connect must be at least 1 and --send at least 0")
+        self.n = connect
+        self.m = send
+        self.strategy = strategy
+        self.console = console
+        self.clients: list[DemoClient] = []
+        self.step = 0
+        # N connects, a send and a delivery stage per message, then drop, 410, self-clean.
+        self.total = connect + 2 * send + 3
+        self.lambdas: list[str] = []
+        self.posts: list[tuple[str, int]] = []
+        self.deployment = LocalDeployment(strategy=strategy, on_event=self._on_event)
+        self.problems: list[str] = []
+
+    def _on_event(self, event: GatewayEvent) -> None:
+        if event.kind == "invoke":
+            self.lambdas.append(event.route_key)
+
+    def _on_post(self, connection_id: str, status: int) -> None:
+        self.posts.append((connection_id, status))
+
+    def _name(self, connection_id: str) -> str:
+        for client in self.clients:
+            if client.connection_id == connection_id:
+                return client.name
+        return connection_id
+
+    # -- display ------------------------------------------------------------------------
+
+    def _rows_table(self) -> Table:
+        from fanout_core.store import ConnectionStore
+
+        assert self.deployment.config is not None
+        rows = ConnectionStore(self.deployment.config).rows()
+        table = Table(
+            title="Connections · ddb · table · pk:CONN#connectionId",
+            title_justify="left",
+            expand=False,
+        )
+        for column in ("client", "pk", "sk", "type", "connected / expires"):
+            table.add_column(column)
+        for row in sorted(rows, key=lambda r: (r.pk, r.sk)):
+            name = self._name(row.connection_id)
+            live = any(c.live and c.name == name for c in self.clients)
+            connected = getattr(row, "connected_at", None)
+            when = (
+                datetime.fromtimestamp(connected / 1000).strftime("ts=%H:%M:%S")
+                if connected
+                else ""
+            )
+            when += f" ttl={datetime.fromtimestamp(row.expires_at).strftime('%H:%M')}"
+            table.add_row(
+                name if live else f"{name} (dropped)",
+                row.pk,
+                row.sk,
+                str(row.get_attributes()["item_type"].serialize(type(row))),
+                when,
+            )
+        if not rows:
+            table.add_row("(empty)", "", "", "", "")
+        return table
+
+    def _inboxes(self, title: str = "clients") -> Table:
+        table = Table(title=title, title_justify="left", expand=False)
+        for column in ("client", "state", "url", "inbox"):
+            table.add_column(column)
+        for client in self.clients:
+            messages = [f"{self._name(f['from'])}: {f['body']}" for f in client.inbox]
+            table.add_row(
+                client.name,
+                "open" if client.live else "dropped",
+                self.deployment.ws_url,
+                "\n".join(messages) or "(empty)",
+            )
+        return table
+
+    def _show(
+        self,
+        wire: str,
+        lambda_line: str,
+        *,
+        rows: Table | None = None,
+        inboxes: Table | None = None,
+    ) -> None:
+        self.step += 1
+        self.console.rule(f"step {self.step} / {self.total}")
+        wire_text = Text("// what's on the wire right now\n", style="dim")
+        wire_text.append(f"▸ {wire}", style="bold cyan")
+        lambda_text = Text("// the Lambda that ran\n", style="dim")
+        lambda_text.append(lambda_line, style="bold magenta")
+        self.console.print(
+            Panel(
+                Group(
+                    wire_text,
+                    lambda_text,
+                    rows or self._rows_table(),
+                    inboxes or self._inboxes(),
+                )
+            )
+        )
+
+    # -- waiting ------------------------------------------------------------------------
+
+    async def _settle(self, condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + WAIT_SECONDS
+        while time.monotonic() < deadline:
+            assert self.deployment.gateway is not None
+            await self.deployment.gateway.wait_idle()
+            if condition():
+                await self.deployment.gateway.wait_idle()
+                return
+            await asyncio.sleep(0.02)
+        self.problems.append(f"timed out waiting for {what}")
+
+    def _lambda_line(self, since: int) -> str:
+        ran = self.lambdas[since:]
+        if not ran:
+            return "lambda · none ran"
+        names = {"$connect": "connect", "$disconnect": "disconnect", "sendMessage": "send_message"}
+        return "lambda · " + ", ".join(
+            f"{route} → fanout_core.handlers.{names.get(route, route)}" for route in ran
+        )
+
+    # -- stages -------------------------------------------------------------------------
+
+    async def _connect(self, index: int) -> None:
+        name = chr(ord("A") + index) if index < 26 else f"C{index}"
+        assert self.deployment.gateway is not None
+        before = len(self.lambdas)
+        opened = len(self.deployment.gateway.opened)
+        websocket = await connect(self.deployment.ws_url)
+        await self._settle(lambda: len(self.deployment.gateway.opened) > opened, "the socket")  # type: ignore[union-attr]
+        client = DemoClient(name, websocket, self.deployment.gateway.opened[opened])
+        client.reader = asyncio.create_task(client.read())
+        self.clients.append(client)
+        self._show(f"{name} → APIGW.WS · CONNECT", self._lambda_line(before))
+
+    async def _send(self, sender: DemoClient, text: str) -> list[DemoClient]:
+        before = len(self.lambdas)
+        self.posts.clear()
+        audience = [c for c in self.clients if c.live]
+        body = {"action": "sendMessage", "text": text}
+        # The posts land while the Lambda runs; this stage shows the inboxes before them.
+        inboxes = self._inboxes("clients · before delivery")
+        await sender.websocket.send(json.dumps(body))
+        for client in audience:
+            client.expected.append(text)
+        strategy = self.deployment.config.strategy if self.deployment.config else ""
+        await self._settle(lambda: len(self.lambdas) > before, "the sendMessage Lambda")
+        self._show(
+            f"{sender.name} → APIGW.WS · sendMessage {json.dumps(body)}",
+            self._lambda_line(before) + f" · fan-out ({strategy})",
+            inboxes=inboxes,
+        )
+        return audience
+
+    def _posts_line(self) -> str:
+        parts = []
+        for cid, status in self.posts:
+            label = {200: "200", 410: "410 GoneException"}.get(status, str(status))
+            parts.append(f"{self._name(cid)} {label}")
+        return "APIGW.WS → " + (", ".join(parts) or "(no posts)") + " · postToConnection"
+
+    async def _deliver(self, audience: list[DemoClient]) -> None:
+        await self._settle(
+            lambda: all(len(c.inbox) >= len(c.expected) for c in audience), "every inbox"
+        )
+        self._show(self._posts_line(), "(API Gateway delivers what the Lambda posted)")
+
+    async def _drop(self, client: DemoClient) -> None:
+        assert self.deployment.gateway is not None
+        before = len(self.lambdas)
+        # API Gateway's $disconnect is best effort: this one never reaches the Lambda.
+        self.deployment.gateway.lose_disconnect(client.connection_id)
+        transport = client.websocket.transport
+        transport.abort()
+        client.live = False
+        connections = self.deployment.management.connections
+        await self._settle(
+            lambda: not connections.is_open(client.connection_id), "the dropped socket"
+        )
+        self._show(
+            f"{client.name} ✕ drops without telling (no close frame, no $disconnect)",
+            self._lambda_line(before) + " · its row stays behind",
+        )
+
+    async def _closing(self, sender: DemoClient, gone: DemoClient) -> None:
+        before = len(self.lambdas)
+        self.posts.clear()
+        audience = [c for c in self.clients if c.live]
+        body = {"action": "sendMessage", "text": "anyone still there?"}
+        for client in audience:
+            client.expected.append(body["text"])
+        # The self-clean happens inside this Lambda run; the next stage shows the table after.
+        rows = self._rows_table()
+        await sender.websocket.send(json.dumps(body))
+        await self._settle(
+            lambda: (
+                (gone.connection_id, 410) in self.posts
+                and all(len(c.inbox) >= len(c.expected) for c in audience)
+            ),
+            "the 410 GoneException",
+        )
+        self._show(
+            f"{sender.name} → APIGW.WS · sendMessage {json.dumps(body)}\n  {self._posts_line()}",
+            self._lambda_line(before) + f" · fan-out meets 410 for {gone.name}",
+            rows=rows,
+        )
+
+    async def run(self) -> int:
+        """Run every stage; 0 if every inbox got its messages and no gone row is left."""
+        async with self.deployment:
+            self.deployment.management.on_post = self._on_post
+            assert self.deployment.config is not None
+            self.console.print(
+                f"[bold]fanout demo[/bold] · {self.n} clients · {self.m} message(s) · "
+                f"strategy {self.deployment.config.strategy} · "
+                f"{self.deployment.ws_url} · Management API {self.deployment.management_url}"
+            )
+            for index in range(self.n):
+                await self._connect(index)
+            for number in range(self.m):
+                sender = self.clients[number % self.n]
+                audience = await self._send(sender, f"hello from {sender.name} #{number + 1}")
+                await self._deliver(audience)
+            gone = self.clients[-1]
+            await self._drop(gone)
+            survivors = [c for c in self.clients if c.live]
+            if survivors:
+                await self._closing(survivors[0], gone)
+            else:
+                self._show("(no client left to send)", "(none)")
+            from fanout_core.store import ConnectionStore
+
+            store = ConnectionStore(self.deployment.config)
+            await self._settle(
+                lambda: all(r.connection_id != gone.connection_id for r in store.rows()),
+                "the self-clean",
+            )
+            self._show(
+                f"410 GoneException for {gone.name} → delete its row and memberships",
+                "lambda · the fan-out that met the 410 deleted the gone connection (self-clean)",
+            )
+            for client in self.clients:
+                got = [f["body"] for f in client.inbox]
+                if got != client.expected:
+                    self.problems.append(f"{client.name} got {got}, expected {client.expected}")
+            if any(r.connection_id == gone.connection_id for r in store.rows()):
+                self.problems.append(f"{gone.name}'s row was left behind")
+            for client in survivors:
+                await client.websocket.close()
+            for client in self.clients:
+                if client.reader is not None:
+                    await client.reader
+        if self.problems:
+            for problem in self.problems:
+                self.console.print(f"[bold red]✗ {problem}[/bold red]")
+            return 1
+        self.console.print(
+            f"[bold green]✓ every inbox got every message; {self.clients[-1].name}'s gone row "
+            "was cleaned up[/bold green]"
+        )
+        return 0
+
+
+def run_demo(connect: int, send: int, strategy: str | None = None) -> int:
+    """Run the walkthrough in a new event loop."""
+    console = Console(highlight=False)
+    return asyncio.run(Demo(connect, send, strategy=strategy, console=console).run())

@@ -1,0 +1,215 @@
+"""``fanout serve``: the WebSocket API, the Management API, DynamoDB and SQS on this machine.
+
+The handlers read their settings from the environment, as on Lambda, so this sets the
+variables a deployment would (table, endpoints, queue) for this process while it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Self
+
+from fanout_core.config import FanoutConfig
+from fanout_core.local.gateway import (
+    IDLE_TIMEOUT,
+    MAX_LIFETIME,
+    GatewayEvent,
+    LocalWebSocketApi,
+    routes_from_module,
+)
+from fanout_core.local.management_api import LocalManagementApi
+from fanout_core.local.sqs_pump import SqsEventSource
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalDeployment:
+    """Everything ``fanout serve`` runs, as an async context manager."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        management_port: int = 0,
+        stage: str = "local",
+        handlers: str = "fanout_core.handlers",
+        dynamodb_endpoint: str | None = None,
+        strategy: str | None = None,
+        table: str | None = None,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_lifetime: float = MAX_LIFETIME,
+        on_event: Callable[[GatewayEvent], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.stage = stage
+        self.handlers_module = handlers
+        self.dynamodb_endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
+        self.strategy = strategy
+        self.table = table
+        self.idle_timeout = idle_timeout
+        self.max_lifetime = max_lifetime
+        self.on_event = on_event
+        self.management = LocalManagementApi(host=host, port=management_port)
+        self.gateway: LocalWebSocketApi | None = None
+        self.pump: SqsEventSource | None = None
+        self.config: FanoutConfig | None = None
+        self.queue_url: str | None = None
+        self.moto_url: str | None = None
+        self._moto: Any = None
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def ws_url(self) -> str:
+        """Where WebSocket clients connect."""
+        assert self.gateway is not None
+        return self.gateway.url
+
+    @property
+    def management_url(self) -> str:
+        """The callback URL the handlers post to."""
+        return f"{self.management.url}/{self.stage}"
+
+    def _setenv(self, name: str, value: str) -> None:
+        self._saved_env.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
+
+    def _start_moto(self) -> str:
+        if self.moto_url is None:
+            from moto.server import ThreadedMotoServer
+
+            # Its request log would bury what the server prints.
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+            port = _free_port()
+            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            self._moto.start()
+            self.moto_url = f"http://127.0.0.1:{port}"
+        return self.moto_url
+
+    def _prepare_data(self) -> None:
+        from fanout_core.runtime import set_runtime
+        from fanout_core.table import create_table
+
+        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+            # Local endpoints accept any key; a bare laptop has none.
+            self._setenv("AWS_ACCESS_KEY_ID", "local")
+            self._setenv("AWS_SECRET_ACCESS_KEY", "local")
+        if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+            self._setenv("AWS_DEFAULT_REGION", "us-east-1")
+        if self.table:
+            self._setenv("FANOUT_TABLE", self.table)
+        if self.strategy:
+            self._setenv("FANOUT_STRATEGY", self.strategy)
+        self._setenv("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb_endpoint or self._start_moto())
+        self._setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", self.management_url)
+        config = FanoutConfig.from_env()
+        if config.strategy == "sqs_batched" and not config.queue_url:
+            import boto3
+
+            sqs_url = os.environ.get("AWS_ENDPOINT_URL_SQS") or self._start_moto()
+            self._setenv("AWS_ENDPOINT_URL_SQS", sqs_url)
+            client = boto3.client("sqs", endpoint_url=sqs_url, region_name=config.region)
+            self.queue_url = client.create_queue(
+                QueueName=f"fanout-{uuid.uuid4().hex[:8]}",
+                Attributes={"VisibilityTimeout": "5"},
+            )["QueueUrl"]
+            self._setenv("FANOUT_QUEUE_URL", self.queue_url)
+            config = FanoutConfig.from_env()
+        create_table(config)
+        self.config = config
+        set_runtime(None)  # the handlers build theirs from this environment
+
+    async def start(self) -> None:
+        """Start the Management API, data, the WebSocket API and (sqs_batched) the worker."""
+        await self.management.start()
+        await asyncio.to_thread(self._prepare_data)
+        routes = routes_from_module(self.handlers_module)
+        self.gateway = LocalWebSocketApi(
+            routes,
+            self.management.connections,
+            host=self.host,
+            port=self.port,
+            stage=self.stage,
+            idle_timeout=self.idle_timeout,
+            max_lifetime=self.max_lifetime,
+            on_event=self.on_event,
+        )
+        await self.gateway.start()
+        if self.queue_url is not None and self.config is not None:
+            import boto3
+
+            from fanout_core import handlers
+
+            module = __import__(self.handlers_module, fromlist=["sqs_worker"])
+            worker = getattr(module, "sqs_worker", handlers.sqs_worker)
+            client = boto3.client(
+                "sqs", endpoint_url=self.config.sqs_endpoint, region_name=self.config.region
+            )
+            self.pump = SqsEventSource(client, self.queue_url, worker, region=self.config.region)
+            self.pump.start()
+
+    async def stop(self) -> None:
+        """Stop everything and restore the environment."""
+        from fanout_core.runtime import set_runtime
+
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self.pump is not None:
+            await asyncio.to_thread(self.pump.stop)
+        await self.management.stop()
+        previous = set_runtime(None)
+        if previous is not None:
+            previous.close()
+        if self._moto is not None:
+            await asyncio.to_thread(self._moto.stop)
+            self._moto = None
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+async def serve_forever(deployment: LocalDeployment, announce: Callable[[str], None]) -> None:
+    """Run until cancelled (Ctrl-C), announcing the URLs once ready."""
+    async with deployment:
+        assert deployment.config is not None
+        announce(f"WebSocket API:  {deployment.ws_url}")
+        announce(f"Management API: {deployment.management_url}")
+        announce(f"DynamoDB:       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}")
+        announce(f"table:          {deployment.config.table}")
+        announce(f"strategy:       {deployment.config.strategy}")
+        if deployment.queue_url:
+            announce(f"SQS queue:      {deployment.queue_url}")
+        announce("ready")
+        await asyncio.Event().wait()

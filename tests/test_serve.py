@@ -1,0 +1,234 @@
+"""End to end: real WebSocket clients chat through `fanout serve`, on every strategy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+import boto3
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from fanout_core.local.serve import LocalDeployment
+from fanout_core.store import ConnectionStore
+from tests.conftest import STRATEGIES
+
+T = TypeVar("T")
+TIMEOUT = 15.0
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        while not await condition():
+            await asyncio.sleep(0.02)
+
+
+async def frame(ws: ClientConnection) -> dict[str, Any]:
+    async with asyncio.timeout(TIMEOUT):
+        data: dict[str, Any] = json.loads(await ws.recv())
+        return data
+
+
+async def no_frame(ws: ClientConnection, wait: float = 0.3) -> None:
+    """Nothing arrives within ``wait`` (after the sender's own frame proved delivery ran)."""
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(wait):
+            await ws.recv()
+
+
+def row_ids(deployment: LocalDeployment) -> set[str]:
+    assert deployment.config is not None
+    return {row.connection_id for row in ConnectionStore(deployment.config).rows()}
+
+
+def member(
+    deployment: LocalDeployment, cid: str, room: str, wanted: bool
+) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        assert deployment.config is not None
+        store = ConnectionStore(deployment.config)
+        return await asyncio.to_thread(store.is_member, cid, room) is wanted
+
+    return check
+
+
+async def open_client(deployment: LocalDeployment, query: str = "") -> tuple[ClientConnection, str]:
+    assert deployment.gateway is not None
+    before = len(deployment.gateway.opened)
+    ws = await connect(deployment.ws_url + query)
+
+    async def opened() -> bool:
+        assert deployment.gateway is not None
+        return len(deployment.gateway.opened) > before
+
+    await until(opened, "the socket to open")
+    return ws, deployment.gateway.opened[before]
+
+
+async def send(ws: ClientConnection, **body: Any) -> None:
+    await ws.send(json.dumps(body))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_chat_on_every_strategy(strategy: str) -> None:
+    async def scenario() -> None:
+        async with LocalDeployment(port=0, strategy=strategy, table="chat-e2e") as deployment:
+            a, a_id = await open_client(deployment, "?room=r")
+            b, b_id = await open_client(deployment)
+            c, c_id = await open_client(deployment, "?room=other")
+
+            await send(b, action="joinRoom", room="r")
+            # Frames of different connections run concurrently, as separate Lambda calls.
+            await until(member(deployment, b_id, "r", True), "b to join")
+            await send(a, action="sendMessage", text="to r", room="r")
+            got_a, got_b = await frame(a), await frame(b)
+            assert (got_a["body"], got_a["from"], got_a["room"]) == ("to r", a_id, "r")
+            assert got_b == got_a
+            await no_frame(c)
+
+            await send(c, action="sendMessage", text="to all")
+            for ws in (a, b, c):
+                got = await frame(ws)
+                assert (got["body"], got["from"], got["room"]) == ("to all", c_id, None)
+
+            await send(b, action="leaveRoom", room="r")
+            await until(member(deployment, b_id, "r", False), "b to leave")
+            await send(a, action="sendMessage", text="r again", room="r")
+            assert (await frame(a))["body"] == "r again"
+            await no_frame(b)
+
+            # A malformed frame gets an error frame; the connection stays usable.
+            await b.send("not json")
+            assert (await frame(b))["error"] == "invalid_json"
+            await send(b, action="dance")
+            assert (await frame(b))["error"] == "unknown_action"
+            await send(b, action="sendMessage", text="still here")
+            for ws in (a, b, c):
+                assert (await frame(ws))["body"] == "still here"
+
+            # A clean close runs $disconnect: the rows go at once.
+            await c.close()
+
+            async def c_gone() -> bool:
+                return c_id not in row_ids(deployment)
+
+            await until(c_gone, "c's rows to go")
+
+            # A silent drop whose $disconnect never arrives: the next post answers 410.
+            assert deployment.gateway is not None
+            deployment.gateway.lose_disconnect(b_id)
+            b.transport.abort()
+
+            async def b_closed() -> bool:
+                return not deployment.management.connections.is_open(b_id)
+
+            await until(b_closed, "the server to see b drop")
+            assert b_id in row_ids(deployment)
+            await send(a, action="sendMessage", text="anyone?")
+            assert (await frame(a))["body"] == "anyone?"
+
+            async def b_gone() -> bool:
+                return row_ids(deployment) == {a_id}
+
+            await until(b_gone, "b's rows to be deleted after the 410")
+            await a.close()
+
+    run(scenario())
+
+
+def test_connect_refused_for_bad_room_writes_nothing() -> None:
+    async def scenario() -> None:
+        async with LocalDeployment(port=0) as deployment:
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(deployment.ws_url + "?room=x%23CONN%23y")
+            assert refused.value.response.status_code == 403
+            assert row_ids(deployment) == set()
+
+    run(scenario())
+
+
+def test_management_api_delete_closes_the_socket_and_idle_timeout_applies() -> None:
+    async def scenario() -> None:
+        async with LocalDeployment(port=0, idle_timeout=1.0) as deployment:
+            ws, cid = await open_client(deployment)
+            client = boto3.client(
+                "apigatewaymanagementapi",
+                endpoint_url=deployment.management_url,
+                region_name="us-east-1",
+            )
+            info = await asyncio.to_thread(client.get_connection, ConnectionId=cid)
+            assert info["Identity"]["SourceIp"] == "127.0.0.1"
+            await asyncio.to_thread(client.delete_connection, ConnectionId=cid)
+            with pytest.raises(ConnectionClosed):
+                await frame(ws)
+
+            idle, idle_id = await open_client(deployment)
+            with pytest.raises(ConnectionClosed) as closed:
+                await frame(idle)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001  # Going away, as API Gateway's idle timeout
+
+            async def gone() -> bool:
+                return row_ids(deployment) == set()
+
+            await until(gone, "$disconnect after the idle timeout")
+            assert idle_id != cid
+
+    run(scenario())
+
+
+def test_fanout_serve_command_on_dynalite(dynalite_url: str) -> None:
+    """The console script itself: prints its URLs when ready and serves a chat."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["FANOUT_TABLE"] = "serve-cli"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fanout_core.cli",
+            "serve",
+            "--port",
+            "0",
+            "--dynamodb-endpoint",
+            dynalite_url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if line.strip() == "ready":
+                break
+        banner = "".join(lines)
+        ws_url = re.search(r"WebSocket API:\s+(\S+)", banner)
+        assert ws_url is not None, banner
+        assert re.search(r"Management API:\s+http://127\.0\.0\.1:\d+/local", banner)
+        assert f"DynamoDB:       {dynalite_url}" in banner
+
+        async def chat() -> None:
+            async with connect(ws_url.group(1)) as a, connect(ws_url.group(1)) as b:
+                await asyncio.sleep(0.1)
+                await send(a, action="sendMessage", text="over the wire")
+                assert (await frame(a))["body"] == "over the wire"
+                assert (await frame(b))["body"] == "over the wire"
+
+        run(chat())
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)
