@@ -11,7 +11,6 @@ import importlib
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from typing import ClassVar
 
 from fanout_core import keys
@@ -66,7 +65,10 @@ class FanoutStrategy(ABC):
 def _builtin_or_plugin(name: str) -> str | None:
     if name in BUILTIN_STRATEGIES:
         return BUILTIN_STRATEGIES[name]
-    # Entry points are read only for a name that is not built in: the scan costs cold start.
+    # Entry points are read only for a name that is not built in: importing and scanning
+    # package metadata costs cold start.
+    from importlib.metadata import entry_points
+
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == name:
             return str(entry.value)
@@ -75,6 +77,8 @@ def _builtin_or_plugin(name: str) -> str | None:
 
 def strategy_names() -> list[str]:
     """Every strategy name: the built-in ones and those of the ``fanout.strategies`` group."""
+    from importlib.metadata import entry_points
+
     names = set(BUILTIN_STRATEGIES)
     names.update(entry.name for entry in entry_points(group=ENTRY_POINT_GROUP))
     return sorted(names)
