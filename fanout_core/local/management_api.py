@@ -333,6 +333,9 @@ class LocalManagementApi:
                     break
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            # Shutdown with a keep-alive connection open: end quietly, the loop is closing.
+            pass
         except ValueError:
             writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
         finally:

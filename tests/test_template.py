@@ -1,0 +1,636 @@
+"""template.yaml: linted, transformed offline, deployed into moto, compared with the library.
+
+Nothing here needs an AWS account. aws-sam-translator runs the SAM transform in-process
+(a boto3 Session with a region and no client stands in for the account), and the result is
+created as a stack in moto's CloudFormation, less the resource types moto cannot create,
+each named in ``DROPPED_FROM_MOTO``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import importlib
+import inspect
+import io
+import json
+import re
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import moto
+import pytest
+import yaml  # type: ignore[import-untyped,unused-ignore]
+from cfnlint.api import lint_file  # type: ignore[import-untyped,unused-ignore]
+from moto.cloudformation.parsing import get_model_map
+from samtranslator.parser.parser import Parser  # type: ignore[import-untyped,unused-ignore]
+from samtranslator.translator.translator import (  # type: ignore[import-untyped,unused-ignore]
+    Translator,
+)
+
+from fanout_core import config as defaults
+from fanout_core.config import FanoutConfig
+from fanout_core.strategy import BUILTIN_STRATEGIES
+from fanout_core.table import create_table, describe_table
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+BUILD_MANIFEST = ROOT / "deploy" / "requirements.txt"
+REGION = "us-east-1"
+HANDLER_PREFIX = "fanout_core.handlers."
+# What `sam package` would upload; moto's Lambda reads the code from its S3.
+ARTIFACT_BUCKET = "fanout-artifacts"
+ARTIFACT_KEY = "fanout.zip"
+
+# Route key -> handler function in fanout_core.handlers.
+ROUTES = {
+    "$connect": "connect",
+    "$disconnect": "disconnect",
+    "$default": "default",
+    "sendMessage": "send_message",
+    "joinRoom": "join_room",
+    "leaveRoom": "leave_room",
+    "ping": "ping",
+}
+# Routes whose answer goes back to the client (a $default route response).
+ONE_WAY_ROUTES = {"$connect", "$disconnect"}
+
+TABLE = frozenset({"table"})
+TABLE_AND_INDEX = frozenset({"table", "index"})
+QUEUE = frozenset({"queue"})
+CONNECTIONS = frozenset({"connections"})
+
+# Least privilege: handler -> IAM action -> the resources it is allowed on. Exactly the
+# calls each handler makes (through PynamoDB, boto3's SQS and Management API clients).
+EXPECTED_ACTIONS: dict[str, dict[str, frozenset[str]]] = {
+    "connect": {
+        "dynamodb:BatchWriteItem": TABLE,
+        "dynamodb:DeleteItem": TABLE,  # rollback of a failed connect
+    },
+    "disconnect": {
+        "dynamodb:DeleteItem": TABLE,
+        "dynamodb:Query": TABLE,
+        "dynamodb:BatchWriteItem": TABLE,
+    },
+    "send_message": {
+        "dynamodb:GetItem": TABLE,  # the sender's membership
+        "dynamodb:Query": TABLE_AND_INDEX,  # gsi_query, sqs_batched; 410 cleanup
+        "dynamodb:Scan": TABLE,  # full_scan, parallel_scan
+        "dynamodb:DeleteItem": TABLE,  # 410 cleanup
+        "dynamodb:BatchWriteItem": TABLE,  # 410 cleanup
+        "sqs:SendMessage": QUEUE,  # sqs_batched (SendMessageBatch)
+        "execute-api:ManageConnections": CONNECTIONS,
+    },
+    "join_room": {
+        "dynamodb:GetItem": TABLE,
+        "dynamodb:PutItem": TABLE,
+        "dynamodb:DeleteItem": TABLE,
+    },
+    "leave_room": {"dynamodb:DeleteItem": TABLE},
+    "ping": {"dynamodb:UpdateItem": TABLE, "dynamodb:Query": TABLE},
+    "default": {},
+    "sqs_worker": {
+        "sqs:ReceiveMessage": QUEUE,  # the event source mapping
+        "sqs:DeleteMessage": QUEUE,
+        "sqs:GetQueueAttributes": QUEUE,
+        "dynamodb:DeleteItem": TABLE,  # 410 cleanup
+        "dynamodb:Query": TABLE,
+        "dynamodb:BatchWriteItem": TABLE,
+        "execute-api:ManageConnections": CONNECTIONS,
+    },
+    "sweep": {
+        "dynamodb:Scan": TABLE,
+        "dynamodb:DeleteItem": TABLE,
+        "dynamodb:Query": TABLE,
+        "dynamodb:BatchWriteItem": TABLE,
+    },
+}
+
+# The only resources a policy may name, as the template writes them.
+POLICY_RESOURCES: dict[str, Any] = {
+    "table": {"Fn::GetAtt": ["Table", "Arn"]},
+    "index": {"Fn::Sub": "${Table.Arn}/index/audience"},
+    "queue": {"Fn::GetAtt": ["Queue", "Arn"]},
+    "connections": {
+        "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+        "${WebSocketApi}/${StageName}/POST/@connections/*"
+    },
+}
+BASIC_EXECUTION_ROLE = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
+
+# Resource types moto's CloudFormation cannot create (moto 5.2 has no CloudFormation model
+# for them), dropped from the moto deployment only. Lint, the transform and the wiring
+# tests still read them from the template.
+DROPPED_FROM_MOTO = {
+    "AWS::ApiGatewayV2::Api": "no ApiGatewayV2 models in moto's CloudFormation",
+    "AWS::ApiGatewayV2::Stage": "no ApiGatewayV2 models in moto's CloudFormation",
+    "AWS::ApiGatewayV2::Route": "no ApiGatewayV2 models in moto's CloudFormation",
+    "AWS::ApiGatewayV2::RouteResponse": "no ApiGatewayV2 models in moto's CloudFormation",
+    "AWS::ApiGatewayV2::Integration": "no ApiGatewayV2 models in moto's CloudFormation",
+}
+# What a Ref to a dropped resource returns on AWS (the API id, the stage name), passed to
+# the moto stack as parameters of the same names.
+STAND_INS = {"WebSocketApi": "a1b2c3d4e5", "Stage": "prod"}
+
+_SUB_REFERENCE = re.compile(r"\$\{(?!!)([^}.]+)(?:\.([^}]+))?\}")
+
+
+# -- loading and transforming ---------------------------------------------------------------
+
+
+class _CfnLoader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
+    """SafeLoader that reads CloudFormation's short forms (!Ref, !Sub, !GetAtt ...)."""
+
+
+def _intrinsic(loader: Any, suffix: str, node: Any) -> dict[str, Any]:
+    tag = node.tag[1:]
+    name = tag if tag in ("Ref", "Condition") else f"Fn::{tag}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if tag == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+@functools.cache
+def _source() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)
+    return loaded
+
+
+@functools.cache
+def _transformed() -> dict[str, Any]:
+    template = copy.deepcopy(_source())
+    # `sam build` + `sam package` replace the local CodeUri with the uploaded artifact;
+    # the transform accepts nothing else.
+    template["Globals"]["Function"]["CodeUri"] = f"s3://{ARTIFACT_BUCKET}/{ARTIFACT_KEY}"
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            assert "CodeUri" not in resource.get("Properties", {}), "CodeUri belongs in Globals"
+    # A Session with a region answers the pseudo parameters; it makes no call. The empty
+    # managed-policy map: the template names no managed policy by name.
+    translator = Translator(
+        managed_policy_map={},
+        sam_parser=Parser(),
+        boto_session=boto3.session.Session(region_name=REGION),
+    )
+    result: dict[str, Any] = translator.translate(template, parameter_values={})
+    return result
+
+
+@pytest.fixture
+def source() -> dict[str, Any]:
+    """template.yaml as written."""
+    return copy.deepcopy(_source())
+
+
+@pytest.fixture
+def transformed() -> dict[str, Any]:
+    """template.yaml after the SAM transform: plain CloudFormation."""
+    return copy.deepcopy(_transformed())
+
+
+def of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
+    """The resources of one type, by logical id."""
+    return {
+        name: resource
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == resource_type
+    }
+
+
+def references(value: Any) -> set[tuple[str, str | None]]:
+    """Every (logical id, attribute or None) that ``value`` refers to."""
+    found: set[tuple[str, str | None]] = set()
+    if isinstance(value, dict):
+        if set(value) == {"Ref"}:
+            found.add((value["Ref"], None))
+        elif set(value) == {"Fn::GetAtt"}:
+            found.add((value["Fn::GetAtt"][0], value["Fn::GetAtt"][1]))
+        elif set(value) == {"Fn::Sub"}:
+            sub = value["Fn::Sub"]
+            text, variables = (sub, {}) if isinstance(sub, str) else sub
+            for name, attribute in _SUB_REFERENCE.findall(text):
+                if name not in variables and "::" not in name:
+                    found.add((name, attribute or None))
+            found |= references(variables)
+        else:
+            for item in value.values():
+                found |= references(item)
+    elif isinstance(value, list):
+        for item in value:
+            found |= references(item)
+    return found
+
+
+def arn_of(value: Any) -> str:
+    """The logical id whose Arn ``value`` refers to, and nothing else."""
+    found = references(value)
+    [(name, attribute)] = found
+    assert attribute == "Arn", found
+    return name
+
+
+def function_handlers(template: dict[str, Any]) -> dict[str, str]:
+    """Lambda logical id -> handler name in fanout_core.handlers."""
+    handlers: dict[str, str] = {}
+    for name, function in of_type(template, "AWS::Lambda::Function").items():
+        handler = function["Properties"]["Handler"]
+        assert handler.startswith(HANDLER_PREFIX), f"{name}: {handler} is not in fanout_core"
+        handlers[name] = handler.removeprefix(HANDLER_PREFIX)
+    return handlers
+
+
+# -- lint -------------------------------------------------------------------------------------
+
+
+def test_cfn_lint_is_clean() -> None:
+    matches = lint_file(TEMPLATE)
+    assert [str(match) for match in matches] == []
+
+
+def test_cfn_lint_reports_a_broken_template(tmp_path: Path) -> None:
+    broken = tmp_path / "template.yaml"
+    broken.write_text(TEMPLATE.read_text().replace("RouteKey: ping", "RouteKeyy: ping"))
+    rules = {match.rule.id for match in lint_file(broken)}
+    assert "E3002" in rules  # unexpected property
+
+
+# -- the API: routes, integrations, permissions, stage ----------------------------------------
+
+
+def test_every_route_reaches_its_handler(transformed: dict[str, Any]) -> None:
+    handlers = importlib.import_module("fanout_core.handlers")
+    assert set(ROUTES) == {"$connect", "$disconnect", "$default", *handlers.ACTIONS}
+
+    (api_id, api), *others = of_type(transformed, "AWS::ApiGatewayV2::Api").items()
+    assert others == []
+    assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
+    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.action"
+
+    functions = function_handlers(transformed)
+    integrations = of_type(transformed, "AWS::ApiGatewayV2::Integration")
+    permissions = of_type(transformed, "AWS::Lambda::Permission")
+    responses = of_type(transformed, "AWS::ApiGatewayV2::RouteResponse")
+    routes = of_type(transformed, "AWS::ApiGatewayV2::Route")
+    assert sorted(route["Properties"]["RouteKey"] for route in routes.values()) == sorted(ROUTES)
+
+    for route_id, route in routes.items():
+        props = route["Properties"]
+        key = props["RouteKey"]
+        assert props["ApiId"] == {"Ref": api_id}
+        target = re.fullmatch(r"integrations/\$\{(\w+)\}", props["Target"]["Fn::Sub"])
+        assert target, f"{key}: target {props['Target']}"
+        integration = integrations[target[1]]["Properties"]
+        assert integration["IntegrationType"] == "AWS_PROXY"
+        function_id = arn_of(integration["IntegrationUri"])
+        assert functions[function_id] == ROUTES[key], f"{key} reaches {functions[function_id]}"
+
+        allowed = [
+            p["Properties"]
+            for p in permissions.values()
+            if p["Properties"]["FunctionName"] == {"Ref": function_id}
+            and p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        ]
+        assert [p["Action"] for p in allowed] == ["lambda:InvokeFunction"], key
+        assert allowed[0]["SourceArn"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+            f"${{{api_id}}}/${{StageName}}/{key}"
+        }
+
+        answers = [
+            r["Properties"]
+            for r in responses.values()
+            if r["Properties"]["RouteId"] == {"Ref": route_id}
+        ]
+        if key in ONE_WAY_ROUTES:
+            assert answers == [], key
+            assert "RouteResponseSelectionExpression" not in props, key
+        else:
+            assert props["RouteResponseSelectionExpression"] == "$default", key
+            assert [a["RouteResponseKey"] for a in answers] == ["$default"], key
+
+    [stage] = of_type(transformed, "AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["ApiId"] == {"Ref": api_id}
+    assert stage["Properties"]["AutoDeploy"] is True
+    assert "DeploymentId" not in stage["Properties"]
+    assert sorted(stage["DependsOn"]) == sorted(routes)
+
+
+def test_every_handler_imports(transformed: dict[str, Any]) -> None:
+    functions = function_handlers(transformed)
+    assert sorted(functions.values()) == sorted(EXPECTED_ACTIONS)
+    for name, handler in functions.items():
+        module = importlib.import_module(HANDLER_PREFIX.rstrip("."))
+        function = getattr(module, handler, None)
+        assert callable(function), f"{name}: fanout_core.handlers.{handler} is not a function"
+        # Lambda calls handler(event, context); wrappers count, not what they wrap.
+        inspect.signature(function, follow_wrapped=False).bind({}, None)
+
+
+def test_parameters_match_the_library(source: dict[str, Any]) -> None:
+    parameters = source["Parameters"]
+    assert sorted(parameters["Strategy"]["AllowedValues"]) == sorted(BUILTIN_STRATEGIES)
+    assert parameters["Strategy"]["Default"] == defaults.DEFAULT_STRATEGY
+    assert parameters["Concurrency"]["Default"] == defaults.DEFAULT_CONCURRENCY
+    assert parameters["Segments"]["Default"] == defaults.DEFAULT_SEGMENTS
+    assert parameters["TtlSeconds"]["Default"] == defaults.DEFAULT_TTL_SECONDS
+    variables = source["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables == {
+        "FANOUT_TABLE": {"Ref": "Table"},
+        "FANOUT_STRATEGY": {"Ref": "Strategy"},
+        "FANOUT_CONCURRENCY": {"Ref": "Concurrency"},
+        "FANOUT_SEGMENTS": {"Ref": "Segments"},
+        "FANOUT_TTL_SECONDS": {"Ref": "TtlSeconds"},
+        "FANOUT_QUEUE_URL": {"Ref": "Queue"},
+    }
+
+
+def test_sweep_runs_hourly(transformed: dict[str, Any]) -> None:
+    functions = function_handlers(transformed)
+    [rule] = of_type(transformed, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    [target] = rule["Properties"]["Targets"]
+    function_id = arn_of(target["Arn"])
+    assert functions[function_id] == "sweep"
+
+
+def test_build_manifest_is_the_runtime_dependencies() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = [line.strip() for line in BUILD_MANIFEST.read_text().splitlines()]
+    assert sorted(line for line in lines if line and not line.startswith("#")) == sorted(
+        project["dependencies"]
+    )
+
+
+# -- least privilege --------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _resource_name(value: Any) -> str:
+    for name, written in POLICY_RESOURCES.items():
+        if value == written:
+            return name
+    raise ValueError(f"a policy names a resource outside this stack's table/queue/API: {value}")
+
+
+def _managed_arn(value: Any) -> str:
+    # SAM resolves the partition of the roles it makes; a role written here uses !Sub.
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
+        return str(value["Fn::Sub"]).replace("${AWS::Partition}", "aws")
+    return str(value)
+
+
+def granted_actions(template: dict[str, Any]) -> dict[str, dict[str, frozenset[str]]]:
+    """Handler -> action -> resource names, from each function's role."""
+    roles = of_type(template, "AWS::IAM::Role")
+    granted: dict[str, dict[str, frozenset[str]]] = {}
+    for function_id, handler in function_handlers(template).items():
+        role = roles[arn_of(template["Resources"][function_id]["Properties"]["Role"])]
+        role = role["Properties"]
+        for trust in role["AssumeRolePolicyDocument"]["Statement"]:
+            assert trust["Effect"] == "Allow"
+            assert _as_list(trust["Principal"]["Service"]) == ["lambda.amazonaws.com"]
+            assert _as_list(trust["Action"]) == ["sts:AssumeRole"]
+        managed = [_managed_arn(arn) for arn in role.get("ManagedPolicyArns", [])]
+        if managed != [BASIC_EXECUTION_ROLE]:
+            raise ValueError(f"{function_id}: managed policies {managed}, expected logs only")
+        actions: dict[str, set[str]] = {}
+        for policy in role.get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                if statement.get("Effect") != "Allow" or not set(statement) <= {
+                    "Sid",
+                    "Effect",
+                    "Action",
+                    "Resource",
+                }:
+                    raise ValueError(f"{function_id}: unexpected statement {statement}")
+                resources = {_resource_name(r) for r in _as_list(statement["Resource"])}
+                for action in _as_list(statement["Action"]):
+                    actions.setdefault(action, set()).update(resources)
+        granted[handler] = {action: frozenset(names) for action, names in actions.items()}
+    return granted
+
+
+def test_each_function_may_do_exactly_what_its_handler_does(transformed: dict[str, Any]) -> None:
+    assert granted_actions(transformed) == EXPECTED_ACTIONS
+
+
+def _role_statements(template: dict[str, Any], function_id: str) -> list[Any]:
+    role_id = arn_of(template["Resources"][function_id]["Properties"]["Role"])
+    statements: list[Any] = template["Resources"][role_id]["Properties"]["Policies"][0][
+        "PolicyDocument"
+    ]["Statement"]
+    return statements
+
+
+def test_least_privilege_check_catches_drift(transformed: dict[str, Any]) -> None:
+    # One more action on the right resource.
+    extra = copy.deepcopy(transformed)
+    _role_statements(extra, "PingFunction").append(
+        {"Effect": "Allow", "Action": "dynamodb:Scan", "Resource": POLICY_RESOURCES["table"]}
+    )
+    assert granted_actions(extra) != EXPECTED_ACTIONS
+    # The right action on one more resource.
+    wider = copy.deepcopy(transformed)
+    _role_statements(wider, "SweepFunction").append(
+        {"Effect": "Allow", "Action": "dynamodb:Scan", "Resource": POLICY_RESOURCES["index"]}
+    )
+    assert granted_actions(wider) != EXPECTED_ACTIONS
+    # Any resource outside the stack.
+    anywhere = copy.deepcopy(transformed)
+    _role_statements(anywhere, "ConnectFunction")[0]["Resource"] = "*"
+    with pytest.raises(ValueError, match="outside this stack"):
+        granted_actions(anywhere)
+    # SAM's own SQS policy (every queue in the account) instead of the worker's role.
+    sam_role = copy.deepcopy(transformed)
+    sam_role["Resources"]["SqsWorkerRole"]["Properties"]["ManagedPolicyArns"].append(
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
+    )
+    with pytest.raises(ValueError, match="managed policies"):
+        granted_actions(sam_role)
+
+
+# -- deployed into moto -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The moto deployment: what was dropped, and the stack's resources and outputs."""
+
+    dropped: dict[str, str]  # logical id -> type
+    physical: dict[str, str]  # logical id -> physical id
+    outputs: dict[str, str]
+
+
+def _artifact() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("fanout_core/__init__.py", "")
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    template = copy.deepcopy(_transformed())
+    dropped = {
+        name: resource["Type"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] in DROPPED_FROM_MOTO
+    }
+    for name in dropped:
+        del template["Resources"][name]
+    used = references({"R": template["Resources"], "O": template.get("Outputs", {})})
+    missing = {(name, attribute) for name, attribute in used if name in dropped}
+    assert missing <= {(name, None) for name in STAND_INS}, f"no stand-in for {missing}"
+    for name, value in STAND_INS.items():
+        template["Parameters"][name] = {"Type": "String", "Default": value}
+
+    with moto.mock_aws():
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        s3.put_object(Bucket=ARTIFACT_BUCKET, Key=ARTIFACT_KEY, Body=_artifact())
+        cloudformation: Any = boto3.client("cloudformation", region_name=REGION)
+        cloudformation.create_stack(
+            StackName="fanout",
+            TemplateBody=json.dumps(template),
+            Capabilities=["CAPABILITY_IAM"],
+        )
+        [described] = cloudformation.describe_stacks(StackName="fanout")["Stacks"]
+        assert described["StackStatus"] == "CREATE_COMPLETE", described.get("StackStatusReason")
+        summaries = cloudformation.list_stack_resources(StackName="fanout")[
+            "StackResourceSummaries"
+        ]
+        statuses = {s["LogicalResourceId"]: s["ResourceStatus"] for s in summaries}
+        assert statuses == dict.fromkeys(template["Resources"], "CREATE_COMPLETE")
+        yield Stack(
+            dropped=dropped,
+            physical={s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries},
+            outputs={o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]},
+        )
+
+
+def test_moto_drops_exactly_the_listed_types(stack: Stack, transformed: dict[str, Any]) -> None:
+    types = {resource["Type"] for resource in transformed["Resources"].values()}
+    unsupported = {t for t in types if t not in get_model_map()}
+    assert unsupported == set(DROPPED_FROM_MOTO)
+    assert set(stack.dropped.values()) == set(DROPPED_FROM_MOTO)
+    assert set(stack.physical) == set(transformed["Resources"]) - set(stack.dropped)
+
+
+def _shape(described: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a table that must not drift, order-insensitive where DynamoDB is."""
+    return {
+        "key_schema": described["key_schema"],
+        "attributes": sorted(
+            (a["AttributeName"], a["AttributeType"]) for a in raw["AttributeDefinitions"]
+        ),
+        "indexes": sorted(
+            (
+                index["name"],
+                tuple(sorted(index["key_schema"].items())),
+                index["projection"]["ProjectionType"],
+                frozenset(index["projection"].get("NonKeyAttributes", [])),
+            )
+            for index in described["indexes"]
+        ),
+        "local_indexes": raw.get("LocalSecondaryIndexes", []),
+        "billing_mode": described["billing_mode"],
+    }
+
+
+def test_deployed_table_is_the_table_the_library_creates(
+    stack: Stack, transformed: dict[str, Any]
+) -> None:
+    client: Any = boto3.client("dynamodb", region_name=REGION)
+    library = FanoutConfig(table="lib-shape")
+    create_table(library)
+    deployed = FanoutConfig(table=stack.physical["Table"])
+
+    library_shape = _shape(
+        describe_table(library), client.describe_table(TableName="lib-shape")["Table"]
+    )
+    deployed_shape = _shape(
+        describe_table(deployed), client.describe_table(TableName=deployed.table)["Table"]
+    )
+    assert deployed_shape == library_shape
+    assert library_shape["key_schema"] == {"HASH": "pk", "RANGE": "sk"}
+    assert [index[0] for index in library_shape["indexes"]] == ["audience"]
+
+    library_ttl = client.describe_time_to_live(TableName="lib-shape")["TimeToLiveDescription"]
+    assert library_ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    # moto's CloudFormation ignores TimeToLiveSpecification (the deployed table reports
+    # DISABLED), so the template's own specification is what is compared.
+    deployed_ttl = client.describe_time_to_live(TableName=deployed.table)["TimeToLiveDescription"]
+    assert deployed_ttl["TimeToLiveStatus"] == "DISABLED", (
+        "moto now applies TimeToLiveSpecification: compare the deployed TTL instead"
+    )
+    spec = transformed["Resources"]["Table"]["Properties"]["TimeToLiveSpecification"]
+    assert spec == {"AttributeName": library_ttl["AttributeName"], "Enabled": True}
+
+
+def test_deployed_functions_read_their_settings(stack: Stack) -> None:
+    client: Any = boto3.client("lambda", region_name=REGION)
+    functions = {f["FunctionName"]: f for f in client.list_functions()["Functions"]}
+    handlers = {f["Handler"].removeprefix(HANDLER_PREFIX) for f in functions.values()}
+    assert handlers == set(EXPECTED_ACTIONS)
+    for function in functions.values():
+        assert function["Runtime"] == "python3.12"
+        env = {k: str(v) for k, v in function["Environment"]["Variables"].items()}
+        config = FanoutConfig.from_env(env)
+        assert config.table == stack.physical["Table"]
+        assert config.queue_url == stack.physical["Queue"]
+        assert (config.strategy, config.concurrency, config.segments, config.ttl_seconds) == (
+            defaults.DEFAULT_STRATEGY,
+            defaults.DEFAULT_CONCURRENCY,
+            defaults.DEFAULT_SEGMENTS,
+            defaults.DEFAULT_TTL_SECONDS,
+        )
+
+
+def test_deployed_queue_feeds_the_worker(stack: Stack) -> None:
+    sqs: Any = boto3.client("sqs", region_name=REGION)
+    lambdas: Any = boto3.client("lambda", region_name=REGION)
+    queue = sqs.get_queue_attributes(QueueUrl=stack.physical["Queue"], AttributeNames=["All"])[
+        "Attributes"
+    ]
+    dead_letter = sqs.get_queue_attributes(
+        QueueUrl=stack.physical["DeadLetterQueue"], AttributeNames=["All"]
+    )["Attributes"]
+    assert json.loads(queue["RedrivePolicy"]) == {
+        "deadLetterTargetArn": dead_letter["QueueArn"],
+        "maxReceiveCount": 5,
+    }
+    assert int(dead_letter["MessageRetentionPeriod"]) > int(queue["MessageRetentionPeriod"])
+
+    [mapping] = lambdas.list_event_source_mappings()["EventSourceMappings"]
+    assert mapping["EventSourceArn"] == queue["QueueArn"]
+    assert mapping["BatchSize"] == 10
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    worker = lambdas.get_function(FunctionName=mapping["FunctionArn"])["Configuration"]
+    assert worker["Handler"] == f"{HANDLER_PREFIX}sqs_worker"
+    # AWS's advice: a visibility timeout of at least 6 times the function's timeout.
+    assert int(queue["VisibilityTimeout"]) >= 6 * worker["Timeout"]
+
+
+def test_outputs_are_the_stage_urls(stack: Stack) -> None:
+    host = f"{STAND_INS['WebSocketApi']}.execute-api.{REGION}.amazonaws.com"
+    assert stack.outputs["WebSocketURL"] == f"wss://{host}/{STAND_INS['Stage']}"
+    assert stack.outputs["CallbackURL"] == f"https://{host}/{STAND_INS['Stage']}"
+    assert stack.outputs["TableName"] == stack.physical["Table"]
+    assert stack.outputs["QueueURL"] == stack.physical["Queue"]
