@@ -174,9 +174,11 @@ def default(event: Any) -> Response:
     )
 
 
-_ROUTES: dict[str, Handler] = {
+# Route key -> handler: what to wire in API Gateway, and what `websocket` dispatches on.
+ROUTES: dict[str, Handler] = {
     "$connect": connect,
     "$disconnect": disconnect,
+    "$default": default,
     "sendMessage": send_message,
     "joinRoom": join_room,
     "leaveRoom": leave_room,
@@ -196,7 +198,7 @@ def websocket(event: Any, context: Any = None) -> Response:
         except (ValueError, AttributeError, RecursionError):
             action = None
         route = action if action in ACTIONS else route
-    return _ROUTES.get(route if isinstance(route, str) else "", default)(event, context)
+    return ROUTES.get(route if isinstance(route, str) else "", default)(event, context)
 
 
 def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:

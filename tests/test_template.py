@@ -34,6 +34,7 @@ from samtranslator.translator.translator import (  # type: ignore[import-untyped
 )
 
 from fanout_core import config as defaults
+from fanout_core import handlers as library_handlers
 from fanout_core.config import FanoutConfig
 from fanout_core.strategy import BUILTIN_STRATEGIES
 from fanout_core.table import create_table, describe_table
@@ -47,16 +48,8 @@ HANDLER_PREFIX = "fanout_core.handlers."
 ARTIFACT_BUCKET = "fanout-artifacts"
 ARTIFACT_KEY = "fanout.zip"
 
-# Route key -> handler function in fanout_core.handlers.
-ROUTES = {
-    "$connect": "connect",
-    "$disconnect": "disconnect",
-    "$default": "default",
-    "sendMessage": "send_message",
-    "joinRoom": "join_room",
-    "leaveRoom": "leave_room",
-    "ping": "ping",
-}
+# Route key -> handler function in fanout_core.handlers, as the library wires them.
+ROUTES = {route: handler.__name__ for route, handler in library_handlers.ROUTES.items()}
 # Routes whose answer goes back to the client (a $default route response).
 ONE_WAY_ROUTES = {"$connect", "$disconnect"}
 

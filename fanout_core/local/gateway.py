@@ -31,22 +31,15 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from fanout_core import handlers
 from fanout_core.local.management_api import LocalConnections, new_connection_id
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-# Route key -> the handler function name in a module shaped like fanout_core.handlers.
-ROUTE_FUNCTIONS = {
-    "$connect": "connect",
-    "$disconnect": "disconnect",
-    "$default": "default",
-    "sendMessage": "send_message",
-    "joinRoom": "join_room",
-    "leaveRoom": "leave_room",
-    "ping": "ping",
-}
+# Route key -> the handler function name, in a module shaped like fanout_core.handlers.
+ROUTE_FUNCTIONS = {route: handler.__name__ for route, handler in handlers.ROUTES.items()}
 IDLE_TIMEOUT = 10 * 60  # API Gateway's idle timeout
 MAX_LIFETIME = 2 * 60 * 60  # API Gateway's connection duration cap
 MAX_FRAME_BYTES = 128 * 1024
