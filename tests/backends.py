@@ -9,13 +9,15 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DYNALITE = ROOT / "node_modules" / ".bin" / "dynalite"
+DYNALITE = ROOT / "node_modules" / "dynalite" / "package.json"
+DYNALITE_SERVER = Path(__file__).with_name("dynalite.js")  # dynalite minus its abort crash
 
 
 def free_port() -> int:
@@ -53,6 +55,20 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+# Every dynalite this run started, by URL: a fixture asks whether it still runs, so that a
+# crash fails the next test with dynalite's own last words instead of "connection refused".
+_DYNALITES: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+
+
+def check_alive(url: str) -> None:
+    """Raise with its exit code and stderr if the dynalite behind ``url`` has exited."""
+    process, log = _DYNALITES[url]
+    code = process.poll()
+    if code is not None:
+        tail = log.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"dynalite at {url} exited with code {code}; its stderr:\n{tail}")
+
+
 @contextmanager
 def dynalite() -> Iterator[str]:
     """A dynalite process on 127.0.0.1 (in memory); yields its URL."""
@@ -61,26 +77,33 @@ def dynalite() -> Iterator[str]:
     if shutil.which("node") is None:
         raise RuntimeError("dynalite needs Node.js, and `node` is not on PATH")
     port = free_port()
-    process = subprocess.Popen(
-        [str(DYNALITE), "--host", "127.0.0.1", "--port", str(port), "--createTableMs", "0"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ},
-    )
+    # stderr goes to a file, not a pipe nobody reads: a full pipe would block dynalite.
+    with tempfile.NamedTemporaryFile(prefix="dynalite-", suffix=".log", delete=False) as log_file:
+        log = Path(log_file.name)
+        process = subprocess.Popen(
+            ["node", str(DYNALITE_SERVER), "127.0.0.1", str(port)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+        )
+    url = f"http://127.0.0.1:{port}"
+    _DYNALITES[url] = (process, log)
     try:
         try:
             wait_for_port(port)
         except RuntimeError:
             process.kill()
-            _, err = process.communicate(timeout=5)
-            raise RuntimeError(f"dynalite did not start: {err.decode(errors='replace')}") from None
-        yield f"http://127.0.0.1:{port}"
+            process.wait(timeout=5)
+            raise RuntimeError(
+                f"dynalite did not start: {log.read_text(errors='replace')}"
+            ) from None
+        yield url
     finally:
+        _DYNALITES.pop(url, None)
         process.terminate()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        log.unlink(missing_ok=True)

@@ -78,6 +78,7 @@ def make_chat(
     *,
     sqs_endpoint: str | None = None,
     page_size: int = 2,
+    visibility_timeout: int = 1,
     **overrides: Any,
 ) -> Chat:
     """Build the runtime the handlers will use, on a fresh table."""
@@ -89,7 +90,8 @@ def make_chat(
         assert sqs_endpoint is not None
         client = boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="us-east-1")
         queue_url = client.create_queue(
-            QueueName=f"q-{uuid.uuid4().hex[:10]}", Attributes={"VisibilityTimeout": "1"}
+            QueueName=f"q-{uuid.uuid4().hex[:10]}",
+            Attributes={"VisibilityTimeout": str(visibility_timeout)},
         )["QueueUrl"]
     config = backend.config(
         strategy=strategy,

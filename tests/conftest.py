@@ -70,7 +70,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     elif name == "moto_server":
         yield Backend(name, request.getfixturevalue("moto_server_url"))
     else:
-        yield Backend(name, request.getfixturevalue("dynalite_url"))
+        url = request.getfixturevalue("dynalite_url")
+        backends.check_alive(url)
+        yield Backend(name, url)
 
 
 @pytest.fixture

@@ -43,6 +43,7 @@ class SqsEventSource:
         self.invocations = 0
         self.deleted = 0
         self.failed = 0
+        self._failed_receipts: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -69,6 +70,9 @@ class SqsEventSource:
             failed_ids = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed_ids]
         self.failed += len(messages) - len(done)
+        self._failed_receipts.extend(
+            m["ReceiptHandle"] for m in messages if m["MessageId"] in failed_ids
+        )
         if done:
             self.client.delete_message_batch(
                 QueueUrl=self.queue_url,
@@ -88,6 +92,15 @@ class SqsEventSource:
                 break
             total += received
         return total
+
+    def release_failed(self) -> int:
+        """Make the failed messages visible now, as their visibility timeout would."""
+        released, self._failed_receipts = self._failed_receipts, []
+        for receipt in released:
+            self.client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+        return len(released)
 
     def start(self) -> None:
         """Poll on a background thread (long polling), as the event source mapping does."""
