@@ -31,7 +31,7 @@ test: $(VENV)/.stamp-dev node_modules/.stamp
 	$(PY) -m pytest
 
 test-thorough: $(VENV)/.stamp-dev node_modules/.stamp
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest --hypothesis-show-statistics
 
 demo: $(VENV)/.stamp-local
 	$(VENV)/bin/fanout demo --connect 2 --send 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from collections.abc import Mapping
@@ -79,7 +78,7 @@ def json_body(event: object) -> dict[str, Any]:
     if _mapping(event, "the event").get("isBase64Encoded") is True:
         try:
             raw = base64.b64decode(raw, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input
             raise RequestError(400, "invalid_body", "the body is not base64 UTF-8") from None
     try:
         body = json.loads(raw)

@@ -129,6 +129,11 @@ def send_message(event: Any) -> Response:
     text = body.get("text")
     if not isinstance(text, str):
         raise RequestError(400, "invalid_text", "'text' must be a string")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") that JSON let through
+            raise RequestError(400, "invalid_text", "'text' is not valid Unicode") from None
     room = optional_room(body)
     runtime = get_runtime()
     if room is not None and not runtime.store.is_member(request.connection_id, room):

@@ -111,3 +111,40 @@ def _fresh_runtime() -> Iterator[None]:
 
 
 STRATEGIES = ["full_scan", "gsi_query", "parallel_scan", "sqs_batched"]
+
+
+# -- Hypothesis profiles (tests/test_properties.py, test_faults.py, test_hostile.py) --------
+# `make test` runs "fast"; `make test-thorough` sets HYPOTHESIS_PROFILE=thorough: 10x the
+# examples, random each run. "fast" keeps Hypothesis' default of 100 examples for plain
+# @given tests; the slow properties run a fixed fraction of max_examples (see `scaled` in
+# tests/hyp_strategies.py). "fast" is derandomized: CI runs the same examples every time, so
+# a red run is a regression, never a lucky draw. Examples talk to backends over the network:
+# no deadline, and drawing data between network calls is not "too slow".
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "fast",
+    max_examples=100,
+    stateful_step_count=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
+    max_examples=1000,
+    stateful_step_count=40,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Example counts of the state machines with --hypothesis-show-statistics."""
+    from tests.hyp_strategies import report_machine_statistics
+
+    report_machine_statistics(terminalreporter)

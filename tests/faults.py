@@ -1,0 +1,211 @@
+"""Fault injection for the property tests: DynamoDB errors, a crashing SQS worker, a post log.
+
+Management API faults (429, 500, timeouts, 410) come from the library's own
+``LocalManagementApi.faults``; what is here covers the rest:
+
+- ``DynamoFaults`` answers chosen DynamoDB operations with an error (by default a
+  ``ProvisionedThroughputExceededException``) from botocore's ``before-send`` event of the
+  PynamoDB client. The request never reaches the backend, as when DynamoDB throttles it, and
+  the answer goes through botocore's real parsing and retry logic: a throttle is retried with
+  backoff, and one that outlasts the retries is raised as it would be on AWS.
+- ``CrashingWorker`` wraps ``sqs_worker`` and crashes after handling part of a batch, so the
+  event source (``fanout_core.local.sqs_pump``) redelivers the whole batch.
+- ``PostLog`` records every post the local Management API answered, and makes a connection
+  answered 410 stay gone, as on AWS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, cast
+
+import botocore.retries.standard
+from botocore.awsrequest import AWSResponse, HTTPHeaders
+
+from fanout_core.local.management_api import LocalManagementApi
+from fanout_core.store import ConnectionStore
+
+THROTTLE = "ProvisionedThroughputExceededException"
+_EVENT = "before-send.dynamodb"
+_BACKOFF_CONFIG = "_DEFAULT_BACKOFF_CONFIG"  # botocore's base delays of its standard mode
+
+
+class _RawBody:
+    """The ``raw`` of an AWSResponse: botocore reads the body through ``stream()``."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._body
+
+
+@dataclass
+class DynamoFault:
+    """Answer the next ``times`` calls of ``operation`` with ``code``."""
+
+    operation: str
+    times: int
+    code: str = THROTTLE
+    status: int = 400
+
+
+class DynamoFaults:
+    """Errors injected into one store's DynamoDB client; thread-safe; ``close()`` removes them."""
+
+    def __init__(self, store: ConnectionStore) -> None:
+        self.client: Any = store.models.item._get_connection().connection.client
+        self._lock = threading.Lock()
+        self._faults: list[DynamoFault] = []
+        self._unique_id = f"fanout-test-faults-{id(self)}"
+        self._rerouted: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self.answered: Counter[str] = Counter()  # operation -> injected errors answered
+        events = cast(Any, self.client.meta.events)  # its stubs want handlers returning None
+        events.register_first(_EVENT, self._before_send, unique_id=self._unique_id)
+
+    def add(
+        self, operation: str, *, times: int = 1, code: str = THROTTLE, status: int = 400
+    ) -> None:
+        """Answer the next ``times`` calls of ``operation`` (``Query``, ...) with ``code``."""
+        if times < 1:
+            raise ValueError(f"times must be at least 1, got {times}")
+        with self._lock:
+            self._faults.append(DynamoFault(operation, times, code, status))
+
+    def pending(self, operation: str | None = None) -> int:
+        """Injected errors not answered yet (for one operation, or all)."""
+        with self._lock:
+            return sum(f.times for f in self._faults if operation in (None, f.operation))
+
+    def clear(self) -> None:
+        """Drop every pending fault."""
+        with self._lock:
+            self._faults.clear()
+
+    def close(self) -> None:
+        """Clear the faults and unhook from the client."""
+        self.clear()
+        self.client.meta.events.unregister(_EVENT, unique_id=self._unique_id)
+
+    def _take(self, operation: str) -> DynamoFault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.operation == operation:
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    self.answered[operation] += 1
+                    return fault
+        return None
+
+    def _before_send(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse | None:
+        with self._lock:
+            original = self._rerouted.pop(request, None)
+        if original is not None:
+            request.url = original  # a retry of a faulted attempt goes where it should
+        fault = self._take(event_name.rsplit(".", 1)[-1])
+        if fault is None:
+            return None  # sent as usual (or answered by moto in-process)
+        # botocore calls every before-send handler and uses the first answer, so moto
+        # in-process (a later handler) would still execute the request: on a URL that is
+        # no AWS endpoint it stands aside, and nothing is sent when a handler answered.
+        with self._lock:
+            self._rerouted[request] = request.url
+        request.url = "http://injected-fault.invalid/"
+        body = json.dumps(
+            {
+                "__type": f"com.amazonaws.dynamodb.v20120810#{fault.code}",
+                "message": f"injected {fault.code}",
+            }
+        ).encode()
+        headers = HTTPHeaders()
+        headers["Content-Type"] = "application/x-amz-json-1.0"
+        headers["Content-Length"] = str(len(body))
+        headers["x-amzn-RequestId"] = "injected-fault"
+        return AWSResponse(request.url, fault.status, headers, _RawBody(body))
+
+
+@contextlib.contextmanager
+def short_throttle_backoff(scale: float = 0.01) -> Iterator[None]:
+    """Shrink botocore's backoff after a throttle from up to 1 s (doubling) to ``scale`` s.
+
+    Only the sleep changes: whether and how often a call is retried is still botocore's
+    standard retry mode, as PynamoDB configures it.
+    """
+    backoff = botocore.retries.standard.ExponentialBackoff
+    saved: dict[str, float] = getattr(backoff, _BACKOFF_CONFIG)
+    setattr(backoff, _BACKOFF_CONFIG, {**saved, "throttling_base_scale": scale})
+    try:
+        yield
+    finally:
+        setattr(backoff, _BACKOFF_CONFIG, saved)
+
+
+class WorkerCrash(RuntimeError):
+    """The injected crash of an SQS worker invocation."""
+
+
+class CrashingWorker:
+    """An SQS handler that, when armed, handles the first records of a batch and then raises.
+
+    The event source then redelivers the whole batch, the handled records included.
+    """
+
+    def __init__(self, handler: Callable[[dict[str, Any], Any], Any]) -> None:
+        self.handler = handler
+        self.armed = 0
+        self.after = 1
+        self.crashes = 0
+        self.invocations = 0
+
+    def arm(self, *, after: int, times: int = 1) -> None:
+        """Crash the next ``times`` invocations, each after handling ``after`` records."""
+        self.after = after
+        self.armed = times
+
+    def __call__(self, event: dict[str, Any], context: Any) -> Any:
+        self.invocations += 1
+        if self.armed > 0:
+            self.armed -= 1
+            self.crashes += 1
+            self.handler({"Records": event["Records"][: self.after]}, context)
+            raise WorkerCrash(f"injected crash after {self.after} records")
+        return self.handler(event, context)
+
+
+class PostLog:
+    """Every post the local Management API answered: (connection id, HTTP status).
+
+    A connection answered 410 is closed, so an injected 410 for a live connection behaves
+    like a real one: later posts (a redelivered SQS record) are answered 410 too.
+    """
+
+    def __init__(self, api: LocalManagementApi) -> None:
+        self.api = api
+        self._lock = threading.Lock()
+        self.posts: list[tuple[str, int]] = []
+        api.on_post = self._record
+
+    def _record(self, connection_id: str, status: int) -> None:
+        if status == 0:
+            return  # a held post (injected timeout) ends unanswered after its client gave up
+        with self._lock:
+            self.posts.append((connection_id, status))
+        if status == 410:
+            self.api.connections.close(connection_id)
+
+    def take(self) -> list[tuple[str, int]]:
+        """The posts since the last call."""
+        with self._lock:
+            posts, self.posts = self.posts, []
+        return posts
+
+    def close(self) -> None:
+        """Stop recording."""
+        self.api.on_post = None

@@ -1,0 +1,304 @@
+"""The promise under injected faults: retries and redelivery keep it, nothing else deletes.
+
+``FaultyMachine`` is the state machine of tests/test_properties.py with three more rules:
+
+- a send while the Management API answers a target 429 or 500 (up to the attempts a post
+  has; on sqs_batched, more, so the SQS record fails and is redelivered), holds the post
+  past the client's timeout, or answers 410 for a connection still in the table;
+- throttling armed on a DynamoDB operation (Query, Scan, GetItem, DeleteItem,
+  BatchWriteItem, PutItem, UpdateItem), answered to whichever rules call it next: the
+  botocore retries PynamoDB configures must absorb it (reads mid-pagination, the 410
+  cleanup's deletes, sweeps, joins, pings);
+- on sqs_batched, an SQS worker that crashes after handling part of its batch, which the
+  event source redelivers whole.
+
+Every property of the base machine still holds after each step: each live member receives
+every frame (exactly once, except on sqs_batched after a redelivery: at least once), every
+connection answered 410 is deleted, and the table holds exactly the model's rows.
+
+The tests after it pin what happens when a fault outlasts the retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import precondition, rule
+
+from fanout_core import handlers
+from fanout_core.delivery import Deliverer
+from fanout_core.local.management_api import LocalManagementApi
+from fanout_core.local.sqs_pump import SqsEventSource
+from fanout_core.message import Message
+from fanout_core.store import ConnectionStore
+from fanout_core.strategy import strategy_class
+from strategies.sqs_batched import SqsBatched
+from tests.chat import Chat, make_chat
+from tests.clock import FakeClock
+from tests.conftest import STRATEGIES, Backend
+from tests.events import connect_event
+from tests.faults import THROTTLE, CrashingWorker, DynamoFaults, short_throttle_backoff
+from tests.hyp_strategies import count_step, message_texts, run_machine
+from tests.test_properties import (
+    MAX_ATTEMPTS,
+    POST_TIMEOUT,
+    PROPERTY_BACKENDS,
+    FanoutMachine,
+    Harness,
+    error_of,
+    machine_for,
+    machine_settings,
+)
+from tests.test_properties import make_harness as make_harness  # the fixture, shared
+
+HANG = POST_TIMEOUT + 0.5  # an injected timeout holds the post longer than the client waits
+DYNAMO_OPERATIONS = (
+    "Query",
+    "Scan",
+    "GetItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "PutItem",
+    "UpdateItem",
+)
+MAX_PENDING = 6  # per operation: a call is attempted 9 times, so every armed fault passes
+DYNAMO_ERRORS = [  # (code, HTTP status): what DynamoDB answers when it sheds load
+    (THROTTLE, 400),
+    ("ThrottlingException", 400),
+    ("RequestLimitExceeded", 400),
+    ("InternalServerError", 500),
+]
+FAULT_EXAMPLES = 0.1  # per strategy and backend: fast 10, thorough 100 (a timeout costs 1.5 s)
+POST_FAULTS = ["429", "500", "429-any", "500-any", "timeout", "timeout-any", "410"]
+
+
+class FaultyMachine(FanoutMachine):
+    """The base machine plus Management API, DynamoDB and SQS worker faults."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._dynamo: DynamoFaults | None = None
+
+    @property
+    def dynamo(self) -> DynamoFaults:
+        if self._dynamo is None:
+            assert self.runtime is not None
+            self._dynamo = DynamoFaults(self.runtime.store)
+        return self._dynamo
+
+    def teardown(self) -> None:
+        if self._dynamo is not None:
+            self._dynamo.close()
+        super().teardown()
+
+    @precondition(FanoutMachine.has_sender)
+    @rule(data=st.data())
+    def chat_through_post_fault(self, data: st.DataObject) -> None:
+        """429 / 500 / a timeout for one target (or whichever post comes next), or a 410."""
+        count_step("chat_through_post_fault")
+        sender, room = self.draw_sender_and_room(data, to_room=self.alternate(data))
+        text = data.draw(message_texts(), label="text")
+        if room is not None and not self.live_member(self.conns[sender], room):
+            self.send(sender, room, text)  # refused with 403: no post to fault
+            return
+        receivers = sorted(c for c in self.audience(room) if self.conns[c].open)
+        target = data.draw(st.sampled_from(receivers), label="target")
+        kind = data.draw(st.sampled_from(POST_FAULTS), label="fault")
+        # Within the attempts a post has, a 429 or 500 is absorbed by the delivery loop.
+        # sqs_batched may get more: the record fails, SQS redelivers it, the next try passes.
+        most = MAX_ATTEMPTS + 1 if self.pump is not None else MAX_ATTEMPTS - 1
+        faults = self.h.api.faults
+        one = None if kind.endswith("-any") else target
+        if kind.startswith(("429", "500")):
+            times = data.draw(st.integers(1, most), label="times")
+            faults.add(int(kind[:3]), connection_id=one, times=times)
+        elif kind.startswith("timeout"):
+            faults.add(0, connection_id=one, hang_seconds=HANG)
+        else:
+            faults.add(410, connection_id=target)  # API Gateway says gone: gone it stays
+        gone = frozenset([target]) if kind == "410" else frozenset()
+        self.send(sender, room, text, injected_gone=gone)
+        assert faults.pending() == 0, "an injected fault was never met"
+
+    @rule(
+        operation=st.sampled_from(DYNAMO_OPERATIONS),
+        error=st.sampled_from(DYNAMO_ERRORS),
+        times=st.integers(1, 3),
+    )
+    def throttle(self, operation: str, error: tuple[str, int], times: int) -> None:
+        """Answer the next calls of ``operation``, from whatever rule runs next, with an error."""
+        count_step("throttle")
+        times = min(times, MAX_PENDING - self.dynamo.pending(operation))
+        if times > 0:
+            self.dynamo.add(operation, times=times, code=error[0], status=error[1])
+
+    @precondition(lambda self: self.pump is not None and self.has_sender())
+    @rule(data=st.data())
+    def chat_through_worker_crash(self, data: st.DataObject) -> None:
+        """The SQS worker crashes after some records; the whole batch comes back."""
+        count_step("chat_through_worker_crash")
+        sender, room = self.draw_sender_and_room(data, to_room=self.alternate(data))
+        self.worker.arm(after=data.draw(st.integers(0, 3), label="after"))
+        crashes = self.worker.crashes
+        refused = room is not None and not self.live_member(self.conns[sender], room)
+        self.send(sender, room, data.draw(message_texts(), label="text"))
+        if not refused:  # the sender is in the audience: something was enqueued
+            assert self.worker.crashes == crashes + 1, "the armed crash did not happen"
+        self.worker.armed = 0
+
+
+@pytest.fixture
+def quick_throttle_retries() -> Iterator[None]:
+    with short_throttle_backoff():
+        yield
+
+
+@pytest.mark.usefixtures("quick_throttle_retries")
+@pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_the_promise_holds_under_faults(
+    make_harness: Callable[..., Harness], strategy: str
+) -> None:
+    machine = machine_for(make_harness(strategy), FaultyMachine)
+    run_machine(machine, machine_settings(FAULT_EXAMPLES))
+
+
+# -- faults that outlast the retries -----------------------------------------------------
+
+
+@pytest.fixture
+def chat(backend: Backend, local_api: LocalManagementApi, clock: FakeClock) -> Iterator[Chat]:
+    with short_throttle_backoff():
+        yield make_chat(backend, local_api, clock, "gsi_query")
+
+
+def table(chat: Chat) -> list[dict[str, Any]]:
+    return sorted((row.serialize() for row in chat.runtime.store.rows()), key=str)
+
+
+def store_faults(chat: Chat) -> DynamoFaults:
+    return DynamoFaults(chat.runtime.store)
+
+
+@pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
+def test_connect_outlasting_throttle_is_503_and_rolled_back(chat: Chat) -> None:
+    faults = store_faults(chat)
+    faults.add("BatchWriteItem", times=100)
+    cid = chat.api.connections.open()
+    response = handlers.connect(connect_event(cid, rooms=["r", "s"]), None)
+    faults.close()
+    assert error_of(response) == (503, "throttled")
+    assert table(chat) == []
+
+
+@pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
+@pytest.mark.parametrize(
+    ("operation", "body"),
+    [
+        ("PutItem", {"action": "joinRoom", "room": "s"}),
+        ("DeleteItem", {"action": "leaveRoom", "room": "r"}),
+        ("UpdateItem", {"action": "ping"}),
+        ("GetItem", {"action": "sendMessage", "room": "r", "text": "x"}),
+    ],
+)
+def test_outlasting_throttle_is_503_and_changes_nothing(
+    chat: Chat, operation: str, body: dict[str, Any]
+) -> None:
+    a = chat.connect(rooms=["r"])
+    before = table(chat)
+    faults = store_faults(chat)
+    faults.add(operation, times=100)
+    response = chat.call(a, body)
+    faults.close()
+    assert error_of(response) == (503, "throttled")
+    assert table(chat) == before
+    assert chat.api.total("POST") == 0
+
+
+@pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
+def test_410_cleanup_that_outlasts_a_throttle_is_retried_by_the_next_410(chat: Chat) -> None:
+    """The gone row stays (a retryable failure, nothing wrong deleted) until the next 410."""
+    a = chat.connect(rooms=["r"])
+    b = chat.connect(rooms=["r"])
+    chat.drop(b)
+    strategy = strategy_class("gsi_query")(
+        chat.runtime.store, chat.runtime.deliverer, chat.runtime.config
+    )
+    faults = store_faults(chat)
+    faults.add("DeleteItem", times=100)
+    result = strategy.fanout(Message(a, "one", "r"))
+    faults.close()
+    assert (result.delivered, result.gone, result.failed_retryable) == (1, 0, 1)
+    assert result.failures[0].connection_id == b
+    assert chat.row_ids() == {a, b}
+    assert chat.send(a, "two", room="r") == {"statusCode": 200}
+    assert chat.row_ids() == {a}
+    assert chat.texts(a) == ["one", "two"]
+
+
+@pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
+def test_read_throttle_outlasting_retries_is_503(chat: Chat) -> None:
+    a = chat.connect(rooms=["r"])
+    faults = store_faults(chat)
+    faults.add("Query", times=100)
+    response = chat.send(a, "lost", room="r")
+    faults.close()
+    assert error_of(response) == (503, "throttled")
+    assert chat.texts(a) == []
+
+
+@pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
+def test_post_faults_outlasting_attempts_fail_without_deleting(
+    store: ConnectionStore, local_api: LocalManagementApi
+) -> None:
+    """429, 500 and timeouts past FANOUT_MAX_ATTEMPTS: a retryable failure, never a delete."""
+    from fanout_core.management import BotoPoster
+
+    endpoint = "https://abcd123.execute-api.us-east-1.amazonaws.com/prod"
+    ids = [local_api.connections.open() for _ in range(3)]
+    for cid in ids:
+        store.connect(cid, endpoint, rooms=["r"])
+    poster = BotoPoster(override=f"{local_api.url}/prod", timeout=POST_TIMEOUT)
+    deliverer = Deliverer(store, poster, concurrency=3, max_attempts=2, sleep=lambda s: None)
+    local_api.faults.add(429, connection_id=ids[0], times=2)
+    local_api.faults.add(500, connection_id=ids[1], times=2)
+    local_api.faults.add(0, connection_id=ids[2], times=2, hang_seconds=HANG)
+    try:
+        result = strategy_class("gsi_query")(store, deliverer, store.config).fanout(
+            Message(ids[0], "x", "r")
+        )
+    finally:
+        deliverer.close()
+    assert (result.delivered, result.gone, result.failed, result.failed_retryable) == (0, 0, 3, 3)
+    assert {row.connection_id for row in store.rows()} == set(ids)
+    assert all(local_api.connections.inbox(cid) == [] for cid in ids)
+
+
+@pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
+def test_sqs_worker_crash_redelivers_and_every_member_gets_the_frame(
+    backend: Backend, local_api: LocalManagementApi, clock: FakeClock, moto_server_url: str
+) -> None:
+    """A worker crash mid-batch: the batch comes back, nobody misses, duplicates share an id."""
+    chat = make_chat(backend, local_api, clock, "sqs_batched", sqs_endpoint=moto_server_url)
+    strategy = chat.runtime.strategy
+    assert isinstance(strategy, SqsBatched)
+    strategy.targets_per_message = 1
+    queue_url = chat.runtime.config.queue_url
+    assert queue_url is not None
+    client = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto_server_url)
+    client.set_queue_attributes(QueueUrl=queue_url, Attributes={"VisibilityTimeout": "0"})
+    worker = CrashingWorker(handlers.sqs_worker)
+    chat.pump = SqsEventSource(client, queue_url, worker)
+    members = [chat.connect(rooms=["r"]) for _ in range(4)]
+    worker.arm(after=2)
+    assert chat.send(members[0], "hi", room="r") == {"statusCode": 200}
+    assert worker.crashes == 1
+    counts = {cid: len(chat.texts(cid)) for cid in members}
+    assert all(n >= 1 for n in counts.values()), counts
+    assert sum(counts.values()) == 4 + 2  # the two records handled before the crash, twice
+    assert len({f["id"] for cid in members for f in chat.frames(cid)}) == 1
+    assert chat.row_ids() == set(members)
