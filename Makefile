@@ -43,3 +43,11 @@ lint: $(VENV)/.stamp-dev
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Benchmarks (never part of `make test`): dynalite, a moto server queue, the local Management API.
+# Writes benchmarks/results/ (quick runs: benchmarks/results/quick/).
+bench: $(VENV)/.stamp-bench node_modules/.stamp
+	$(PY) -m benchmarks.run
+
+bench-quick: $(VENV)/.stamp-bench node_modules/.stamp
+	$(PY) -m benchmarks.run --quick

@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--send", type=int, default=1, metavar="M", help="messages")
     demo.add_argument("--strategy", help="full_scan, gsi_query, parallel_scan or sqs_batched")
     demo.set_defaults(run=_demo)
+
+    from fanout_core.cost import add_cost_command  # the CLI only: no handler imports cost
+
+    add_cost_command(commands)
     return parser
 
 

@@ -7,17 +7,26 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from fanout_core.management import Poster, PostOutcome, PostStatus
+from fanout_core.management import AsyncPoster, Poster, PostOutcome, PostStatus, async_poster
 from fanout_core.result import Failure, FanoutResult
 from fanout_core.store import ConnectionStore, Page, Target
+
+if TYPE_CHECKING:
+    # Imported where used: asyncio costs cold start, and only a fan-out needs it.
+    import asyncio
 
 
 class Deliverer:
     """Posts frames with at most ``concurrency`` posts in flight.
 
-    Pages are consumed as they arrive and a page is read only when a worker is free,
-    so memory holds about ``concurrency`` targets however large the audience.
+    Pages are consumed as they arrive and a page is read only when a slot is free, so
+    memory holds about ``concurrency`` targets however large the audience.
+
+    A poster with ``post_async`` (``FastPoster``) posts from one event-loop thread that
+    the Deliverer keeps for the container; any other poster posts from a pool of
+    ``concurrency`` threads. Both paths retry, back off, clean up and count alike.
     """
 
     def __init__(
@@ -37,8 +46,13 @@ class Deliverer:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        # The default sleeps without blocking the event loop; an injected one (tests) is
+        # called as it is, also from the loop.
         self.sleep = sleep
         self._executor: ThreadPoolExecutor | None = None
+        self._cleanup: ThreadPoolExecutor | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
         self._executor_lock = threading.Lock()
 
     def deliver(self, pages: Iterable[Page], data: bytes, result: FanoutResult) -> None:
@@ -53,6 +67,10 @@ class Deliverer:
 
     def deliver_targets(self, targets: Iterable[Target], data: bytes, result: FanoutResult) -> None:
         """Post ``data`` to each target; returns when every post has ended."""
+        poster = async_poster(self.poster)
+        if poster is not None:
+            self._deliver_from_loop(poster, targets, data, result)
+            return
         executor = self._pool()
         slots = threading.BoundedSemaphore(self.concurrency)
         errors: list[BaseException] = []
@@ -79,32 +97,140 @@ class Deliverer:
         outcome = self.poster.post(target.endpoint, target.connection_id, data)
         attempt = 1
         while outcome.status.retryable and attempt < self.max_attempts:
-            result.add_retry(throttled=outcome.status is PostStatus.THROTTLED)
-            ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
-            self.sleep(random.uniform(0, ceiling))
+            self.sleep(self._backoff(outcome, attempt, result))
             outcome = self.poster.post(target.endpoint, target.connection_id, data)
             attempt += 1
         return outcome
 
+    # -- one target ---------------------------------------------------------------------
+
+    def _backoff(self, outcome: PostOutcome, attempt: int, result: FanoutResult) -> float:
+        result.add_retry(throttled=outcome.status is PostStatus.THROTTLED)
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        return random.uniform(0, ceiling)
+
     def _deliver_one(self, target: Target, data: bytes, result: FanoutResult) -> None:
         outcome = self.post_with_retries(target, data, result)
-        if outcome.status is PostStatus.OK:
-            result.add_outcome(delivered=True)
-        elif outcome.status is PostStatus.GONE:
+        delete_error = None
+        if outcome.status is PostStatus.GONE:
             # The gone connection's own id, from the target that was posted to.
             try:
                 self.store.disconnect(target.connection_id)
             except Exception as error:  # the next 410 or the TTL retries it
-                failure = Failure(target.connection_id, f"410, delete failed: {error}", True)
-                result.add_outcome(failure=failure)
-                return
-            result.add_outcome(gone=True)
+                delete_error = error
+        self._count(target, outcome, delete_error, result)
+
+    async def _deliver_one_async(
+        self, poster: AsyncPoster, target: Target, data: bytes, result: FanoutResult
+    ) -> None:
+        import asyncio
+
+        outcome = await poster.post_async(target.endpoint, target.connection_id, data)
+        attempt = 1
+        while outcome.status.retryable and attempt < self.max_attempts:
+            delay = self._backoff(outcome, attempt, result)
+            if self.sleep is time.sleep:
+                await asyncio.sleep(delay)
+            else:
+                self.sleep(delay)
+            outcome = await poster.post_async(target.endpoint, target.connection_id, data)
+            attempt += 1
+        delete_error = None
+        if outcome.status is PostStatus.GONE:
+            # A blocking DynamoDB delete: on a thread, so the loop keeps posting meanwhile.
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._cleanup_pool(), self.store.disconnect, target.connection_id
+                )
+            except Exception as error:
+                delete_error = error
+        self._count(target, outcome, delete_error, result)
+
+    def _count(
+        self,
+        target: Target,
+        outcome: PostOutcome,
+        delete_error: Exception | None,
+        result: FanoutResult,
+    ) -> None:
+        if outcome.status is PostStatus.OK:
+            result.add_outcome(delivered=True)
+        elif outcome.status is PostStatus.GONE:
+            if delete_error is None:
+                result.add_outcome(gone=True)
+            else:
+                reason = f"410, delete failed: {delete_error}"
+                result.add_outcome(failure=Failure(target.connection_id, reason, True))
         else:
             reason = outcome.detail or outcome.status.value
             retryable = outcome.status.retryable
             if retryable:
                 reason = f"{reason} after {self.max_attempts} attempts"
             result.add_outcome(failure=Failure(target.connection_id, reason, retryable))
+
+    # -- the event-loop path ------------------------------------------------------------
+
+    def _deliver_from_loop(
+        self, poster: AsyncPoster, targets: Iterable[Target], data: bytes, result: FanoutResult
+    ) -> None:
+        # This thread reads the audience (blocking DynamoDB pages) and hands each target to
+        # the loop thread, which has up to `concurrency` posts in flight on pooled
+        # keep-alive connections: no thread per post, no GIL hand-off per socket read.
+        import asyncio
+
+        loop = self._event_loop()
+        slots = threading.BoundedSemaphore(self.concurrency)
+        errors: list[BaseException] = []
+        # The loop holds tasks weakly: a task is kept alive by its future, held here.
+        in_flight: set[Future[None]] = set()
+        lock = threading.Lock()
+
+        def release(future: Future[None]) -> None:
+            with lock:
+                in_flight.discard(future)
+            error = None if future.cancelled() else future.exception()
+            if error is not None:
+                errors.append(error)
+            slots.release()
+
+        try:
+            for target in targets:
+                slots.acquire()
+                future = asyncio.run_coroutine_threadsafe(
+                    self._deliver_one_async(poster, target, data, result), loop
+                )
+                with lock:
+                    in_flight.add(future)
+                future.add_done_callback(release)
+        finally:
+            for _ in range(self.concurrency):
+                slots.acquire()
+        if errors:
+            raise errors[0]
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
+        # Built on first use, not at import; kept for the container's next invocations.
+        if self._loop is None:
+            with self._executor_lock:
+                if self._loop is None:
+                    loop = asyncio.new_event_loop()
+                    thread = threading.Thread(
+                        target=loop.run_forever, name="fanout-post-loop", daemon=True
+                    )
+                    thread.start()
+                    self._loop, self._loop_thread = loop, thread
+        return self._loop
+
+    def _cleanup_pool(self) -> ThreadPoolExecutor:
+        if self._cleanup is None:
+            with self._executor_lock:
+                if self._cleanup is None:
+                    self._cleanup = ThreadPoolExecutor(
+                        max_workers=self.concurrency, thread_name_prefix="fanout-gone"
+                    )
+        return self._cleanup
 
     def _pool(self) -> ThreadPoolExecutor:
         # Built on first use, not at import; kept for the container's next invocations.
@@ -117,7 +243,22 @@ class Deliverer:
         return self._executor
 
     def close(self) -> None:
-        """Stop the worker threads."""
+        """Stop the worker threads and the loop; close the loop's connections."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        loop, thread = self._loop, self._loop_thread
+        if loop is not None and thread is not None:
+            import asyncio
+
+            poster = async_poster(self.poster)
+            aclose = getattr(poster, "aclose", None)
+            if aclose is not None:
+                asyncio.run_coroutine_threadsafe(aclose(), loop).result(timeout=10)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+            self._loop = self._loop_thread = None
+        if self._cleanup is not None:
+            self._cleanup.shutdown(wait=True)
+            self._cleanup = None

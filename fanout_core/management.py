@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import os
+import ssl
 import threading
+import weakref
 from dataclasses import dataclass
-from typing import Any, Protocol
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import SplitResult, quote, urlsplit
 
 import boto3
+import botocore
 import botocore.config
 from botocore.exceptions import (
     ClientError,
@@ -17,6 +22,13 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+
+if TYPE_CHECKING:
+    # asyncio is imported where it is used: it costs cold start, and only delivery needs it.
+    import asyncio
+
+
+_USER_AGENT = f"fanout-core botocore/{botocore.__version__}"
 
 
 class PostStatus(enum.Enum):
@@ -156,3 +168,349 @@ class BotoPoster:
         except (EndpointConnectionError, ConnectionClosedError) as error:
             return PostOutcome(PostStatus.TIMEOUT, type(error).__name__)
         return OK
+
+
+class AsyncPoster(Poster, Protocol):
+    """A poster that can also post from an event loop without blocking it."""
+
+    async def post_async(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
+        """Post ``data`` to ``connection_id`` at ``endpoint``; never raises for an answer."""
+        ...
+
+
+def async_poster(poster: Poster) -> AsyncPoster | None:
+    """``poster`` if it can post asynchronously, else None."""
+    return cast(AsyncPoster, poster) if callable(getattr(poster, "post_async", None)) else None
+
+
+# The Management API is signed as "execute-api", not as its endpoint prefix.
+SIGNING_NAME = "execute-api"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MAX_HEAD_BYTES = 64 * 1024
+
+
+class _StaleConnection(Exception):
+    """A reused keep-alive connection was closed before any byte of the answer came back."""
+
+
+@dataclass(slots=True)
+class _Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+
+
+@dataclass(slots=True)
+class _Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    reused: bool = False
+
+    def usable(self) -> bool:
+        return not (self.writer.is_closing() or self.reader.at_eof())
+
+
+class _Pool:
+    """Keep-alive connections to one origin, for the event loop that opened them."""
+
+    def __init__(self, host: str, port: int, ssl_context: ssl.SSLContext | None, size: int):
+        self.host = host
+        self.port = port
+        self.ssl_context = ssl_context
+        self.size = size
+        self.idle: list[_Connection] = []
+
+    async def acquire(self, timeout: float) -> _Connection:
+        import asyncio
+
+        while self.idle:
+            connection = self.idle.pop()
+            if connection.usable():
+                connection.reused = True
+                return connection
+            connection.writer.close()
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                self.host,
+                self.port,
+                ssl=self.ssl_context,
+                server_hostname=self.host if self.ssl_context else None,
+                limit=_MAX_HEAD_BYTES,
+            )
+        return _Connection(reader, writer)
+
+    def release(self, connection: _Connection, *, keep: bool) -> None:
+        if keep and len(self.idle) < self.size and connection.usable():
+            self.idle.append(connection)
+        else:
+            connection.writer.close()
+
+    async def close(self) -> None:
+        idle, self.idle = self.idle, []
+        for connection in idle:
+            connection.writer.close()
+        for connection in idle:
+            with contextlib.suppress(Exception):
+                await connection.writer.wait_closed()
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> _Answer:
+    """One HTTP/1.1 answer: status line, headers, and a body by length, chunks or EOF."""
+    import asyncio
+
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as error:
+            if not error.partial:
+                raise _StaleConnection from None
+            raise
+        lines = head.decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        status = int(rest[:3])
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
+        if not 100 <= status < 200:
+            break  # an interim 1xx answer is followed by the real one
+    connection = headers.get("connection", "").lower()
+    keep_alive = connection == "keep-alive" if version == "HTTP/1.0" else connection != "close"
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        chunks = []
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0].strip(), 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
+                    pass
+                break
+            chunks.append((await reader.readexactly(size + 2))[:-2])
+        body = b"".join(chunks)
+    elif "content-length" in headers:
+        length = int(headers["content-length"])
+        body = await reader.readexactly(length) if length else b""
+    elif status in (204, 304):
+        body = b""
+    else:
+        body = await reader.read()
+        keep_alive = False
+    return _Answer(status, headers, body, keep_alive)
+
+
+def _error_code(answer: _Answer) -> str:
+    """The error code exactly as botocore's rest-json parser derives it."""
+    from botocore.parsers import RestJSONParser
+
+    parsed = RestJSONParser().parse(
+        {"status_code": answer.status, "headers": answer.headers, "body": answer.body},
+        None,  # type: ignore[arg-type]  # no output shape: an error answer is parsed without one
+    )
+    return str(parsed.get("Error", {}).get("Code", ""))
+
+
+def _host_header(scheme: str, host: str, port: int | None) -> str:
+    # As botocore signs it: lowercase, brackets for IPv6, the port only when not the default.
+    value = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        value = f"{value}:{port}"
+    return value
+
+
+class FastPoster:
+    """Posts like ``BotoPoster``, without the client pipeline: about 5x less CPU per post.
+
+    Each post is signed by botocore's ``SigV4Auth`` with the session's credentials and sent
+    over a keep-alive connection from a pool, from an asyncio event loop: the ``Deliverer``
+    runs up to ``concurrency`` posts on one loop thread instead of one thread per post. Error
+    codes come from botocore's own rest-json parser (``x-amzn-ErrorType``, then the body), so
+    every answer maps to the same PostOutcome as ``BotoPoster``'s. ``override`` replaces every
+    endpoint (``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI``); the region is that of the
+    ``execute-api`` host. Proxies (``HTTPS_PROXY``) are not supported: use ``BotoPoster``.
+    Nothing is built before the first post.
+    """
+
+    def __init__(
+        self,
+        *,
+        override: str | None = None,
+        pool_size: int = 32,
+        timeout: float = 5.0,
+        region: str = "us-east-1",
+        credentials: Any = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.override = override
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.region = region
+        self.verify = verify  # True: botocore's CA bundle; a path: that bundle; False: none
+        self._credentials = credentials
+        self._lock = threading.Lock()
+        self._pools: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[tuple[str, str, int], _Pool]
+        ] = weakref.WeakKeyDictionary()
+        self._ssl_context: ssl.SSLContext | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- posting ------------------------------------------------------------------------
+
+    def post(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
+        """Post ``data`` from a blocking caller (on the poster's own loop thread)."""
+        import asyncio
+
+        future = asyncio.run_coroutine_threadsafe(
+            self.post_async(endpoint, connection_id, data), self._own_loop()
+        )
+        return future.result()
+
+    async def post_async(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
+        """Post ``data`` from the running event loop; map every answer to a PostOutcome."""
+        import asyncio
+
+        base = (self.override or endpoint).rstrip("/")
+        # botocore's percent_encode of a URI label: only - . _ ~ stay as they are.
+        url = f"{base}/@connections/{quote(connection_id, safe='-._~')}"
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname or ""
+        host_header = _host_header(scheme, host, parts.port)
+        request = self._signed_request(
+            url, host_header, parts, data, endpoint_region(endpoint, self.region)
+        )
+        pool = self._pool(scheme, host, parts.port or _DEFAULT_PORTS.get(scheme, 80))
+        for attempt in (1, 2):
+            try:
+                connection = await pool.acquire(self.timeout)
+            except TimeoutError:
+                return PostOutcome(PostStatus.TIMEOUT, "ConnectTimeoutError")
+            except OSError:
+                return PostOutcome(PostStatus.TIMEOUT, "EndpointConnectionError")
+            try:
+                async with asyncio.timeout(self.timeout):
+                    connection.writer.write(request)
+                    await connection.writer.drain()
+                    answer = await _read_answer(connection.reader)
+            except TimeoutError:
+                connection.writer.close()
+                return PostOutcome(PostStatus.TIMEOUT, "ReadTimeoutError")
+            except (_StaleConnection, ConnectionError) as error:
+                connection.writer.close()
+                # A keep-alive connection the server had closed while idle: the request
+                # never reached it, so sending it once more on a new connection is safe.
+                if (
+                    connection.reused
+                    and attempt == 1
+                    and not isinstance(error, ConnectionAbortedError)
+                ):
+                    continue
+                return PostOutcome(PostStatus.TIMEOUT, "ConnectionClosedError")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+                connection.writer.close()  # a broken or garbled answer, as http.client sees it
+                return PostOutcome(PostStatus.TIMEOUT, "ConnectionClosedError")
+            pool.release(connection, keep=answer.keep_alive)
+            if answer.status < 301:  # botocore's line between success and error
+                return OK
+            code = _error_code(answer)
+            return PostOutcome(classify(code, answer.status), f"{answer.status} {code}".strip())
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _signed_request(
+        self, url: str, host_header: str, parts: SplitResult, data: bytes, region: str
+    ) -> bytes:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        credentials = self._resolve_credentials()
+        request = AWSRequest(method="POST", url=url, data=data, headers={"Host": host_header})
+        SigV4Auth(credentials.get_frozen_credentials(), SIGNING_NAME, region).add_auth(request)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        lines = [f"POST {target} HTTP/1.1"]
+        lines += [f"{name}: {value}" for name, value in request.headers.items()]
+        lines += [f"User-Agent: {_USER_AGENT}", f"Content-Length: {len(data)}", "", ""]
+        return "\r\n".join(lines).encode("latin-1") + data
+
+    # -- lazily built parts -------------------------------------------------------------
+
+    def _resolve_credentials(self) -> Any:
+        if self._credentials is None:
+            with self._lock:
+                if self._credentials is None:
+                    import botocore.session
+                    from botocore.exceptions import NoCredentialsError
+
+                    credentials = botocore.session.get_session().get_credentials()
+                    if credentials is None:
+                        raise NoCredentialsError()
+                    self._credentials = credentials
+        return self._credentials
+
+    def _pool(self, scheme: str, host: str, port: int) -> _Pool:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        key = (scheme, host, port)
+        with self._lock:
+            pools = self._pools.setdefault(loop, {})
+            pool = pools.get(key)
+            if pool is None:
+                context = self._tls_context() if scheme == "https" else None
+                pool = pools[key] = _Pool(host, port, context, self.pool_size)
+        return pool
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # Called with the lock held.
+        if self._ssl_context is None:
+            if self.verify is False:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            else:
+                from botocore.httpsession import get_cert_path
+
+                if self.verify is True:
+                    bundle = os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
+                else:
+                    bundle = self.verify
+                context = ssl.create_default_context(cafile=bundle)
+            self._ssl_context = context
+        return self._ssl_context
+
+    def _own_loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
+        if self._loop is None:
+            with self._lock:
+                if self._loop is None:
+                    loop = asyncio.new_event_loop()
+                    thread = threading.Thread(
+                        target=loop.run_forever, name="fanout-poster", daemon=True
+                    )
+                    thread.start()
+                    self._loop, self._thread = loop, thread
+        return self._loop
+
+    # -- closing ------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the keep-alive connections of the running loop."""
+        import asyncio
+
+        with self._lock:
+            pools = list(self._pools.pop(asyncio.get_running_loop(), {}).values())
+        for pool in pools:
+            await pool.close()
+
+    def close(self) -> None:
+        """Close the poster's own loop (used by ``post``) and its connections."""
+        import asyncio
+
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        self._loop = self._thread = None

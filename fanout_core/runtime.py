@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Deliverer
-from fanout_core.management import BotoPoster, Poster
+from fanout_core.management import FastPoster, Poster
 from fanout_core.store import Clock, ConnectionStore
 from fanout_core.strategy import FanoutStrategy, strategy_class
 
@@ -23,8 +23,11 @@ class Runtime:
     strategy: FanoutStrategy
 
     def close(self) -> None:
-        """Stop delivery threads."""
+        """Stop delivery threads and close the poster's connections."""
         self.deliverer.close()
+        close = getattr(self.deliverer.poster, "close", None)
+        if callable(close):
+            close()
 
 
 def build_runtime(
@@ -34,10 +37,14 @@ def build_runtime(
     clock: Clock = time.time,
     strategy: str | None = None,
 ) -> Runtime:
-    """A runtime from ``config`` (default: the environment)."""
+    """A runtime from ``config`` (default: the environment).
+
+    Posts go through ``FastPoster`` unless ``poster`` is given (``BotoPoster`` posts
+    through the boto3 client: slower, with the client's proxy support).
+    """
     config = config or FanoutConfig.from_env()
     store = ConnectionStore(config, clock=clock)
-    poster = poster or BotoPoster(
+    poster = poster or FastPoster(
         override=config.management_endpoint, pool_size=config.concurrency, region=config.region
     )
     deliverer = Deliverer(

@@ -1,0 +1,592 @@
+"""Scan against query on cost, time and scale; delivery throughput; memory; cold start.
+
+``python -m benchmarks.run [--quick] [--backend dynalite|moto]`` (``make bench``,
+``make bench-quick``) writes ``benchmarks/results/results.md``, ``results.json`` and PNG plots.
+Every number in them comes from the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+for _name, _value in (
+    ("AWS_ACCESS_KEY_ID", "bench"),
+    ("AWS_SECRET_ACCESS_KEY", "bench"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+):
+    os.environ.setdefault(_name, _value)
+
+import boto3  # noqa: E402
+from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]  # noqa: E402
+
+from benchmarks.common import ENDPOINT, bench_id, room_name  # noqa: E402
+from fanout_core import cost  # noqa: E402
+from fanout_core.config import FanoutConfig  # noqa: E402
+from fanout_core.delivery import Deliverer  # noqa: E402
+from fanout_core.management import BotoPoster, FastPoster, Poster, management_client  # noqa: E402
+from fanout_core.message import Message  # noqa: E402
+from fanout_core.result import FanoutResult  # noqa: E402
+from fanout_core.runtime import Runtime, build_runtime  # noqa: E402
+from fanout_core.store import ConnectionStore, Target  # noqa: E402
+from fanout_core.table import create_table  # noqa: E402
+from tests import backends  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+STRATEGIES = ("full_scan", "gsi_query", "parallel_scan", "sqs_batched")
+DIRECT = ("full_scan", "gsi_query", "parallel_scan")
+LATENCY = 0.020
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run measures."""
+
+    sizes: tuple[int, ...]
+    room_sizes: tuple[int, ...]
+    concurrencies: tuple[int, ...]
+    e2e_concurrencies: tuple[int, ...]
+    everyone_e2e_max: int
+    memory_sizes: tuple[int, ...]
+    import_repeats: int
+    throughput_seconds: float
+
+
+FULL = Plan((1_000, 10_000, 100_000), (10, 100, 1_000), (8, 32, 64, 128), (8, 64), 10_000,
+            (10_000, 100_000), 9, 2.0)  # fmt: skip
+QUICK = Plan((1_000,), (10, 100), (64,), (64,), 1_000, (1_000,), 3, 0.6)
+
+
+# -- the local Management API in its own process -----------------------------------------
+
+
+@contextlib.contextmanager
+def management_api(latency: float, count: int) -> Iterator[subprocess.Popen[str]]:
+    """``benchmarks.mgmt_server`` with ``count`` open ids; yields the process (url attr)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.mgmt_server", str(latency), str(count)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    assert process.stdin is not None
+    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
+    try:
+        yield process
+    finally:
+        process.stdin.close()
+        process.wait(30)
+
+
+def api_stats(process: subprocess.Popen[str]) -> dict[str, int]:
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write("stats\n")
+    process.stdin.flush()
+    return cast(dict[str, int], json.loads(process.stdout.readline()))
+
+
+# -- loading tables fast, in the library's exact layout ------------------------------------
+
+
+def attribute_values(item: dict[str, str | int]) -> dict[str, dict[str, str]]:
+    return {k: ({"N": str(v)} if isinstance(v, int) else {"S": v}) for k, v in item.items()}
+
+
+def bench_items(i: int, room_size: int, now: float, ttl: int) -> list[dict[str, str | int]]:
+    return cost.layout_items(
+        bench_id(i),
+        ENDPOINT,
+        rooms=(room_name(room_size, i // room_size),),
+        expires_at=int(now) + ttl,
+        connected_at_ms=int(now * 1000),
+    )
+
+
+def check_layout(config: FanoutConfig) -> None:
+    """The loader's items are exactly what ConnectionStore.connect writes."""
+    now = 1_700_000_000.25
+    store = ConnectionStore(config, clock=lambda: now)
+    store.connect(bench_id(7), ENDPOINT, rooms=[room_name(10, 0)])
+    client = ddb_client(config)
+    stored = client.scan(TableName=config.table, ConsistentRead=True)["Items"]
+    expected = [attribute_values(item) for item in bench_items(7, 10, now, config.ttl_seconds)]
+    key = lambda item: (item["pk"]["S"], item["sk"]["S"])  # noqa: E731
+    if sorted(stored, key=key) != sorted(expected, key=key):
+        raise SystemExit(f"the loader's layout differs from the library's:\n{stored}\n{expected}")
+    store.disconnect(bench_id(7))
+
+
+def ddb_client(config: FanoutConfig) -> Any:
+    return boto3.session.Session().client(
+        "dynamodb",
+        endpoint_url=config.dynamodb_endpoint,
+        region_name="us-east-1",
+        config=__import__("botocore.config").config.Config(max_pool_connections=16),
+    )
+
+
+def load(config: FanoutConfig, connections: int, room_size: int, threads: int = 6) -> float:
+    """BatchWriteItem, 25 items a call, from several threads; returns seconds."""
+    client = ddb_client(config)
+    now = time.time()
+
+    def chunks() -> Iterator[list[dict[str, Any]]]:
+        batch: list[dict[str, Any]] = []
+        for i in range(connections):
+            for item in bench_items(i, room_size, now, config.ttl_seconds):
+                batch.append({"PutRequest": {"Item": attribute_values(item)}})
+                if len(batch) == 25:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
+
+    def write(batch: list[dict[str, Any]]) -> None:
+        requests = {config.table: batch}
+        while requests:
+            requests = client.batch_write_item(RequestItems=requests).get("UnprocessedItems")
+
+    started = time.perf_counter()
+    errors: list[BaseException] = []
+    slots = threading.BoundedSemaphore(4 * threads)  # Executor.map would queue every batch
+
+    def done(future: Future[None]) -> None:
+        if future.exception() is not None:
+            errors.append(cast(BaseException, future.exception()))
+        slots.release()
+
+    with ThreadPoolExecutor(threads) as pool:
+        for batch in chunks():
+            slots.acquire()
+            pool.submit(write, batch).add_done_callback(done)
+    if errors:
+        raise errors[0]
+    return time.perf_counter() - started
+
+
+# -- measurements ---------------------------------------------------------------------------
+
+
+def runtime_for(config: FanoutConfig, strategy: str, poster: Poster | None = None) -> Runtime:
+    return build_runtime(config, strategy=strategy, poster=poster)
+
+
+def resolve(runtime: Runtime, room: str | None) -> dict[str, Any]:
+    """Read the audience only: pages, items, requests, read units, seconds."""
+    result = FanoutResult(runtime.strategy.name, room, "resolve")
+    started = time.perf_counter()
+    for page in runtime.strategy.audience_pages(room):
+        result.add_page(page)
+    elapsed = time.perf_counter() - started
+    return {
+        "items_returned": result.items_returned,
+        "items_scanned": result.items_scanned,
+        "requests": result.dynamodb_requests,
+        "read_units": result.read_units,
+        "seconds": elapsed,
+    }
+
+
+def fanout(runtime: Runtime, room: str | None) -> FanoutResult:
+    return runtime.strategy.fanout(Message(bench_id(0), "benchmark frame " + "x" * 64, room))
+
+
+class SqsCounter:
+    """Counts SendMessageBatch calls of a client."""
+
+    def __init__(self, client: Any) -> None:
+        self.calls = 0
+        client.meta.events.register("before-call.sqs.SendMessageBatch", self._count)
+
+    def _count(self, **kwargs: Any) -> None:
+        self.calls += 1
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def throughput(api: str, concurrency: int, posts: int, path: str) -> dict[str, float]:
+    """Posts per second and CPU per post, through one delivery path."""
+    targets = [Target(bench_id(i), ENDPOINT) for i in range(posts)]
+    data = b'{"id":"bench","body":"' + b"x" * 100 + b'"}'
+    store = cast(ConnectionStore, None)  # no 410s here: the store is never used
+    if path == "boto3 thread pool":
+        client = management_client(f"{api}/prod", pool_size=concurrency)
+
+        def post(target: Target) -> None:
+            client.post_to_connection(ConnectionId=target.connection_id, Data=data)
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(post, targets[:200]))
+            cpu, started = cpu_seconds(), time.perf_counter()
+            list(pool.map(post, targets))
+            elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+        return {"posts_per_second": posts / elapsed, "cpu_ms_per_post": cpu / posts * 1000}
+    poster: Poster
+    if path == "library (FastPoster)":
+        poster = FastPoster(override=f"{api}/prod", pool_size=concurrency)
+    else:
+        poster = BotoPoster(override=f"{api}/prod", pool_size=concurrency)
+    deliverer = Deliverer(store, poster, concurrency=concurrency)
+    try:
+        deliverer.deliver_targets(targets[:200], data, FanoutResult("t", None, "warm"))
+        result = FanoutResult("t", None, "m")
+        cpu, started = cpu_seconds(), time.perf_counter()
+        deliverer.deliver_targets(targets, data, result)
+        elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    finally:
+        deliverer.close()
+        close = getattr(poster, "close", None)
+        if close is not None:
+            close()
+    if result.delivered != posts:
+        raise SystemExit(f"{path}: {result.delivered} of {posts} delivered: {result.summary()}")
+    return {"posts_per_second": posts / elapsed, "cpu_ms_per_post": cpu / posts * 1000}
+
+
+def import_times(repeats: int) -> dict[str, Any]:
+    """Median import time of boto3 alone and of fanout_core.handlers, fresh processes."""
+    code = "import time; t = time.perf_counter(); import {m}; print(time.perf_counter() - t)"
+    samples: dict[str, list[float]] = {"boto3": [], "fanout_core.handlers": []}
+    wall: dict[str, list[float]] = {"boto3": [], "fanout_core.handlers": []}
+    for _ in range(repeats):
+        for module in samples:  # interleaved, so drift hits both alike
+            started = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, "-c", code.format(m=module)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            ).stdout
+            wall[module].append(time.perf_counter() - started)
+            samples[module].append(float(out))
+    boto = statistics.median(samples["boto3"])
+    ours = statistics.median(samples["fanout_core.handlers"])
+    return {
+        "repeats": repeats,
+        "boto3_ms": boto * 1000,
+        "handlers_ms": ours * 1000,
+        "ratio": ours / boto,
+        "boto3_process_ms": statistics.median(wall["boto3"]) * 1000,
+        "handlers_process_ms": statistics.median(wall["fanout_core.handlers"]) * 1000,
+        "spread_ms": {m: [min(v) * 1000, max(v) * 1000] for m, v in samples.items()},
+    }
+
+
+def memory(endpoint: str, table: str, strategy: str, room: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.memory_probe", endpoint, table, strategy, room],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout
+    return cast(dict[str, Any], json.loads(out.strip().splitlines()[-1]))
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    with contextlib.suppress(Exception):
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    import botocore
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "python": platform.python_version(),
+        "boto3": boto3.__version__,
+        "botocore": botocore.__version__,
+        "platform": platform.platform(),
+    }
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dynamodb_backend(name: str) -> Iterator[str | None]:
+    if name == "dynalite":
+        with backends.dynalite() as url:
+            yield url
+    else:
+        import moto
+
+        with moto.mock_aws():
+            yield None
+
+
+def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "backend": backend,
+        "plan": plan.__dict__,
+        "latency_seconds": LATENCY,
+        "throughput": [],
+        "resolve": [],
+        "delivery": [],
+        "sqs": [],
+        "memory": [],
+        "loading": [],
+    }
+    started = time.perf_counter()
+    progress.set_description("cold start")
+    results["imports"] = import_times(plan.import_repeats)
+    progress.update()
+    largest = max(plan.sizes)
+    with management_api(LATENCY, largest) as api_process:
+        api = api_process.url  # type: ignore[attr-defined]
+        for concurrency in plan.concurrencies:
+            posts = max(1_000, int(concurrency / LATENCY * plan.throughput_seconds))
+            posts = min(posts, largest)
+            for path in ("boto3 thread pool", "library (BotoPoster)", "library (FastPoster)"):
+                progress.set_description(f"throughput C={concurrency} {path}")
+                row: dict[str, Any] = {"concurrency": concurrency, "path": path, "posts": posts}
+                row.update(throughput(api, concurrency, posts, path))
+                row["bound"] = concurrency / LATENCY
+                results["throughput"].append(row)
+            progress.update()
+        results["api_server"] = api_stats(api_process)
+        # The same at C=64 with the server on a thread of this process, sharing its GIL.
+        from fanout_core.local.management_api import LocalManagementApi
+
+        progress.set_description("throughput, server in-process")
+        with LocalManagementApi() as local:
+            local.faults.latency = LATENCY
+            for i in range(4_000):
+                local.connections.open(bench_id(i))
+            row = {"concurrency": 64, "path": "library (FastPoster), server in-process"}
+            row["posts"] = 4_000
+            row.update(throughput(local.url, 64, 4_000, "library (FastPoster)"))
+            row["bound"] = 64 / LATENCY
+            results["throughput"].append(row)
+        progress.update()
+
+        with dynamodb_backend(backend) as endpoint, backends.moto_server() as sqs_url:
+            sqs = boto3.client("sqs", endpoint_url=sqs_url, region_name="us-east-1")
+            queue_url = sqs.create_queue(QueueName=f"bench-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+            checked = False
+            for connections in plan.sizes:
+                for room_size in plan.room_sizes:
+                    if room_size > connections:
+                        continue
+                    measure_table(
+                        plan, results, progress, api, endpoint, sqs, sqs_url, queue_url,
+                        connections, room_size, check=not checked,
+                    )  # fmt: skip
+                    checked = True
+    results["total_seconds"] = time.perf_counter() - started
+    return results
+
+
+def measure_table(
+    plan: Plan,
+    results: dict[str, Any],
+    progress: tqdm[Any],
+    api: str,
+    endpoint: str | None,
+    sqs: Any,
+    sqs_url: str,
+    queue_url: str,
+    connections: int,
+    room_size: int,
+    *,
+    check: bool,
+) -> None:
+    config = FanoutConfig(
+        table=f"bench-{connections}-{room_size}-{uuid.uuid4().hex[:6]}",
+        dynamodb_endpoint=endpoint,
+        management_endpoint=f"{api}/prod",
+        queue_url=queue_url,
+        sqs_endpoint=sqs_url,
+        segments=4,
+    )
+    create_table(config)
+    if check:
+        check_layout(config)
+    progress.set_description(f"load N={connections:,} k={room_size:,}")
+    seconds = load(config, connections, room_size)
+    results["loading"].append(
+        {"connections": connections, "room_size": room_size, "items": 2 * connections,
+         "seconds": seconds}
+    )  # fmt: skip
+    progress.update()
+    room = room_name(room_size, 0)
+    sample = bench_items(0, room_size, time.time(), config.ttl_seconds)
+    sizes = cost.ItemSizes(
+        cost.item_size(sample[0]),
+        cost.item_size(sample[1]),
+        cost.item_size(cost.index_entry(sample[0])),
+        cost.item_size(cost.index_entry(sample[1])),
+    )
+    for strategy in STRATEGIES:
+        progress.set_description(f"resolve N={connections:,} k={room_size:,} {strategy}")
+        runtime = runtime_for(config, strategy)
+        try:
+            for audience in ("room", "everyone"):
+                row = resolve(runtime, room if audience == "room" else None)
+                estimate = cost.estimate_reads(
+                    strategy,
+                    connections=connections,
+                    room_size=room_size,
+                    everyone=audience == "everyone",
+                    sizes=sizes,
+                    segments=config.segments,
+                )
+                row.update(
+                    strategy=strategy,
+                    audience=audience,
+                    connections=connections,
+                    room_size=room_size,
+                    estimated_read_units=estimate.read_units,
+                    estimated_requests=estimate.requests,
+                )
+                results["resolve"].append(row)
+        finally:
+            runtime.close()
+    progress.update()
+    # End to end through the local Management API (latency LATENCY), room and everyone.
+    for concurrency in plan.e2e_concurrencies:
+        for strategy in DIRECT:
+            progress.set_description(f"deliver N={connections:,} k={room_size:,} C={concurrency}")
+            runtime = runtime_for(dataclasses.replace(config, concurrency=concurrency), strategy)
+            try:
+                audiences: list[str | None] = [room]
+                if connections <= plan.everyone_e2e_max and room_size == plan.room_sizes[1]:
+                    audiences.append(None)
+                for target in audiences:
+                    result = fanout(runtime, target)
+                    results["delivery"].append(
+                        {
+                            "strategy": strategy,
+                            "audience": "room" if target else "everyone",
+                            "connections": connections,
+                            "room_size": room_size,
+                            "concurrency": concurrency,
+                            "delivered": result.delivered,
+                            "failed": result.failed + result.gone,
+                            "seconds": result.elapsed_seconds,
+                            "posts_per_second": result.delivered / result.elapsed_seconds,
+                        }
+                    )
+            finally:
+                runtime.close()
+    progress.update()
+    progress.set_description(f"sqs_batched N={connections:,} k={room_size:,}")
+    measure_sqs(results, config, sqs, connections, room_size, room)
+    progress.update()
+    if connections in plan.memory_sizes and room_size == plan.room_sizes[-1]:
+        for strategy in ("gsi_query", "full_scan"):
+            progress.set_description(f"memory N={connections:,} {strategy}")
+            row = memory(endpoint or "", config.table, strategy, room) if endpoint else {}
+            row.update(strategy=strategy, connections=connections)
+            results["memory"].append(row)
+    ConnectionStore(config).models.item.delete_table()
+
+
+def measure_sqs(
+    results: dict[str, Any],
+    config: FanoutConfig,
+    sqs: Any,
+    connections: int,
+    room_size: int,
+    room: str,
+) -> None:
+    from strategies.sqs_batched import SqsBatched, process_records
+
+    # A queue per table: PurgeQueue is allowed once a minute, DeleteQueue is not limited.
+    queue_url = sqs.create_queue(QueueName=f"bench-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    runtime = runtime_for(dataclasses.replace(config, queue_url=queue_url), "sqs_batched")
+    strategy = cast(SqsBatched, runtime.strategy)
+    counter = SqsCounter(strategy.client)
+    try:
+        for target in (room, None):
+            counter.calls = 0
+            result = fanout(runtime, target)
+            row: dict[str, Any] = {
+                "audience": "room" if target else "everyone",
+                "connections": connections,
+                "room_size": room_size,
+                "enqueued": result.enqueued,
+                "queue_messages": result.queue_messages,
+                "send_message_batch_calls": counter.calls,
+                "enqueue_seconds": result.elapsed_seconds,
+            }
+            if target is not None:
+                # The worker side, as Lambda's event source would run it: batches of 10.
+                delivered, receives, started = 0, 0, time.perf_counter()
+                while True:
+                    batch = sqs.receive_message(
+                        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+                    ).get("Messages", [])
+                    receives += 1
+                    if not batch:
+                        break
+                    event = {
+                        "Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in batch]
+                    }
+                    _, worker_results = process_records(event, runtime.deliverer)
+                    delivered += sum(r.delivered for r in worker_results)
+                    sqs.delete_message_batch(
+                        QueueUrl=queue_url,
+                        Entries=[
+                            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                            for i, m in enumerate(batch)
+                        ],
+                    )
+                row.update(
+                    worker_delivered=delivered,
+                    worker_receives=receives,
+                    worker_seconds=time.perf_counter() - started,
+                )
+            results["sqs"].append(row)
+    finally:
+        runtime.close()
+        sqs.delete_queue(QueueUrl=queue_url)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="N=1,000 only, fewer levels")
+    parser.add_argument("--backend", choices=["dynalite", "moto"], default="dynalite")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    steps = 2 + len(plan.concurrencies)
+    for n in plan.sizes:
+        steps += 4 * sum(1 for k in plan.room_sizes if k <= n)
+    with tqdm(total=steps, unit="step", dynamic_ncols=True) as progress:
+        results = run(plan, args.backend, progress)
+    from benchmarks.report import write_reports
+
+    markdown = write_reports(results, args.out, quick=args.quick)
+    print(markdown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,459 @@
+"""A cost model: dollars per million messages for each strategy, from reads, requests and posts.
+
+The read formulas are the ones ``benchmarks/`` checks against dynalite's ConsumedCapacity:
+item sizes as DynamoDB counts them, 0.5 read unit per 4 KB per page (eventually consistent
+reads, rounded up per request, at least 0.5 per request), 1 MB pages. ``fanout cost`` prints
+the model; free tiers and data transfer are left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fanout_core import keys
+
+# -- prices: us-east-1, on demand, looked up 2026-11-28 with the search tool (pages corpus) --
+# DynamoDB on-demand, per million request units. AWS_LIMITS.md ("DynamoDB pricing page, since
+# Nov 2024"); airbyte.com/data-engineering-resources/dynamodb-pricing (2025-07-21) gives the
+# same figures after the November 2024 cut. Older pages still show $0.25 / $1.25.
+DYNAMODB_READ_PER_MILLION_RRU = 0.125
+DYNAMODB_WRITE_PER_MILLION_WRU = 0.625
+# API Gateway WebSocket APIs: aws.amazon.com/api-gateway/pricing/ says messages are "metered
+# in 32 KB increments" (a 33 KB message is two). The $1.00 per million (first billion a month)
+# is from awsforengineers.com/blog/aws-api-gateway-pricing-explained (2025-05-19) and
+# amnic.com/blogs/aws-api-gateway-pricing; the AWS page excerpt seen did not show the figure.
+APIGW_MESSAGE_PER_MILLION = 1.00
+APIGW_MESSAGE_INCREMENT_BYTES = 32 * 1024
+# $0.25 per million connection minutes: amnic.com/blogs/aws-api-gateway-pricing only; NOT
+# confirmed on the AWS page excerpt seen.
+APIGW_CONNECTION_MINUTE_PER_MILLION = 0.25
+# Lambda, x86: aws.amazon.com/lambda/pricing/ examples use $0.00001667 per GB-second and $0.20
+# per million requests; docs.aws.amazon.com/whitepapers/latest/how-aws-pricing-works/lambda.html
+# gives the same. (Arm is cheaper per GB-second: not modelled.)
+LAMBDA_GB_SECOND = 0.0000166667
+LAMBDA_REQUEST_PER_MILLION = 0.20
+# SQS standard queue, $0.40 per million requests (first 100 billion a month), each 64 KB chunk
+# of a request's payload billed as one request: factualminds.com/blog/amazon-sqs-pricing-64kb-
+# rule-fifo-vs-standard (2026-06-13), cloudburn.io/blog/amazon-sqs-pricing (2026-03-14).
+SQS_REQUEST_PER_MILLION = 0.40
+SQS_CHUNK_BYTES = 64 * 1024
+
+# -- DynamoDB read accounting ----------------------------------------------------------------
+READ_UNIT_BYTES = 4096
+READ_UNIT_EVENTUAL = 0.5
+PAGE_BYTES = 1024 * 1024
+LAMBDA_BATCH_SIZE = 10  # the SQS event source's default batch
+TARGETS_PER_QUEUE_MESSAGE = 100  # strategies.sqs_batched.TARGETS_PER_MESSAGE
+ENTRIES_PER_SEND_CALL = 10
+STRATEGIES = ("full_scan", "gsi_query", "parallel_scan", "sqs_batched")
+
+# A connection id as API Gateway makes them and a callback URL of the usual length.
+SAMPLE_CONNECTION_ID = "L0SM9cOFvHcCIhw="
+SAMPLE_ENDPOINT = "https://abcd123456.execute-api.us-east-1.amazonaws.com/prod"
+SAMPLE_ROOM = "room-000001"
+SAMPLE_EPOCH = 1_700_000_000
+
+
+def number_size(value: int) -> int:
+    """Bytes DynamoDB counts for a number: 1 plus 1 per two significant digits."""
+    digits = str(abs(value)).strip("0") or "0"
+    return 1 + math.ceil(len(digits) / 2)
+
+
+def item_size(item: Mapping[str, str | int]) -> int:
+    """An item's size as DynamoDB counts it: names plus values (UTF-8 strings, numbers)."""
+    total = 0
+    for name, value in item.items():
+        total += len(name.encode())
+        total += number_size(value) if isinstance(value, int) else len(value.encode())
+    return total
+
+
+def layout_items(
+    connection_id: str,
+    endpoint: str,
+    *,
+    rooms: tuple[str, ...] = (),
+    expires_at: int,
+    connected_at_ms: int,
+    principal: str | None = None,
+) -> list[dict[str, str | int]]:
+    """The rows ``ConnectionStore.connect`` writes, as plain values (tests/test_layout.py)."""
+    connection: dict[str, str | int] = {
+        "pk": keys.connection_pk(connection_id),
+        "sk": keys.CONNECTION_SK,
+        "type": "connection",
+        "gsi1pk": keys.everyone_index_pk(keys.everyone_shard(connection_id)),
+        "gsi1sk": keys.index_sk(connection_id),
+        "connection_id": connection_id,
+        "endpoint": endpoint,
+        "connected_at": connected_at_ms,
+        "expires_at": expires_at,
+    }
+    if principal is not None:
+        connection["principal"] = principal
+    rows = [connection]
+    for room in rooms:
+        rows.append(
+            {
+                "pk": keys.connection_pk(connection_id),
+                "sk": keys.membership_sk(room),
+                "type": "membership",
+                "gsi1pk": keys.room_index_pk(room),
+                "gsi1sk": keys.index_sk(connection_id),
+                "connection_id": connection_id,
+                "endpoint": endpoint,
+                "room": room,
+                "joined_at": connected_at_ms,
+                "expires_at": expires_at,
+            }
+        )
+    return rows
+
+
+INDEX_ATTRIBUTES = (
+    "pk",
+    "sk",
+    "gsi1pk",
+    "gsi1sk",
+    "type",
+    "connection_id",
+    "endpoint",
+    "expires_at",
+)
+
+
+def index_entry(item: Mapping[str, str | int]) -> dict[str, str | int]:
+    """The ``audience`` index entry of a row: both keys and the INCLUDE projection."""
+    return {name: item[name] for name in INDEX_ATTRIBUTES if name in item}
+
+
+@dataclass(frozen=True)
+class ItemSizes:
+    """Bytes per row and per index entry."""
+
+    connection: int
+    membership: int
+    connection_entry: int
+    membership_entry: int
+
+    @classmethod
+    def sample(
+        cls,
+        connection_id: str = SAMPLE_CONNECTION_ID,
+        endpoint: str = SAMPLE_ENDPOINT,
+        room: str = SAMPLE_ROOM,
+    ) -> ItemSizes:
+        """Sizes of the rows of one connection in one room."""
+        conn, member = layout_items(
+            connection_id,
+            endpoint,
+            rooms=(room,),
+            expires_at=SAMPLE_EPOCH + 7500,
+            connected_at_ms=SAMPLE_EPOCH * 1000,
+        )
+        return cls(
+            item_size(conn),
+            item_size(member),
+            item_size(index_entry(conn)),
+            item_size(index_entry(member)),
+        )
+
+
+def page_read_units(page_bytes: int) -> float:
+    """Read units of one Query/Scan page: 0.5 per 4 KB read, rounded up, at least 0.5."""
+    return max(1, math.ceil(page_bytes / READ_UNIT_BYTES)) * READ_UNIT_EVENTUAL
+
+
+@dataclass(frozen=True)
+class ReadEstimate:
+    """What resolving an audience reads."""
+
+    requests: int
+    items_scanned: int
+    items_returned: int
+    read_units: float
+
+
+def _paged(items: int, item_bytes: float, page_size: int | None) -> tuple[int, float]:
+    """(requests, read units) to read ``items`` of ``item_bytes`` each, page by page."""
+    per_page = max(1, int(PAGE_BYTES // item_bytes))
+    if page_size is not None:
+        per_page = min(per_page, page_size)
+    full, rest = divmod(items, per_page)
+    requests = full + (1 if rest or not full else 0)
+    units = full * page_read_units(math.ceil(per_page * item_bytes))
+    if rest or not full:
+        units += page_read_units(math.ceil(rest * item_bytes))
+    return requests, units
+
+
+def estimate_reads(
+    strategy: str,
+    *,
+    connections: int,
+    room_size: int,
+    everyone: bool = False,
+    sizes: ItemSizes | None = None,
+    memberships_per_connection: int = 1,
+    segments: int = 4,
+    page_size: int | None = None,
+) -> ReadEstimate:
+    """Requests, items and read units to resolve one audience with ``strategy``.
+
+    full_scan reads the whole table (every row, before the filter); parallel_scan the same
+    in ``segments`` parts, each paged on its own; gsi_query and sqs_batched read only the
+    room's index entries, or the 16 everyone-shards.
+    """
+    sizes = sizes or ItemSizes.sample()
+    audience = connections if everyone else min(room_size, connections)
+    if strategy in ("full_scan", "parallel_scan"):
+        memberships = connections * memberships_per_connection
+        rows = connections + memberships
+        row_bytes = (connections * sizes.connection + memberships * sizes.membership) / max(rows, 1)
+        parts = segments if strategy == "parallel_scan" else 1
+        requests, units = 0, 0.0
+        for part in range(parts):
+            share = rows // parts + (1 if part < rows % parts else 0)
+            r, u = _paged(share, row_bytes, page_size)
+            requests, units = requests + r, units + u
+        return ReadEstimate(requests, rows, audience, units)
+    if strategy in ("gsi_query", "sqs_batched"):
+        if not everyone:
+            requests, units = _paged(audience, sizes.membership_entry, page_size)
+            return ReadEstimate(requests, audience, audience, units)
+        requests, units = 0, 0.0
+        shards = keys.EVERYONE_SHARDS
+        for shard in range(shards):
+            share = connections // shards + (1 if shard < connections % shards else 0)
+            r, u = _paged(share, sizes.connection_entry, page_size)
+            requests, units = requests + r, units + u
+        return ReadEstimate(requests, connections, connections, units)
+    raise ValueError(f"no cost model for strategy {strategy!r}; use one of {STRATEGIES}")
+
+
+# -- the whole fan-out ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What is fanned out, how often, and how the functions run."""
+
+    connections: int
+    room_size: int
+    messages_per_day: float
+    everyone: bool = False
+    frame_bytes: int = 200
+    concurrency: int = 32
+    post_latency_seconds: float = 0.020  # one Management API round trip (assumed)
+    # CPU per post in the function; FastPoster measured ~0.2 ms on the bench machine
+    # (docs/benchmarks.md), BotoPoster ~1 ms: pass your own.
+    post_cpu_seconds: float = 0.0002
+    read_request_seconds: float = 0.010  # one Query/Scan page round trip (assumed)
+    sqs_request_seconds: float = 0.010  # one SendMessageBatch round trip (assumed)
+    lambda_memory_mb: int = 256  # template.yaml's MemorySize
+    segments: int = 4
+    sizes: ItemSizes = field(default_factory=ItemSizes.sample)
+
+
+@dataclass(frozen=True)
+class StrategyCost:
+    """One message fanned out by one strategy, and its price."""
+
+    strategy: str
+    reads: ReadEstimate
+    posts: int
+    apigw_messages: int
+    sqs_requests: int
+    lambda_invocations: int
+    lambda_gb_seconds: float
+    dollars: dict[str, float]  # per message, by service
+
+    @property
+    def per_message(self) -> float:
+        """Dollars for one message."""
+        return sum(self.dollars.values())
+
+    @property
+    def per_million(self) -> float:
+        """Dollars per million messages."""
+        return self.per_message * 1_000_000
+
+
+def _post_seconds(posts: int, workload: Workload) -> float:
+    # Billed wall time: posts overlap up to `concurrency`, and each costs at least its CPU.
+    per_post = max(workload.post_latency_seconds / workload.concurrency, workload.post_cpu_seconds)
+    return posts * per_post
+
+
+def queue_message_bytes(ids: int, workload: Workload) -> int:
+    """Approximate body of one sqs_batched message: the frame, the endpoint, ``ids`` ids."""
+    id_bytes = len(SAMPLE_CONNECTION_ID) + 3  # quotes and comma
+    return 40 + workload.frame_bytes + len(SAMPLE_ENDPOINT) + ids * id_bytes
+
+
+def strategy_cost(strategy: str, workload: Workload) -> StrategyCost:
+    """The modelled cost of one message fanned out with ``strategy``."""
+    reads = estimate_reads(
+        strategy,
+        connections=workload.connections,
+        room_size=workload.room_size,
+        everyone=workload.everyone,
+        sizes=workload.sizes,
+        segments=workload.segments,
+    )
+    posts = reads.items_returned
+    increments = max(1, math.ceil(workload.frame_bytes / APIGW_MESSAGE_INCREMENT_BYTES))
+    apigw_messages = 1 + posts * increments  # the sender's frame in, one post per recipient
+    memory_gb = workload.lambda_memory_mb / 1024
+    read_seconds = reads.requests * workload.read_request_seconds
+    if strategy == "parallel_scan":
+        read_seconds /= workload.segments
+    sqs_requests = 0
+    invocations = 1
+    if strategy == "sqs_batched":
+        queue_messages = math.ceil(posts / TARGETS_PER_QUEUE_MESSAGE)
+        calls = math.ceil(queue_messages / ENTRIES_PER_SEND_CALL)
+        call_bytes = min(ENTRIES_PER_SEND_CALL, queue_messages) * queue_message_bytes(
+            min(TARGETS_PER_QUEUE_MESSAGE, posts), workload
+        )
+        send = calls * max(1, math.ceil(call_bytes / SQS_CHUNK_BYTES))
+        worker_batches = math.ceil(queue_messages / LAMBDA_BATCH_SIZE)
+        # A receive and a delete per worker batch; empty long-poll receives are left out.
+        sqs_requests = send + 2 * worker_batches
+        invocations += worker_batches
+        sender_seconds = read_seconds + calls * workload.sqs_request_seconds
+        gb_seconds = (sender_seconds + _post_seconds(posts, workload)) * memory_gb
+    else:
+        # Pages are read while earlier targets are posted: the longer of the two is billed.
+        gb_seconds = max(read_seconds, _post_seconds(posts, workload)) * memory_gb
+    dollars = {
+        "dynamodb": reads.read_units * DYNAMODB_READ_PER_MILLION_RRU / 1e6,
+        "apigateway": apigw_messages * APIGW_MESSAGE_PER_MILLION / 1e6,
+        "lambda": invocations * LAMBDA_REQUEST_PER_MILLION / 1e6 + gb_seconds * LAMBDA_GB_SECOND,
+        "sqs": sqs_requests * SQS_REQUEST_PER_MILLION / 1e6,
+    }
+    return StrategyCost(
+        strategy, reads, posts, apigw_messages, sqs_requests, invocations, gb_seconds, dollars
+    )
+
+
+def connection_minutes_per_day(workload: Workload) -> tuple[float, float]:
+    """(minutes, dollars) a day for keeping every connection open all day."""
+    minutes = workload.connections * 24 * 60
+    return minutes, minutes * APIGW_CONNECTION_MINUTE_PER_MILLION / 1e6
+
+
+def cost_table(workload: Workload) -> list[StrategyCost]:
+    """The model for every built-in strategy."""
+    return [strategy_cost(name, workload) for name in STRATEGIES]
+
+
+def format_table(workload: Workload, costs: list[StrategyCost]) -> str:
+    """A Markdown table of ``costs``."""
+    audience = "everyone" if workload.everyone else f"a room of {workload.room_size:,}"
+    lines = [
+        f"{workload.connections:,} connections, each message to {audience}, "
+        f"{workload.messages_per_day:,.0f} messages a day (us-east-1, on demand, no free tier)",
+        "",
+        "| strategy | read units / msg | DynamoDB requests / msg | posts / msg "
+        "| SQS requests / msg | Lambda GB-s / msg | DynamoDB $ | API Gateway $ | Lambda $ | SQS $ "
+        "| $ / million msgs | $ / day |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in costs:
+        per_million = {k: v * 1e6 for k, v in c.dollars.items()}
+        lines.append(
+            f"| {c.strategy} | {c.reads.read_units:,.1f} | {c.reads.requests:,} | {c.posts:,} "
+            f"| {c.sqs_requests:,} | {c.lambda_gb_seconds:.4f} | {per_million['dynamodb']:,.2f} "
+            f"| {per_million['apigateway']:,.2f} | {per_million['lambda']:,.2f} "
+            f"| {per_million['sqs']:,.2f} | {c.per_million:,.2f} "
+            f"| {c.per_message * workload.messages_per_day:,.2f} |"
+        )
+    minutes, dollars = connection_minutes_per_day(workload)
+    lines += [
+        "",
+        "Service columns are dollars per million messages. Connection minutes, the same for every "
+        f"strategy: {minutes:,.0f} a day if all stay connected, ${dollars:,.2f} a day.",
+    ]
+    return "\n".join(lines)
+
+
+# -- the `fanout cost` command -------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace) -> int:
+    workload = Workload(
+        connections=args.connections,
+        room_size=args.room_size,
+        messages_per_day=args.messages_per_day,
+        everyone=args.everyone,
+        frame_bytes=args.frame_bytes,
+        concurrency=args.concurrency,
+        post_latency_seconds=args.post_latency_ms / 1000,
+        post_cpu_seconds=args.post_cpu_ms / 1000,
+        lambda_memory_mb=args.lambda_memory_mb,
+        segments=args.segments,
+    )
+    costs = cost_table(workload)
+    if args.json:
+        data: list[dict[str, Any]] = [
+            {
+                **asdict(c),
+                "per_million": c.per_million,
+                "per_day": c.per_message * args.messages_per_day,
+            }
+            for c in costs
+        ]
+        print(json.dumps(data, indent=2))
+    else:
+        print(format_table(workload, costs))
+    return 0
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def add_cost_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``fanout cost`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "cost",
+        help="dollars per million messages for each strategy",
+        description="Model the cost of fanning messages out with each strategy: DynamoDB read "
+        "units (from item sizes, 0.5 per 4 KB per page), API Gateway messages, Lambda time and "
+        "requests, SQS requests. Prices: us-east-1 on demand, without free tiers "
+        "(fanout_core/cost.py cites them).",
+    )
+    parser.add_argument("--connections", type=_positive_int, required=True, metavar="N")
+    parser.add_argument(
+        "--room-size", type=_positive_int, required=True, metavar="K", help="members per room"
+    )
+    parser.add_argument("--messages-per-day", type=_non_negative, required=True, metavar="M")
+    parser.add_argument("--everyone", action="store_true", help="each message to everyone")
+    parser.add_argument("--frame-bytes", type=_positive_int, default=200, help="default 200")
+    parser.add_argument("--concurrency", type=_positive_int, default=32, help="default 32")
+    parser.add_argument("--post-latency-ms", type=_non_negative, default=20.0, help="default 20")
+    parser.add_argument(
+        "--post-cpu-ms", type=_non_negative, default=0.2, help="CPU per post (default 0.2)"
+    )
+    parser.add_argument("--lambda-memory-mb", type=_positive_int, default=256, help="default 256")
+    parser.add_argument("--segments", type=_positive_int, default=4, help="parallel_scan's")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=_run)
+    return parser

@@ -1,0 +1,453 @@
+"""FastPoster over real HTTP: the same answers, signatures and URLs as the boto3 client."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import botocore.auth
+import pytest
+from botocore.credentials import Credentials
+from botocore.exceptions import NoCredentialsError
+
+from fanout_core.delivery import Deliverer
+from fanout_core.local.management_api import LocalManagementApi
+from fanout_core.management import BotoPoster, FastPoster, PostOutcome, PostStatus, async_poster
+from fanout_core.message import MAX_PAYLOAD_BYTES, Message
+from fanout_core.runtime import build_runtime
+from fanout_core.store import ConnectionStore
+from fanout_core.strategy import strategy_class
+from tests.backends import free_port
+
+ENDPOINT = "https://abcd123.execute-api.eu-west-2.amazonaws.com/prod"
+HOSTILE_IDS = ["a+b/c=", "L0SM9cOFvHcCIhw=", "x/y/z", "++==//", "A_b-C"]
+
+
+@pytest.fixture
+def fast(local_api: LocalManagementApi) -> Iterator[FastPoster]:
+    poster = FastPoster(override=f"{local_api.url}/prod", timeout=1.0)
+    yield poster
+    poster.close()
+
+
+# -- a raw HTTP server that records requests and answers what a test scripts --------------
+
+
+@dataclass
+class Seen:
+    """One request as the server read it."""
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+Answer = Callable[[Seen], bytes]
+
+
+@dataclass
+class RawServer:
+    """Answers each request with ``answer(request)``; ``close_after`` ends the connection."""
+
+    answer: Answer
+    close_after: bool = False
+    seen: list[Seen] = field(default_factory=list)
+    connections: int = 0
+
+    def __post_init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            buffer = b""
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ")
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0"))
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                body, buffer = buffer[:length], buffer[length:]
+                request = Seen(method, target, headers, body)
+                self.seen.append(request)
+                conn.sendall(self.answer(request))
+                if self.close_after:
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def ok_answer(request: Seen) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.fixture
+def raw_server() -> Iterator[Callable[..., RawServer]]:
+    servers: list[RawServer] = []
+
+    def make(answer: Answer = ok_answer, *, close_after: bool = False) -> RawServer:
+        server = RawServer(answer, close_after)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def frozen_time(monkeypatch: pytest.MonkeyPatch) -> datetime.datetime:
+    now = datetime.datetime(2024, 5, 6, 7, 8, 9)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda *a, **k: now)
+    return now
+
+
+# -- answers ------------------------------------------------------------------------------
+
+
+def test_delivers_and_answers_410_for_an_unknown_connection(
+    fast: FastPoster, local_api: LocalManagementApi
+) -> None:
+    cid = local_api.connections.open()
+    assert fast.post(ENDPOINT, cid, b"hello") == PostOutcome(PostStatus.OK)
+    assert local_api.connections.inbox(cid) == [b"hello"]
+    assert fast.post(ENDPOINT, "nobody", b"x") == PostOutcome(PostStatus.GONE, "410 GoneException")
+
+
+@pytest.mark.parametrize("status", [403, 410, 413, 429, 500])
+def test_every_injected_error_maps_like_the_boto3_client(
+    fast: FastPoster, local_api: LocalManagementApi, status: int
+) -> None:
+    cid = local_api.connections.open()
+    boto = BotoPoster(override=f"{local_api.url}/prod", timeout=1.0)
+    local_api.faults.add(status, connection_id=cid)
+    expected = boto.post(ENDPOINT, cid, b"x")
+    local_api.faults.add(status, connection_id=cid)
+    assert fast.post(ENDPOINT, cid, b"x") == expected
+    assert expected.status is not PostStatus.OK
+
+
+def test_oversized_post_is_413_like_the_boto3_client(
+    fast: FastPoster, local_api: LocalManagementApi
+) -> None:
+    cid = local_api.connections.open()
+    outcome = fast.post(ENDPOINT, cid, b"x" * (MAX_PAYLOAD_BYTES + 1))
+    assert outcome == PostOutcome(PostStatus.TOO_LARGE, "413 PayloadTooLargeException")
+    assert fast.post(ENDPOINT, cid, b"y" * MAX_PAYLOAD_BYTES) == PostOutcome(PostStatus.OK)
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "expected"),
+    [
+        # No x-amzn-ErrorType: the code comes from the body, as botocore reads it.
+        ("", b'{"__type": "com.amazon#ForbiddenException"}', "403 ForbiddenException"),
+        ("", b'{"code": "GoneException"}', "410 GoneException"),
+        ("x-amzn-ErrorType: LimitExceededException:http://internal\r\n", b"{}", "429 "),
+        # A bare 5xx: botocore's generic error, coded by the status itself.
+        ("", b"", "503 503"),
+        ("", b"<html>Service Unavailable</html>", "502 502"),
+    ],
+)
+def test_error_codes_come_from_header_or_body_as_botocore_reads_them(
+    raw_server: Callable[..., RawServer], head: str, body: bytes, expected: str
+) -> None:
+    status = int(expected[:3])
+
+    def answer(request: Seen) -> bytes:
+        return f"HTTP/1.1 {status} X\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+    server = raw_server(answer)
+    poster = FastPoster(override=server.url)
+    try:
+        outcome = poster.post(ENDPOINT, "abc", b"x")
+    finally:
+        poster.close()
+    boto = BotoPoster(override=server.url).post(ENDPOINT, "abc", b"x")
+    assert outcome == boto
+    assert outcome.detail.startswith(expected.strip())
+
+
+def test_chunked_and_close_delimited_answers_are_read(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    answers = iter(
+        [
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            b"HTTP/1.1 410 Gone\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b'1a\r\n{"__type":"GoneException"}\r\n0\r\n\r\n',
+            b"HTTP/1.1 200 OK\r\n\r\n",  # no length: the body ends with the connection
+        ]
+    )
+    server = raw_server(lambda request: next(answers))
+    poster = FastPoster(override=server.url)
+    try:
+        assert poster.post(ENDPOINT, "a", b"1").status is PostStatus.OK
+        assert poster.post(ENDPOINT, "a", b"2") == PostOutcome(PostStatus.GONE, "410 GoneException")
+        # Still on the first, kept-alive connection.
+        assert server.connections == 1
+    finally:
+        poster.close()
+
+
+# -- timeouts and broken connections ----------------------------------------------------
+
+
+def test_no_answer_in_time_is_a_read_timeout(
+    fast: FastPoster, local_api: LocalManagementApi
+) -> None:
+    cid = local_api.connections.open()
+    local_api.faults.add(0, connection_id=cid, hang_seconds=3)
+    assert fast.post(ENDPOINT, cid, b"x") == PostOutcome(PostStatus.TIMEOUT, "ReadTimeoutError")
+    # The next post opens a new connection and is delivered.
+    assert fast.post(ENDPOINT, cid, b"y") == PostOutcome(PostStatus.OK)
+    assert local_api.connections.inbox(cid) == [b"y"]  # a hung post delivers nothing
+
+
+def test_nothing_listening_is_an_endpoint_connection_error() -> None:
+    poster = FastPoster(override=f"http://127.0.0.1:{free_port()}", timeout=1.0)
+    try:
+        outcome = poster.post(ENDPOINT, "a", b"x")
+    finally:
+        poster.close()
+    assert outcome == PostOutcome(PostStatus.TIMEOUT, "EndpointConnectionError")
+    assert outcome.status.retryable
+
+
+def test_answer_cut_short_is_a_closed_connection(raw_server: Callable[..., RawServer]) -> None:
+    server = raw_server(
+        lambda request: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", close_after=True
+    )
+    poster = FastPoster(override=server.url)
+    try:
+        assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(
+            PostStatus.TIMEOUT, "ConnectionClosedError"
+        )
+    finally:
+        poster.close()
+
+
+def test_keep_alive_connection_closed_by_the_server_is_replaced(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    # The server closes every connection after one answer, without saying so.
+    server = raw_server(close_after=True)
+    poster = FastPoster(override=server.url)
+    try:
+        for _ in range(3):
+            assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(PostStatus.OK)
+    finally:
+        poster.close()
+    assert len(server.seen) == 3
+    assert server.connections == 3
+
+
+# -- signing, URL, region, credentials --------------------------------------------------
+
+
+def test_signature_and_url_match_the_boto3_client(
+    raw_server: Callable[..., RawServer], frozen_time: datetime.datetime
+) -> None:
+    server = raw_server()
+    credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
+    poster = FastPoster(override=f"{server.url}/prod", credentials=credentials)
+    boto = BotoPoster(override=f"{server.url}/prod")
+    try:
+        for cid in HOSTILE_IDS:
+            server.seen.clear()
+            assert poster.post(ENDPOINT, cid, b'{"a": 1}').status is PostStatus.OK
+            with pytest.MonkeyPatch.context() as env:
+                env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+                env.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+                env.setenv("AWS_SESSION_TOKEN", "session-token")
+                # A fresh client, so it reads these credentials.
+                from fanout_core import management
+
+                management._clients.clear()
+                assert boto.post(ENDPOINT, cid, b'{"a": 1}').status is PostStatus.OK
+                management._clients.clear()
+            ours, theirs = server.seen
+            assert ours.target == theirs.target
+            assert "%2F" in ours.target or "/" not in cid
+            for name in ("host", "x-amz-date", "x-amz-security-token", "authorization"):
+                assert ours.headers[name] == theirs.headers[name], name
+            assert ours.body == theirs.body
+    finally:
+        poster.close()
+    assert "/eu-west-2/execute-api/aws4_request" in ours.headers["authorization"]
+    assert ours.headers["x-amz-date"] == "20240506T070809Z"
+
+
+def test_ids_with_plus_slash_and_equals_reach_their_connection(
+    fast: FastPoster, local_api: LocalManagementApi
+) -> None:
+    for cid in HOSTILE_IDS:
+        local_api.connections.open(cid)
+        assert fast.post(ENDPOINT, cid, cid.encode()) == PostOutcome(PostStatus.OK)
+        assert local_api.connections.inbox(cid) == [cid.encode()]
+
+
+def test_region_comes_from_the_execute_api_host_else_the_default(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    server = raw_server()
+    poster = FastPoster(override=server.url, region="ap-south-1")
+    try:
+        poster.post("https://x1.execute-api.sa-east-1.amazonaws.com/prod", "a", b"x")
+        poster.post("https://chat.example.com/prod", "a", b"x")
+    finally:
+        poster.close()
+    scopes = [seen.headers["authorization"] for seen in server.seen]
+    assert "/sa-east-1/execute-api/" in scopes[0]
+    assert "/ap-south-1/execute-api/" in scopes[1]
+
+
+def test_without_override_the_connection_endpoint_is_used(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    server = raw_server()
+    poster = FastPoster()
+    try:
+        assert poster.post(f"{server.url}/stage", "a/b", b"x").status is PostStatus.OK
+    finally:
+        poster.close()
+    (seen,) = server.seen
+    assert seen.target == "/stage/@connections/a%2Fb"
+    assert seen.headers["host"] == f"127.0.0.1:{server.port}"
+    assert "x-amz-security-token" not in seen.headers or seen.headers["x-amz-security-token"]
+
+
+def test_missing_credentials_raise_as_with_boto3(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/credentials")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/config")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    poster = FastPoster(override=f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(NoCredentialsError):
+            poster.post(ENDPOINT, "a", b"x")
+    finally:
+        poster.close()
+
+
+# -- through the Deliverer --------------------------------------------------------------
+
+
+def no_sleep(seconds: float) -> None:
+    assert 0 <= seconds <= 2.0
+
+
+def test_deliverer_uses_the_loop_path_bounded_retried_and_cleaned(
+    store: ConnectionStore, local_api: LocalManagementApi
+) -> None:
+    poster = FastPoster(override=f"{local_api.url}/prod", timeout=1.0)
+    assert async_poster(poster) is poster
+    deliverer = Deliverer(store, poster, concurrency=3, max_attempts=3, sleep=no_sleep)
+    ids = [local_api.connections.open() for _ in range(10)]
+    for cid in ids:
+        store.connect(cid, ENDPOINT, rooms=["r"])
+    gone = ids[1]
+    local_api.connections.close(gone)
+    local_api.faults.add(429, connection_id=ids[2], times=2)
+    local_api.faults.add(500, connection_id=ids[3], times=5)
+    local_api.faults.add(403, connection_id=ids[4])
+    local_api.faults.latency = 0.02
+    strategy = strategy_class("gsi_query")(store, deliverer, store.config)
+    try:
+        result = strategy.fanout(Message(ids[0], "hi", "r"))
+    finally:
+        deliverer.close()
+    assert (result.delivered, result.gone, result.failed) == (7, 1, 2)
+    assert result.retried == 2 + 2
+    assert result.throttled == 2
+    reasons = sorted(f.reason for f in result.failures)
+    assert reasons == [
+        "403 ForbiddenException",
+        "500 InternalServerErrorException after 3 attempts",
+    ]
+    assert local_api.max_in_flight == 3
+    assert store.get_connection(gone) is None
+    assert store.get_connection(ids[4]) is not None
+    for cid in ids:
+        if cid not in (gone, ids[3], ids[4]):
+            assert len(local_api.connections.inbox(cid)) == 1
+
+
+def test_build_runtime_posts_with_fast_poster_by_default(
+    store: ConnectionStore, local_api: LocalManagementApi
+) -> None:
+    config = store.config.__class__(
+        table=store.config.table,
+        dynamodb_endpoint=store.config.dynamodb_endpoint,
+        management_endpoint=f"{local_api.url}/prod",
+        concurrency=5,
+    )
+    runtime = build_runtime(config)
+    try:
+        assert isinstance(runtime.deliverer.poster, FastPoster)
+        assert runtime.deliverer.poster.override == f"{local_api.url}/prod"
+        assert runtime.deliverer.poster.pool_size == 5
+        cid = local_api.connections.open()
+        runtime.store.connect(cid, ENDPOINT, rooms=["r"])
+        result = runtime.strategy.fanout(Message(cid, "yo", "r"))
+    finally:
+        runtime.close()
+    assert result.delivered == 1
+    assert json.loads(local_api.connections.inbox(cid)[0])["body"] == "yo"
+
+
+def test_a_failing_audience_read_still_waits_for_posts_and_raises(
+    store: ConnectionStore, local_api: LocalManagementApi
+) -> None:
+    from fanout_core.result import FanoutResult
+    from fanout_core.store import Target
+
+    poster = FastPoster(override=f"{local_api.url}/prod")
+    deliverer = Deliverer(store, poster, concurrency=2)
+    ids = [local_api.connections.open() for _ in range(3)]
+
+    def targets() -> Iterator[Target]:
+        for cid in ids:
+            yield Target(cid, ENDPOINT)
+        raise RuntimeError("page read failed")
+
+    result = FanoutResult("test", None, "m")
+    try:
+        with pytest.raises(RuntimeError, match="page read failed"):
+            deliverer.deliver_targets(targets(), b"x", result)
+    finally:
+        deliverer.close()
+    assert result.delivered == 3
