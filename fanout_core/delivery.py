@@ -54,6 +54,9 @@ class Deliverer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._executor_lock = threading.Lock()
+        # Held while a post is handed to the loop, and by close() to stop that for good.
+        self._schedule_lock = threading.Lock()
+        self._closed = False
 
     def deliver(self, pages: Iterable[Page], data: bytes, result: FanoutResult) -> None:
         """Post ``data`` to every target of every page; count pages and posts in ``result``."""
@@ -188,17 +191,25 @@ class Deliverer:
         def release(future: Future[None]) -> None:
             with lock:
                 in_flight.discard(future)
-            error = None if future.cancelled() else future.exception()
-            if error is not None:
+            if future.cancelled():  # close() cancelled it: this post's end is unknown
+                errors.append(RuntimeError("the Deliverer was closed during a fan-out"))
+            elif (error := future.exception()) is not None:
                 errors.append(error)
             slots.release()
 
         try:
             for target in targets:
                 slots.acquire()
-                future = asyncio.run_coroutine_threadsafe(
-                    self._deliver_one_async(poster, target, data, result), loop
-                )
+                try:
+                    with self._schedule_lock:
+                        if self._closed:
+                            raise RuntimeError("the Deliverer was closed during a fan-out")
+                        future = asyncio.run_coroutine_threadsafe(
+                            self._deliver_one_async(poster, target, data, result), loop
+                        )
+                except BaseException:
+                    slots.release()  # never scheduled: its slot would never come back
+                    raise
                 with lock:
                     in_flight.add(future)
                 future.add_done_callback(release)
@@ -222,6 +233,20 @@ class Deliverer:
                     thread.start()
                     self._loop, self._loop_thread = loop, thread
         return self._loop
+
+    async def _shutdown_loop(self) -> None:
+        import asyncio
+
+        # Posts still in flight are cancelled, so a fan-out waiting on them ends (and
+        # raises) instead of waiting forever on a stopped loop.
+        current = asyncio.current_task()
+        while tasks := [task for task in asyncio.all_tasks() if task is not current]:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        aclose = getattr(async_poster(self.poster), "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     def _cleanup_pool(self) -> ThreadPoolExecutor:
         if self._cleanup is None:
@@ -247,14 +272,13 @@ class Deliverer:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        with self._schedule_lock:
+            self._closed = True
         loop, thread = self._loop, self._loop_thread
         if loop is not None and thread is not None:
             import asyncio
 
-            poster = async_poster(self.poster)
-            aclose = getattr(poster, "aclose", None)
-            if aclose is not None:
-                asyncio.run_coroutine_threadsafe(aclose(), loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._shutdown_loop(), loop).result(timeout=10)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(10)
             loop.close()
@@ -262,3 +286,6 @@ class Deliverer:
         if self._cleanup is not None:
             self._cleanup.shutdown(wait=True)
             self._cleanup = None
+        with self._schedule_lock:
+            # Usable again, on a new loop; a fan-out still holding the old one fails fast.
+            self._closed = False

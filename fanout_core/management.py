@@ -7,6 +7,7 @@ import enum
 import os
 import ssl
 import threading
+import time
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -187,6 +188,10 @@ def async_poster(poster: Poster) -> AsyncPoster | None:
 SIGNING_NAME = "execute-api"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_HEAD_BYTES = 64 * 1024
+# A keep-alive connection idle longer than this is closed, not reused: NAT gateways and
+# load balancers drop idle flows silently (after 350 s on a NAT gateway), and a thawed
+# Lambda container finds its connections as old as the pause.
+_MAX_IDLE_SECONDS = 60.0
 
 
 class _StaleConnection(Exception):
@@ -206,9 +211,13 @@ class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     reused: bool = False
+    idle_since: float = 0.0
 
     def usable(self) -> bool:
-        return not (self.writer.is_closing() or self.reader.at_eof())
+        # Bytes nobody asked for (a 408 before the server hangs up) would be read as the
+        # next post's answer: such a connection is thrown away, as urllib3 does.
+        unread = getattr(self.reader, "_buffer", b"")
+        return not (self.writer.is_closing() or self.reader.at_eof() or unread)
 
 
 class _Pool:
@@ -221,12 +230,15 @@ class _Pool:
         self.size = size
         self.idle: list[_Connection] = []
 
-    async def acquire(self, timeout: float) -> _Connection:
+    async def acquire(self, timeout: float, *, new: bool = False) -> _Connection:
         import asyncio
 
+        if new:  # a reused connection just failed: the other idle ones are as old
+            self.discard_idle()
+        now = time.monotonic()
         while self.idle:
             connection = self.idle.pop()
-            if connection.usable():
+            if connection.usable() and now - connection.idle_since < _MAX_IDLE_SECONDS:
                 connection.reused = True
                 return connection
             connection.writer.close()
@@ -242,8 +254,14 @@ class _Pool:
 
     def release(self, connection: _Connection, *, keep: bool) -> None:
         if keep and len(self.idle) < self.size and connection.usable():
+            connection.idle_since = time.monotonic()
             self.idle.append(connection)
         else:
+            connection.writer.close()
+
+    def discard_idle(self) -> None:
+        idle, self.idle = self.idle, []
+        for connection in idle:
             connection.writer.close()
 
     async def close(self) -> None:
@@ -382,9 +400,12 @@ class FastPoster:
         pool = self._pool(scheme, host, parts.port or _DEFAULT_PORTS.get(scheme, 80))
         for attempt in (1, 2):
             try:
-                connection = await pool.acquire(self.timeout)
+                connection = await pool.acquire(self.timeout, new=attempt == 2)
             except TimeoutError:
                 return PostOutcome(PostStatus.TIMEOUT, "ConnectTimeoutError")
+            except ssl.SSLCertVerificationError as error:
+                # A configuration problem, not a flaky network: retrying cannot help.
+                return PostOutcome(PostStatus.ERROR, f"SSLError: {error.verify_message}")
             except OSError:
                 return PostOutcome(PostStatus.TIMEOUT, "EndpointConnectionError")
             try:
@@ -395,6 +416,9 @@ class FastPoster:
             except TimeoutError:
                 connection.writer.close()
                 return PostOutcome(PostStatus.TIMEOUT, "ReadTimeoutError")
+            except asyncio.CancelledError:
+                connection.writer.close()  # while its loop still runs (Deliverer.close)
+                raise
             except (_StaleConnection, ConnectionError) as error:
                 connection.writer.close()
                 # A keep-alive connection the server had closed while idle: the request
@@ -406,8 +430,10 @@ class FastPoster:
                 ):
                     continue
                 return PostOutcome(PostStatus.TIMEOUT, "ConnectionClosedError")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-                connection.writer.close()  # a broken or garbled answer, as http.client sees it
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, OSError):
+                # A broken or garbled answer, or a socket error (TLS included) mid-exchange:
+                # as botocore reports them, a retryable ConnectionClosedError.
+                connection.writer.close()
                 return PostOutcome(PostStatus.TIMEOUT, "ConnectionClosedError")
             pool.release(connection, keep=answer.keep_alive)
             if answer.status < 301:  # botocore's line between success and error

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Deliverer
-from fanout_core.management import FastPoster, Poster
+from fanout_core.management import BotoPoster, FastPoster, Poster
 from fanout_core.store import Clock, ConnectionStore
 from fanout_core.strategy import FanoutStrategy, strategy_class
 
@@ -39,19 +39,30 @@ def build_runtime(
 ) -> Runtime:
     """A runtime from ``config`` (default: the environment).
 
-    Posts go through ``FastPoster`` unless ``poster`` is given (``BotoPoster`` posts
-    through the boto3 client: slower, with the client's proxy support).
+    Posts go through ``FastPoster`` unless ``poster`` is given, or an HTTPS proxy is
+    configured: then through ``BotoPoster`` (the boto3 client, slower, proxy-aware).
     """
     config = config or FanoutConfig.from_env()
     store = ConnectionStore(config, clock=clock)
-    poster = poster or FastPoster(
-        override=config.management_endpoint, pool_size=config.concurrency, region=config.region
-    )
+    if poster is None:
+        kind = BotoPoster if _https_proxy() else FastPoster
+        poster = kind(
+            override=config.management_endpoint,
+            pool_size=config.concurrency,
+            region=config.region,
+        )
     deliverer = Deliverer(
         store, poster, concurrency=config.concurrency, max_attempts=config.max_attempts
     )
     cls = strategy_class(strategy or config.strategy)
     return Runtime(config, store, deliverer, cls(store, deliverer, config))
+
+
+def _https_proxy() -> bool:
+    # FastPoster speaks to the endpoint directly; behind a proxy, only the boto3 client works.
+    from urllib.request import getproxies
+
+    return bool(getproxies().get("https"))
 
 
 _runtime: Runtime | None = None

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime
 import json
 import socket
+import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -14,6 +16,7 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import NoCredentialsError
 
+from fanout_core import management
 from fanout_core.delivery import Deliverer
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.management import BotoPoster, FastPoster, PostOutcome, PostStatus, async_poster
@@ -58,6 +61,12 @@ class RawServer:
     close_after: bool = False
     seen: list[Seen] = field(default_factory=list)
     connections: int = 0
+    generation: int = 0  # expire() bumps it: older connections are forgotten
+
+    def expire(self) -> None:
+        """Forget every open connection, as a NAT gateway forgets idle flows: silently,
+        answering the next request on one with a reset."""
+        self.generation += 1
 
     def __post_init__(self) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -79,6 +88,7 @@ class RawServer:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
+        born = self.generation
         with conn:
             buffer = b""
             while True:
@@ -98,6 +108,9 @@ class RawServer:
                 while len(buffer) < length:
                     buffer += conn.recv(65536)
                 body, buffer = buffer[:length], buffer[length:]
+                if born < self.generation:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return  # closing with linger 0 sends a reset
                 request = Seen(method, target, headers, body)
                 self.seen.append(request)
                 conn.sendall(self.answer(request))
@@ -270,6 +283,116 @@ def test_keep_alive_connection_closed_by_the_server_is_replaced(
         poster.close()
     assert len(server.seen) == 3
     assert server.connections == 3
+
+
+def slow_ok(request: Seen) -> bytes:
+    time.sleep(0.05)  # long enough for concurrent posts to open connections of their own
+    return ok_answer(request)
+
+
+def test_after_a_silent_drop_of_idle_connections_one_new_connection_delivers(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    from fanout_core.result import FanoutResult
+    from fanout_core.store import Target
+
+    server = raw_server(slow_ok)
+    poster = FastPoster(override=server.url, pool_size=8, credentials=Credentials("a", "b"))
+    deliverer = Deliverer(None, poster, concurrency=8, max_attempts=1)  # type: ignore[arg-type]
+    try:
+        warm = FanoutResult("test", None, "m")
+        deliverer.deliver_targets([Target(f"c{i}", ENDPOINT) for i in range(8)], b"x", warm)
+        assert warm.delivered == 8
+        assert server.connections == 8
+        server.expire()
+        # One attempt only: the post must not burn it on the other stale connections.
+        result = FanoutResult("test", None, "m")
+        deliverer.deliver_targets([Target("late", ENDPOINT)], b"x", result)
+    finally:
+        deliverer.close()
+    assert (result.delivered, result.failed) == (1, 0)
+    assert server.connections == 9  # the reset one's replacement; the other idle ones dropped
+
+
+def test_connections_idle_past_the_limit_are_not_reused(
+    raw_server: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = raw_server()
+    poster = FastPoster(override=server.url, credentials=Credentials("a", "b"))
+    try:
+        assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(PostStatus.OK)
+        assert poster.post(ENDPOINT, "b", b"x") == PostOutcome(PostStatus.OK)
+        assert server.connections == 1  # reused while fresh
+        monkeypatch.setattr(management, "_MAX_IDLE_SECONDS", 0.0)
+        assert poster.post(ENDPOINT, "c", b"x") == PostOutcome(PostStatus.OK)
+    finally:
+        poster.close()
+    assert server.connections == 2
+
+
+def test_bytes_nobody_asked_for_make_a_connection_unusable(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    # An answer followed at once by a 408 the server sends before hanging up: reusing the
+    # connection would read that 408 as the next post's answer.
+    server = raw_server(
+        lambda request: (
+            ok_answer(request) + b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+        )
+    )
+    poster = FastPoster(override=server.url, credentials=Credentials("a", "b"))
+    try:
+        for cid in ("a", "b"):
+            assert poster.post(ENDPOINT, cid, b"x") == PostOutcome(PostStatus.OK)
+    finally:
+        poster.close()
+    assert server.connections == 2
+
+
+def test_closing_during_a_fanout_ends_it_with_an_error_instead_of_a_hang(
+    raw_server: Callable[..., RawServer],
+) -> None:
+    from fanout_core.result import FanoutResult
+    from fanout_core.store import Target
+
+    def slow(request: Seen) -> bytes:
+        time.sleep(1.0)
+        return ok_answer(request)
+
+    server = raw_server(slow)
+    poster = FastPoster(override=server.url, credentials=Credentials("a", "b"))
+    deliverer = Deliverer(None, poster, concurrency=2)  # type: ignore[arg-type]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            targets = [Target(f"c{i}", ENDPOINT) for i in range(6)]
+            deliverer.deliver_targets(targets, b"x", FanoutResult("test", None, "m"))
+        except BaseException as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    while len(server.seen) < 2 and thread.is_alive():
+        time.sleep(0.01)
+    deliverer.close()
+    thread.join(5)
+    assert not thread.is_alive(), "the fan-out still waits on posts of a closed Deliverer"
+    assert len(errors) == 1
+    assert "closed during a fan-out" in str(errors[0])
+
+
+def test_an_https_proxy_makes_build_runtime_use_the_boto3_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.conftest import Backend
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    runtime = build_runtime(Backend("moto", None).config(management_endpoint=ENDPOINT))
+    try:
+        assert isinstance(runtime.deliverer.poster, BotoPoster)
+    finally:
+        runtime.close()
 
 
 # -- signing, URL, region, credentials --------------------------------------------------
