@@ -7,7 +7,10 @@ Management API faults (429, 500, timeouts, 410) come from the library's own
   ``ProvisionedThroughputExceededException``) from botocore's ``before-send`` event of the
   PynamoDB client. The request never reaches the backend, as when DynamoDB throttles it, and
   the answer goes through botocore's real parsing and retry logic: a throttle is retried with
-  backoff, and one that outlasts the retries is raised as it would be on AWS.
+  backoff, and one that outlasts the retries is raised as it would be on AWS. With
+  ``after=True`` the request is executed first and its success replaced by the error, as
+  when DynamoDB applies a write and then answers 500: whatever the caller rolls back, it
+  must roll back what really landed.
 - ``CrashingWorker`` wraps ``sqs_worker`` and crashes after handling part of a batch, so the
   event source (``fanout_core.local.sqs_pump``) redelivers the whole batch.
 - ``PostLog`` records every post the local Management API answered, and makes a connection
@@ -27,6 +30,7 @@ from typing import Any, cast
 
 import botocore.retries.standard
 from botocore.awsrequest import AWSResponse, HTTPHeaders
+from botocore.hooks import first_non_none_response
 
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.store import ConnectionStore
@@ -34,6 +38,7 @@ from fanout_core.store import ConnectionStore
 THROTTLE = "ProvisionedThroughputExceededException"
 _EVENT = "before-send.dynamodb"
 _BACKOFF_CONFIG = "_DEFAULT_BACKOFF_CONFIG"  # botocore's base delays of its standard mode
+_SERVICE_BACKOFF_CONFIG = "_SERVICE_BACKOFF_CONFIG"  # and its per-service overrides
 
 
 class _RawBody:
@@ -48,12 +53,13 @@ class _RawBody:
 
 @dataclass
 class DynamoFault:
-    """Answer the next ``times`` calls of ``operation`` with ``code``."""
+    """Answer the next ``times`` calls of ``operation`` with ``code`` (``after``: once executed)."""
 
     operation: str
     times: int
     code: str = THROTTLE
     status: int = 400
+    after: bool = False
 
 
 class DynamoFaults:
@@ -65,18 +71,30 @@ class DynamoFaults:
         self._faults: list[DynamoFault] = []
         self._unique_id = f"fanout-test-faults-{id(self)}"
         self._rerouted: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        self._local = threading.local()  # set while an ``after`` fault executes its request
         self.answered: Counter[str] = Counter()  # operation -> injected errors answered
+        self.executed: Counter[str] = Counter()  # operation -> requests run before their error
+        self.dropped: Counter[str] = Counter()  # operation -> faults close() found unanswered
         events = cast(Any, self.client.meta.events)  # its stubs want handlers returning None
         events.register_first(_EVENT, self._before_send, unique_id=self._unique_id)
 
     def add(
-        self, operation: str, *, times: int = 1, code: str = THROTTLE, status: int = 400
+        self,
+        operation: str,
+        *,
+        times: int = 1,
+        code: str = THROTTLE,
+        status: int = 400,
+        after: bool = False,
     ) -> None:
-        """Answer the next ``times`` calls of ``operation`` (``Query``, ...) with ``code``."""
+        """Answer the next ``times`` calls of ``operation`` (``Query``, ...) with ``code``.
+
+        ``after``: execute each call first, then answer the error instead of its success.
+        """
         if times < 1:
             raise ValueError(f"times must be at least 1, got {times}")
         with self._lock:
-            self._faults.append(DynamoFault(operation, times, code, status))
+            self._faults.append(DynamoFault(operation, times, code, status, after))
 
     def pending(self, operation: str | None = None) -> int:
         """Injected errors not answered yet (for one operation, or all)."""
@@ -89,7 +107,10 @@ class DynamoFaults:
             self._faults.clear()
 
     def close(self) -> None:
-        """Clear the faults and unhook from the client."""
+        """Clear the faults (counted in ``dropped``) and unhook from the client."""
+        with self._lock:
+            for fault in self._faults:
+                self.dropped[fault.operation] += fault.times
         self.clear()
         self.client.meta.events.unregister(_EVENT, unique_id=self._unique_id)
 
@@ -104,7 +125,23 @@ class DynamoFaults:
                     return fault
         return None
 
+    def _execute(self, request: Any, event_name: str) -> bool:
+        """Run the request as if no fault were armed (moto in-process, or HTTP); did it pass?"""
+        self._local.executing = True
+        try:
+            answer = first_non_none_response(
+                self.client.meta.events.emit(event_name, request=request)
+            )
+        finally:
+            self._local.executing = False
+        if answer is None:
+            answer = self.client._endpoint.http_session.send(request)
+        answer.content  # read, so the connection goes back to the pool  # noqa: B018
+        return bool(answer.status_code == 200)
+
     def _before_send(self, request: Any, event_name: str = "", **_: Any) -> AWSResponse | None:
+        if getattr(self._local, "executing", False):
+            return None  # the request an ``after`` fault runs: let it through
         with self._lock:
             original = self._rerouted.pop(request, None)
         if original is not None:
@@ -112,6 +149,9 @@ class DynamoFaults:
         fault = self._take(event_name.rsplit(".", 1)[-1])
         if fault is None:
             return None  # sent as usual (or answered by moto in-process)
+        if fault.after and self._execute(request, event_name):
+            with self._lock:
+                self.executed[fault.operation] += 1
         # botocore calls every before-send handler and uses the first answer, so moto
         # in-process (a later handler) would still execute the request: on a URL that is
         # no AWS endpoint it stands aside, and nothing is sent when a handler answered.
@@ -133,18 +173,26 @@ class DynamoFaults:
 
 @contextlib.contextmanager
 def short_throttle_backoff(scale: float = 0.01) -> Iterator[None]:
-    """Shrink botocore's backoff after a throttle from up to 1 s (doubling) to ``scale`` s.
+    """Shrink botocore's backoff after a DynamoDB error to at most ``scale`` s, doubling.
 
-    Only the sleep changes: whether and how often a call is retried is still botocore's
-    standard retry mode, as PynamoDB configures it.
+    After a throttle it is up to 1 s, after another error (a 500) 25 ms, doubling at each of
+    PynamoDB's retries: seconds per faulted call. Only the sleep changes: whether and how
+    often a call is retried is still botocore's standard retry mode, as PynamoDB sets it.
     """
     backoff = botocore.retries.standard.ExponentialBackoff
     saved: dict[str, float] = getattr(backoff, _BACKOFF_CONFIG)
+    services: dict[str, dict[str, float]] = getattr(backoff, _SERVICE_BACKOFF_CONFIG)
+    saved_dynamodb = services.get("dynamodb")
     setattr(backoff, _BACKOFF_CONFIG, {**saved, "throttling_base_scale": scale})
+    services["dynamodb"] = {"non_throttling_base_scale": scale / 10}
     try:
         yield
     finally:
         setattr(backoff, _BACKOFF_CONFIG, saved)
+        if saved_dynamodb is None:
+            services.pop("dynamodb", None)
+        else:
+            services["dynamodb"] = saved_dynamodb
 
 
 class WorkerCrash(RuntimeError):
@@ -163,6 +211,7 @@ class CrashingWorker:
         self.after = 1
         self.crashes = 0
         self.invocations = 0
+        self.handled: Counter[str] = Counter()  # connection id -> records handled naming it
 
     def arm(self, *, after: int, times: int = 1) -> None:
         """Crash the next ``times`` invocations, each after handling ``after`` records."""
@@ -174,9 +223,16 @@ class CrashingWorker:
         if self.armed > 0:
             self.armed -= 1
             self.crashes += 1
+            self._count(event["Records"][: self.after])
             self.handler({"Records": event["Records"][: self.after]}, context)
             raise WorkerCrash(f"injected crash after {self.after} records")
+        self._count(event["Records"])
         return self.handler(event, context)
+
+    def _count(self, records: list[dict[str, Any]]) -> None:
+        # Each record handled may post to its ids once: a bound on the copies each receives.
+        for record in records:
+            self.handled.update(json.loads(record["body"])["ids"])
 
 
 class PostLog:

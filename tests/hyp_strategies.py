@@ -13,6 +13,7 @@ import json
 import os
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import settings
@@ -249,6 +250,24 @@ def count_step(rule: str) -> None:
     """One more call of ``rule`` in the running test."""
     with _lock:
         _steps[current_test()][rule] += 1
+
+
+def steps_taken(rule: str) -> int:
+    """How often ``rule`` ran so far in the running test."""
+    with _lock:
+        return _steps[current_test()][rule]
+
+
+def assert_steps_fired(expected: Iterable[str]) -> None:
+    """Fail unless every step in ``expected`` ran at least once in the running test.
+
+    A rule whose precondition never holds, or that Hypothesis never draws, checks nothing:
+    the run would pass without exercising what it claims to.
+    """
+    with _lock:
+        fired = Counter(_steps[current_test()])
+    missing = sorted(set(expected) - {step for step, n in fired.items() if n > 0})
+    assert not missing, f"rules that never ran: {missing}; ran: {dict(sorted(fired.items()))}"
 
 
 def run_machine(machine: type[RuleBasedStateMachine], machine_settings: settings) -> None:
