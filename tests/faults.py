@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
+import botocore.retries.quota
 import botocore.retries.standard
 from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.hooks import first_non_none_response
@@ -193,6 +194,47 @@ def short_throttle_backoff(scale: float = 0.01) -> Iterator[None]:
             services.pop("dynamodb", None)
         else:
             services["dynamodb"] = saved_dynamodb
+
+
+class RetryQuotas:
+    """Give every botocore retry quota its full capacity again at each ``refill()``.
+
+    botocore's standard retry mode keeps a quota per client (500 units; a retry costs 5
+    after a throttle, 14 after a 500, and a success returns only the last cost): after
+    enough retried calls the client stops retrying and the call fails at once, as it would
+    on AWS under sustained throttling. The clients live as long as a test, across its
+    Hypothesis examples; without a refill per example an example's outcome would depend on
+    the examples before it. Inside ``active()``, a quota is refilled on its first
+    acquisition after a ``refill()``.
+    """
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self._seen: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+    def refill(self) -> None:
+        self.epoch += 1
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        quota = botocore.retries.quota.RetryQuota
+        acquire = quota.acquire
+
+        def refilled_acquire(this: Any, capacity_amount: int) -> bool:
+            if self._seen.get(this) != self.epoch:
+                self._seen[this] = self.epoch
+                with this._lock:
+                    this._available_capacity = this._max_capacity
+            return acquire(this, capacity_amount)
+
+        setattr(quota, "acquire", refilled_acquire)  # noqa: B010 (mypy refuses assigning a method)
+        try:
+            yield
+        finally:
+            setattr(quota, "acquire", acquire)  # noqa: B010
+
+
+RETRY_QUOTAS = RetryQuotas()
 
 
 class WorkerCrash(RuntimeError):

@@ -252,12 +252,6 @@ def count_step(rule: str) -> None:
         _steps[current_test()][rule] += 1
 
 
-def steps_taken(rule: str) -> int:
-    """How often ``rule`` ran so far in the running test."""
-    with _lock:
-        return _steps[current_test()][rule]
-
-
 def assert_steps_fired(expected: Iterable[str]) -> None:
     """Fail unless every step in ``expected`` ran at least once in the running test.
 

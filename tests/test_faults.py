@@ -46,8 +46,14 @@ from tests.chat import Chat, make_chat
 from tests.clock import FakeClock
 from tests.conftest import STRATEGIES, Backend
 from tests.events import connect_event
-from tests.faults import THROTTLE, CrashingWorker, DynamoFaults, short_throttle_backoff
-from tests.hyp_strategies import ROOMS, count_step, message_texts, steps_taken
+from tests.faults import (
+    RETRY_QUOTAS,
+    THROTTLE,
+    CrashingWorker,
+    DynamoFaults,
+    short_throttle_backoff,
+)
+from tests.hyp_strategies import ROOMS, count_step, message_texts
 from tests.test_properties import (
     MAX_ATTEMPTS,
     MAX_CLIENTS,
@@ -99,6 +105,12 @@ class FaultyMachine(FanoutMachine):
     def __init__(self) -> None:
         super().__init__()
         self._dynamo: DynamoFaults | None = None
+        # What this run has done, to steer draws toward what it has not. Only this run's own
+        # steps: a draw that depended on earlier examples would not replay (Hypothesis calls
+        # that a flaky strategy definition) and could not shrink.
+        self.sends_done: set[str] = set()
+        self.armed: set[str] = set()  # DynamoDB operations armed in this run
+        RETRY_QUOTAS.refill()
 
     @property
     def dynamo(self) -> DynamoFaults:
@@ -116,14 +128,15 @@ class FaultyMachine(FanoutMachine):
     @precondition(FanoutMachine.has_sender)
     @rule(data=st.data())
     def chat(self, data: st.DataObject) -> None:
-        """A send, or one a fault meets while its own rule has not run in this test.
+        """A send, or one a fault meets while its own rule has not run in this run.
 
         Hypothesis may leave a rule undrawn for a whole derandomized test (it did for the
-        post faults on parallel_scan); only until then, so faulted sends (a held post costs
-        seconds) stay as rare as their rules.
+        post faults on parallel_scan); this makes each faulted send likely in every run.
         """
         unmet = [
-            step for step in self.FAULTED_SENDS if step in self.steps() and not steps_taken(step)
+            step
+            for step in self.FAULTED_SENDS
+            if step in self.steps() and step not in self.sends_done
         ]
         step = data.draw(st.sampled_from(["chat", *unmet]), label="send") if unmet else "chat"
         if step == "chat_through_post_fault":
@@ -138,6 +151,7 @@ class FaultyMachine(FanoutMachine):
     def chat_through_post_fault(self, data: st.DataObject) -> None:
         """429 / 500 / a timeout for one target (or whichever post comes next), or a 410."""
         count_step("chat_through_post_fault")
+        self.sends_done.add("chat_through_post_fault")
         sender, room = self.draw_sender_and_room(data, to_room=self.alternate(data))
         text = data.draw(message_texts(), label="text")
         if room is not None and not self.live_member(self.conns[sender], room):
@@ -166,14 +180,16 @@ class FaultyMachine(FanoutMachine):
     def throttle(self, error: tuple[str, int], times: int, data: st.DataObject) -> None:
         """Arm errors on an operation, then take a step that calls it.
 
-        The operation is one no error has met yet in this test, while there is one: the
-        derandomized fast profile draws few, and would leave some operations untested. What
-        the step leaves armed goes to whichever rules call the operation next.
+        The first throttle of a run also arms one error on every other operation: the
+        derandomized fast profile draws few throttles, and would leave some operations
+        untested. What the step leaves armed goes to whichever rules call the operation next.
         """
         count_step("throttle")
-        met = type(self).answered + self.dynamo.answered
-        unmet = [op for op in DYNAMO_OPERATIONS if not met[op]]
-        operation = data.draw(st.sampled_from(unmet or DYNAMO_OPERATIONS), label="operation")
+        operation = data.draw(st.sampled_from(DYNAMO_OPERATIONS), label="operation")
+        for other in DYNAMO_OPERATIONS:
+            if other not in self.armed and other != operation:
+                self.dynamo.add(other, times=1, code=error[0], status=error[1])
+        self.armed.update(DYNAMO_OPERATIONS)
         times = min(times, MAX_PENDING - self.dynamo.pending(operation))
         if times > 0:
             self.dynamo.add(operation, times=times, code=error[0], status=error[1])
@@ -185,14 +201,18 @@ class FaultyMachine(FanoutMachine):
         if operation == "BatchWriteItem":
             if sum(c.open for c in self.conns.values()) < MAX_CLIENTS:
                 self.connect(data.draw(st.lists(st.sampled_from(ROOMS), max_size=3)))
-        elif operation == "Scan":
+            return
+        if operation == "Scan":
             if not self.has_expired() and live:
                 self.expire(data)
-            if self.has_expired():
-                self.sweep()
-        elif not live:
+            self.sweep()  # it scans the table even when nothing has expired
             return
-        elif operation in ("GetItem", "PutItem"):
+        if not live and sum(c.open for c in self.conns.values()) < MAX_CLIENTS:
+            self.connect([])  # someone to join, ping or leave
+            live = self.senders()
+        if not live:
+            return
+        if operation in ("GetItem", "PutItem"):
             cid = data.draw(st.sampled_from(live), label="cid")
             self.join_room(cid, data.draw(st.sampled_from(ROOMS), label="room"))
         elif operation in ("UpdateItem", "Query"):  # a ping queries the memberships
@@ -206,6 +226,7 @@ class FaultyMachine(FanoutMachine):
     def chat_through_worker_crash(self, data: st.DataObject) -> None:
         """The SQS worker crashes after some records; the whole batch comes back."""
         count_step("chat_through_worker_crash")
+        self.sends_done.add("chat_through_worker_crash")
         sender, room = self.draw_sender_and_room(data, to_room=self.alternate(data))
         self.worker.arm(after=data.draw(st.integers(0, 3), label="after"))
         crashes = self.worker.crashes
@@ -218,7 +239,7 @@ class FaultyMachine(FanoutMachine):
 
 @pytest.fixture
 def quick_throttle_retries() -> Iterator[None]:
-    with short_throttle_backoff():
+    with short_throttle_backoff(), RETRY_QUOTAS.active():
         yield
 
 
@@ -243,7 +264,7 @@ def test_the_promise_holds_under_faults(
 
 @pytest.fixture
 def chat(backend: Backend, local_api: LocalManagementApi, clock: FakeClock) -> Iterator[Chat]:
-    with short_throttle_backoff():
+    with short_throttle_backoff(), RETRY_QUOTAS.active():
         yield make_chat(backend, local_api, clock, "gsi_query")
 
 
