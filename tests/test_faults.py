@@ -56,7 +56,6 @@ from tests.faults import (
 from tests.hyp_strategies import ROOMS, count_step, message_texts
 from tests.test_properties import (
     MAX_ATTEMPTS,
-    MAX_CLIENTS,
     POST_TIMEOUT,
     PROPERTY_BACKENDS,
     FanoutMachine,
@@ -109,7 +108,7 @@ class FaultyMachine(FanoutMachine):
         # steps: a draw that depended on earlier examples would not replay (Hypothesis calls
         # that a flaky strategy definition) and could not shrink.
         self.sends_done: set[str] = set()
-        self.armed: set[str] = set()  # DynamoDB operations armed in this run
+        self.armed_every_operation = False  # by the run's first throttle
         RETRY_QUOTAS.refill()
 
     @property
@@ -186,10 +185,11 @@ class FaultyMachine(FanoutMachine):
         """
         count_step("throttle")
         operation = data.draw(st.sampled_from(DYNAMO_OPERATIONS), label="operation")
-        for other in DYNAMO_OPERATIONS:
-            if other not in self.armed and other != operation:
-                self.dynamo.add(other, times=1, code=error[0], status=error[1])
-        self.armed.update(DYNAMO_OPERATIONS)
+        if not self.armed_every_operation:
+            self.armed_every_operation = True
+            for other in DYNAMO_OPERATIONS:
+                if other != operation:
+                    self.dynamo.add(other, times=1, code=error[0], status=error[1])
         times = min(times, MAX_PENDING - self.dynamo.pending(operation))
         if times > 0:
             self.dynamo.add(operation, times=times, code=error[0], status=error[1])
@@ -199,7 +199,7 @@ class FaultyMachine(FanoutMachine):
         """A step that calls ``operation``, if the model allows one now."""
         live = self.senders()  # open and live: its join and ping reach the table
         if operation == "BatchWriteItem":
-            if sum(c.open for c in self.conns.values()) < MAX_CLIENTS:
+            if self.can_connect():
                 self.connect(data.draw(st.lists(st.sampled_from(ROOMS), max_size=3)))
             return
         if operation == "Scan":
@@ -207,7 +207,7 @@ class FaultyMachine(FanoutMachine):
                 self.expire(data)
             self.sweep()  # it scans the table even when nothing has expired
             return
-        if not live and sum(c.open for c in self.conns.values()) < MAX_CLIENTS:
+        if not live and self.can_connect():
             self.connect([])  # someone to join, ping or leave
             live = self.senders()
         if not live:

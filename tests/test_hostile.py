@@ -239,6 +239,12 @@ def audience_of(room: Any) -> set[str]:
     return {cid for cid, rooms in MEMBERS.items() if room is None or room in rooms}
 
 
+def items_after_send(before_items: list[Item], audience: set[str]) -> list[Item]:
+    """The table after a send: only the dropped C, posted to and answering 410, loses its
+    rows; a frame not for C keeps them."""
+    return [i for i in before_items if owner(i) != C] if C in audience else before_items
+
+
 def assert_effect(env: Env, name: str, event: Any, before_items: list[Item]) -> str:
     """What an accepted request must have done. The accepted path it took."""
     cid = connection_of(event)
@@ -272,9 +278,7 @@ def assert_effect(env: Env, name: str, event: Any, before_items: list[Item]) -> 
             assert len(env.frames(member)) == 1, f"{member} missed the frame"
         for outsider in sorted({A, B} - audience):
             assert env.frames(outsider) == [], f"{outsider} got a frame for {room}"
-        # Only the dropped C answers 410, losing all its rows; a frame not for C keeps them.
-        expected = [i for i in before_items if owner(i) != C] if C in audience else before_items
-        assert after_items == expected
+        assert after_items == items_after_send(before_items, audience)
         return "send_message to everyone" if room is None else "send_message to a room"
     raise AssertionError(f"{name} accepted {event!r}")
 
@@ -509,9 +513,7 @@ def test_hostile_sends_on_every_strategy(strategy_env: Env, text: Any, room: Any
         (frame,) = env.frames(member)
         assert frame["body"] == as_received(text)
     assert {k for k in (A, B) if env.frames(k)} <= audience
-    # Only the dropped C, posted to and answering 410, loses its rows; A's and B's stay.
-    expected = [i for i in before if owner(i) != C] if C in audience else before
-    assert env.items() == expected
+    assert env.items() == items_after_send(before, audience)
 
 
 @pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)

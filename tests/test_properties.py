@@ -338,6 +338,9 @@ class FanoutMachine(RuleBasedStateMachine):
     def has_open(self) -> bool:
         return any(c.open for c in self.conns.values())
 
+    def can_connect(self) -> bool:
+        return sum(c.open for c in self.conns.values()) < MAX_CLIENTS
+
     # -- talking to the handlers -------------------------------------------------------
 
     def call(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -434,7 +437,7 @@ class FanoutMachine(RuleBasedStateMachine):
 
     # -- rules ---------------------------------------------------------------------------
 
-    @precondition(lambda self: sum(c.open for c in self.conns.values()) < MAX_CLIENTS)
+    @precondition(can_connect)
     @rule(rooms=st.lists(st.sampled_from(ROOMS), max_size=3))
     def connect(self, rooms: list[str]) -> None:
         count_step("connect")
