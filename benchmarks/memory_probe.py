@@ -13,7 +13,7 @@ import sys
 import time
 
 from fanout_core.config import FanoutConfig
-from fanout_core.management import OK, PostOutcome
+from fanout_core.delivery.posting import OK, PostOutcome
 from fanout_core.message import Message
 from fanout_core.runtime import build_runtime
 
@@ -26,6 +26,12 @@ class InstantPoster:
 
     async def post_async(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
         return OK
+
+    def close(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        pass
 
 
 def high_water_kib() -> int:

@@ -58,7 +58,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 out.append((f"parallel_scan faster than full_scan, N={n:,} k={room_size:,}",
                             f"{par['seconds']:.2f} s vs {full['seconds']:.2f} s",
                             par["seconds"] < full["seconds"]))  # fmt: skip
-    lib = _one(results, "throughput", concurrency=64, path="library (FastPoster)")
+    lib = _one(results, "throughput", concurrency=64, path="library (AsyncHttpPoster)")
     boto = _one(results, "throughput", concurrency=64, path="boto3 thread pool")
     if lib and boto:
         ratio = lib["posts_per_second"] / boto["posts_per_second"]
@@ -189,7 +189,7 @@ def markdown(results: dict[str, Any], *, quick: bool) -> str:
         "## Cost per million messages, from this run's measurements",
         "",
         "DynamoDB dollars from the read units dynalite reported; API Gateway, Lambda and SQS "
-        "from the model (`fanout cost`), with the CPU per post measured above for FastPoster.",
+        "from the model (`fanout cost`), with the CPU per post measured above for AsyncHttpPoster.",
         "",
     ]
     lines += cost_section(results)
@@ -203,7 +203,7 @@ def markdown(results: dict[str, Any], *, quick: bool) -> str:
 
 
 def cost_section(results: dict[str, Any]) -> list[str]:
-    lib = [r for r in results["throughput"] if r["path"] == "library (FastPoster)"]
+    lib = [r for r in results["throughput"] if r["path"] == "library (AsyncHttpPoster)"]
     cpu = statistics.median(r["cpu_ms_per_post"] for r in lib) / 1000 if lib else 0.0002
     lines = [
         f"CPU per post: {cpu * 1000:.2f} ms (median over concurrency levels).",

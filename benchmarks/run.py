@@ -40,7 +40,8 @@ from benchmarks.common import ENDPOINT, bench_id, room_name  # noqa: E402
 from fanout_core import cost  # noqa: E402
 from fanout_core.config import FanoutConfig  # noqa: E402
 from fanout_core.delivery import Deliverer  # noqa: E402
-from fanout_core.management import BotoPoster, FastPoster, Poster, management_client  # noqa: E402
+from fanout_core.delivery.http_poster import AsyncHttpPoster  # noqa: E402
+from fanout_core.delivery.posting import BotoPoster, Poster, management_client  # noqa: E402
 from fanout_core.message import Message  # noqa: E402
 from fanout_core.result import FanoutResult  # noqa: E402
 from fanout_core.runtime import Runtime, build_runtime  # noqa: E402
@@ -245,11 +246,11 @@ def throughput(api: str, concurrency: int, posts: int, path: str) -> dict[str, f
             elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
         return {"posts_per_second": posts / elapsed, "cpu_ms_per_post": cpu / posts * 1000}
     poster: Poster
-    if path == "library (FastPoster)":
-        poster = FastPoster(override=f"{api}/prod", pool_size=concurrency)
+    if path == "library (AsyncHttpPoster)":
+        poster = AsyncHttpPoster(override=f"{api}/prod", pool_size=concurrency)
     else:
         poster = BotoPoster(override=f"{api}/prod", pool_size=concurrency)
-    deliverer = Deliverer(store, poster, concurrency=concurrency)
+    deliverer = Deliverer(poster, on_gone=store.disconnect, concurrency=concurrency)
     try:
         deliverer.deliver_targets(targets[:200], data, FanoutResult("t", None, "warm"))
         result = FanoutResult("t", None, "m")
@@ -363,7 +364,7 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
         for concurrency in plan.concurrencies:
             posts = max(1_000, int(concurrency / LATENCY * plan.throughput_seconds))
             posts = min(posts, largest)
-            for path in ("boto3 thread pool", "library (BotoPoster)", "library (FastPoster)"):
+            for path in ("boto3 thread pool", "library (BotoPoster)", "library (AsyncHttpPoster)"):
                 progress.set_description(f"throughput C={concurrency} {path}")
                 row: dict[str, Any] = {"concurrency": concurrency, "path": path, "posts": posts}
                 row.update(throughput(api, concurrency, posts, path))
@@ -379,9 +380,9 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
             local.faults.latency = LATENCY
             for i in range(4_000):
                 local.connections.open(bench_id(i))
-            row = {"concurrency": 64, "path": "library (FastPoster), server in-process"}
+            row = {"concurrency": 64, "path": "library (AsyncHttpPoster), server in-process"}
             row["posts"] = 4_000
-            row.update(throughput(local.url, 64, 4_000, "library (FastPoster)"))
+            row.update(throughput(local.url, 64, 4_000, "library (AsyncHttpPoster)"))
             row["bound"] = 64 / LATENCY
             results["throughput"].append(row)
         progress.update()
@@ -516,7 +517,8 @@ def measure_sqs(
     room_size: int,
     room: str,
 ) -> None:
-    from strategies.sqs_batched import SqsBatched, process_records
+    from fanout_core.queue import process_records
+    from strategies.sqs_batched import SqsBatched
 
     # A queue per table: PurgeQueue is allowed once a minute, DeleteQueue is not limited.
     queue_url = sqs.create_queue(QueueName=f"bench-{uuid.uuid4().hex[:8]}")["QueueUrl"]

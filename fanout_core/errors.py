@@ -56,6 +56,15 @@ class UnknownStrategyError(ConfigError):
         self.valid = valid
 
 
+class InvalidStrategyError(ConfigError):
+    """A registered strategy class that cannot serve: no ``name``, another name, or abstract."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__("FANOUT_STRATEGY", f"strategy {name!r} cannot be loaded: {reason}")
+        self.name = name
+        self.reason = reason
+
+
 class PayloadTooLargeError(FanoutError):
     """A frame over API Gateway's 128 KB message limit: rejected before any post."""
 

@@ -30,6 +30,7 @@ from fanout_core.events import (
     websocket_request,
 )
 from fanout_core.message import Message
+from fanout_core.queue import process_records
 from fanout_core.runtime import get_runtime
 
 log = logging.getLogger(__name__)
@@ -208,8 +209,6 @@ def websocket(event: Any, context: Any = None) -> Response:
 
 def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
     """SQS worker for ``sqs_batched``: post each record, report only failed ones."""
-    from strategies.sqs_batched import process_records
-
     try:
         response, results = process_records(event, get_runtime().deliverer)
     except Exception:

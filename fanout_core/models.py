@@ -15,6 +15,8 @@ from pynamodb.attributes import DiscriminatorAttribute, NumberAttribute, Unicode
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import MetaModel, Model
 
+from fanout_core import keys
+
 AUDIENCE_INDEX = "audience"
 CONNECTION_TYPE = "connection"
 MEMBERSHIP_TYPE = "membership"
@@ -119,3 +121,49 @@ def bind_models(
     models.connection._connection = shared
     models.membership._connection = shared
     return models
+
+
+def connection_row(
+    models: Models,
+    connection_id: str,
+    endpoint: str,
+    *,
+    expires_at: int,
+    connected_at: int,
+    principal: str | None = None,
+) -> ConnectionItem:
+    """The row of a new connection, listed under its everyone-shard."""
+    return models.connection(
+        pk=keys.connection_pk(connection_id),
+        sk=keys.CONNECTION_SK,
+        gsi1pk=keys.everyone_index_pk(keys.everyone_shard(connection_id)),
+        gsi1sk=keys.index_sk(connection_id),
+        connection_id=connection_id,
+        endpoint=endpoint,
+        expires_at=expires_at,
+        connected_at=connected_at,
+        principal=principal,
+    )
+
+
+def membership_row(
+    models: Models,
+    connection_id: str,
+    endpoint: str,
+    room: str,
+    *,
+    expires_at: int,
+    joined_at: int,
+) -> MembershipItem:
+    """The row of a connection's membership of ``room``, listed under the room."""
+    return models.membership(
+        pk=keys.connection_pk(connection_id),
+        sk=keys.membership_sk(room),
+        gsi1pk=keys.room_index_pk(room),
+        gsi1sk=keys.index_sk(connection_id),
+        connection_id=connection_id,
+        endpoint=endpoint,
+        expires_at=expires_at,
+        room=room,
+        joined_at=joined_at,
+    )

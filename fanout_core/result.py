@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from fanout_core.store import Page
+from fanout_core.audience import Page
 
 # A fan-out to 100,000 dead connections must not hold 100,000 reasons in memory.
 MAX_FAILURES_KEPT = 100
@@ -99,3 +100,10 @@ class FanoutResult:
             "read_units": self.read_units,
             "elapsed_seconds": round(self.elapsed_seconds, 6),
         }
+
+
+def counted(pages: Iterable[Page], result: FanoutResult) -> Iterator[Page]:
+    """``pages`` as they are read, each counted in ``result`` once."""
+    for page in pages:
+        result.add_page(page)
+        yield page

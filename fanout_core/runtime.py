@@ -7,8 +7,8 @@ import time
 from dataclasses import dataclass
 
 from fanout_core.config import FanoutConfig
-from fanout_core.delivery import Deliverer
-from fanout_core.management import BotoPoster, FastPoster, Poster
+from fanout_core.delivery import Backoff, Deliverer
+from fanout_core.delivery.posting import BotoPoster, Poster
 from fanout_core.store import Clock, ConnectionStore
 from fanout_core.strategy import FanoutStrategy, strategy_class
 
@@ -25,9 +25,20 @@ class Runtime:
     def close(self) -> None:
         """Stop delivery threads and close the poster's connections."""
         self.deliverer.close()
-        close = getattr(self.deliverer.poster, "close", None)
-        if callable(close):
-            close()
+        self.deliverer.poster.close()
+
+
+def default_poster(config: FanoutConfig) -> Poster:
+    """``AsyncHttpPoster``, or ``BotoPoster`` (the boto3 client, proxy-aware) behind a proxy."""
+    if _https_proxy():
+        return BotoPoster(
+            override=config.management_endpoint, pool_size=config.concurrency, region=config.region
+        )
+    from fanout_core.delivery.http_poster import AsyncHttpPoster
+
+    return AsyncHttpPoster(
+        override=config.management_endpoint, pool_size=config.concurrency, region=config.region
+    )
 
 
 def build_runtime(
@@ -37,29 +48,21 @@ def build_runtime(
     clock: Clock = time.time,
     strategy: str | None = None,
 ) -> Runtime:
-    """A runtime from ``config`` (default: the environment).
-
-    Posts go through ``FastPoster`` unless ``poster`` is given, or an HTTPS proxy is
-    configured: then through ``BotoPoster`` (the boto3 client, slower, proxy-aware).
-    """
+    """A runtime from ``config`` (default: the environment); posts through ``default_poster``."""
     config = config or FanoutConfig.from_env()
+    cls = strategy_class(strategy or config.strategy)  # checked before anything is built
     store = ConnectionStore(config, clock=clock)
-    if poster is None:
-        kind = BotoPoster if _https_proxy() else FastPoster
-        poster = kind(
-            override=config.management_endpoint,
-            pool_size=config.concurrency,
-            region=config.region,
-        )
     deliverer = Deliverer(
-        store, poster, concurrency=config.concurrency, max_attempts=config.max_attempts
+        poster or default_poster(config),
+        on_gone=store.disconnect,
+        concurrency=config.concurrency,
+        backoff=Backoff(attempts=config.max_attempts),
     )
-    cls = strategy_class(strategy or config.strategy)
     return Runtime(config, store, deliverer, cls(store, deliverer, config))
 
 
 def _https_proxy() -> bool:
-    # FastPoster speaks to the endpoint directly; behind a proxy, only the boto3 client works.
+    # AsyncHttpPoster speaks to the endpoint directly; behind a proxy only boto3 gets through.
     from urllib.request import getproxies
 
     return bool(getproxies().get("https"))

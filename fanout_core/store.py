@@ -14,29 +14,23 @@ from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.pagination import ResultIterator
 
 from fanout_core import keys
+from fanout_core.audience import Page, Target
 from fanout_core.config import FanoutConfig, is_loopback
 from fanout_core.errors import NotConnectedError
-from fanout_core.models import ConnectionItem, MembershipItem, Models, TableItem, bind_models
+from fanout_core.models import (
+    ConnectionItem,
+    MembershipItem,
+    Models,
+    TableItem,
+    bind_models,
+    connection_row,
+    membership_row,
+)
+
+__all__ = ["Clock", "ConnectionStore", "Page", "SweepResult", "Target", "models_for"]
 
 Clock = Callable[[], float]
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """A connection a message is posted to."""
-
-    connection_id: str
-    endpoint: str
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One DynamoDB response page of an audience, already stripped of expired rows."""
-
-    targets: tuple[Target, ...]
-    scanned: int  # items DynamoDB read (ScannedCount) for this page, before the filter
-    read_units: float | None  # ConsumedCapacity as the backend reported it
 
 
 @dataclass(frozen=True)
@@ -105,27 +99,31 @@ class ConnectionStore:
         Everything is validated before the first write; if a write fails, what was
         written is deleted again before the error is raised.
         """
-        pk = keys.connection_pk(connection_id)
+        keys.validate_connection_id(connection_id)
         room_list = list(dict.fromkeys(keys.validate_room(room) for room in rooms))
         _validate_endpoint(endpoint)
         now = self.clock()
         expires_at = int(now) + self.config.ttl_seconds
         connected_at = int(now * 1000)
         rows: list[TableItem] = [
-            self.models.connection(
-                pk=pk,
-                sk=keys.CONNECTION_SK,
-                gsi1pk=keys.everyone_index_pk(keys.everyone_shard(connection_id)),
-                gsi1sk=keys.index_sk(connection_id),
-                connection_id=connection_id,
-                endpoint=endpoint,
+            connection_row(
+                self.models,
+                connection_id,
+                endpoint,
                 expires_at=expires_at,
                 connected_at=connected_at,
                 principal=principal,
             )
         ]
         rows += [
-            self._membership(connection_id, endpoint, room, expires_at, connected_at)
+            membership_row(
+                self.models,
+                connection_id,
+                endpoint,
+                room,
+                expires_at=expires_at,
+                joined_at=connected_at,
+            )
             for room in room_list
         ]
         try:
@@ -165,12 +163,13 @@ class ConnectionStore:
         connection = self.get_connection(connection_id)
         if connection is None:
             raise NotConnectedError(connection_id)
-        membership = self._membership(
+        membership = membership_row(
+            self.models,
             connection_id,
             connection.endpoint,
             room,
-            int(connection.expires_at),
-            int(self.clock() * 1000),
+            expires_at=int(connection.expires_at),
+            joined_at=int(self.clock() * 1000),
         )
         membership.save()
         # A $disconnect between our read and our put deleted the connection row first
@@ -315,21 +314,6 @@ class ConnectionStore:
         return list(self.models.item.scan(consistent_read=True))
 
     # -- helpers -----------------------------------------------------------------------
-
-    def _membership(
-        self, connection_id: str, endpoint: str, room: str, expires_at: int, joined_at: int
-    ) -> MembershipItem:
-        return self.models.membership(
-            pk=keys.connection_pk(connection_id),
-            sk=keys.membership_sk(room),
-            gsi1pk=keys.room_index_pk(room),
-            gsi1sk=keys.index_sk(connection_id),
-            connection_id=connection_id,
-            endpoint=endpoint,
-            expires_at=expires_at,
-            room=room,
-            joined_at=joined_at,
-        )
 
     def _get(self, model: type[TableItem], connection_id: str, sk: str) -> TableItem | None:
         try:

@@ -2,24 +2,27 @@
 
 A strategy only says how the audience is found (``audience_pages``) and, if it does not
 post itself, how pages are handed on (``dispatch``). The base class validates, frames,
-times and counts, and delivers with bounded concurrency and 410 cleanup.
+times and counts (pages included, whatever ``dispatch`` does), and delivers with bounded
+concurrency and 410 cleanup. The registry checks a strategy class when it loads it.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import ClassVar
 
 from fanout_core import keys
+from fanout_core.audience import Page, targets_of
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Deliverer
-from fanout_core.errors import UnknownStrategyError
+from fanout_core.errors import InvalidStrategyError, UnknownStrategyError
 from fanout_core.message import Message
-from fanout_core.result import FanoutResult
-from fanout_core.store import ConnectionStore, Page
+from fanout_core.result import FanoutResult, counted
+from fanout_core.store import ConnectionStore
 
 ENTRY_POINT_GROUP = "fanout.strategies"
 BUILTIN_STRATEGIES = {
@@ -48,7 +51,7 @@ class FanoutStrategy(ABC):
         result = FanoutResult(strategy=self.name, room=message.room, message_id=message.id)
         started = time.perf_counter()
         try:
-            self.dispatch(self.audience_pages(message.room), data, result)
+            self.dispatch(counted(self.audience_pages(message.room), result), data, result)
         finally:
             result.elapsed_seconds = time.perf_counter() - started
         return result
@@ -58,8 +61,8 @@ class FanoutStrategy(ABC):
         """The live audience, page by page, every page read to the end."""
 
     def dispatch(self, pages: Iterator[Page], data: bytes, result: FanoutResult) -> None:
-        """Hand the audience on; by default post to it from this process."""
-        self.deliverer.deliver(pages, data, result)
+        """Hand the audience on (pages are counted already); by default post to it from here."""
+        self.deliverer.deliver_targets(targets_of(pages), data, result)
 
 
 def _builtin_or_plugin(name: str) -> str | None:
@@ -93,4 +96,20 @@ def strategy_class(name: str) -> type[FanoutStrategy]:
     cls = getattr(importlib.import_module(module_name), attribute)
     if not (isinstance(cls, type) and issubclass(cls, FanoutStrategy)):
         raise TypeError(f"{target} is not a FanoutStrategy subclass")
+    check_strategy_class(cls, name)
     return cls
+
+
+def check_strategy_class(cls: type[FanoutStrategy], registered_as: str) -> None:
+    """Raise InvalidStrategyError, naming the class, unless it can serve as ``registered_as``."""
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
+        raise InvalidStrategyError(registered_as, f"{where} leaves {missing} unimplemented")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise InvalidStrategyError(registered_as, f"{where} has no `name` (a class attribute)")
+    if name != registered_as:
+        raise InvalidStrategyError(
+            registered_as, f"{where} is named {name!r} but registered as {registered_as!r}"
+        )

@@ -3,8 +3,8 @@
 - ``FirstPageOnly``: the seed demo's bug. It scans with a filter like ``full_scan`` but
   reads only the first page, so everyone listed after it is silently skipped.
 - ``DeletesSenderOnGone``: ``gsi_query`` whose 410 path deletes the sender of the message
-  instead of the connection that answered 410 (through the store the deliverer cleans up
-  with, so it holds whichever way the deliverer posts).
+  instead of the connection that answered 410 (through the deliverer's gone callback, so it
+  holds whichever way the deliverer posts).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from fanout_core.message import Message
 from fanout_core.result import FanoutResult
 from fanout_core.runtime import Runtime
-from fanout_core.store import ConnectionStore, Page
+from fanout_core.store import Page
 from fanout_core.strategy import FanoutStrategy
 from strategies.gsi_query import GsiQuery
 
@@ -30,26 +30,15 @@ class FirstPageOnly(FanoutStrategy):
         return itertools.islice(self.store.scan_pages(room, page_size=self.config.page_size), 1)
 
 
-class SenderDeletingStore(ConnectionStore):
-    """The deliverer's store: its ``disconnect`` deletes the sender of the current message."""
-
-    sender: str | None = None
-
-    def disconnect(self, connection_id: str) -> int:
-        """Delete the sender, whoever answered 410 (the bug)."""
-        return super().disconnect(self.sender or connection_id)
-
-
 class DeletesSenderOnGone(GsiQuery):
-    """gsi_query whose deliverer's 410 cleanup deletes the sender."""
+    """gsi_query whose 410 cleanup deletes the sender."""
 
     name = "deletes_sender_on_gone"
+    sender: str | None = None
 
     def fanout(self, message: Message) -> FanoutResult:
-        """Note the sender for the store, then fan out as usual."""
-        store = self.deliverer.store
-        assert isinstance(store, SenderDeletingStore)
-        store.sender = message.sender
+        """Note the sender for the cleanup, then fan out as usual."""
+        self.sender = message.sender
         return super().fanout(message)
 
 
@@ -59,9 +48,8 @@ def install_first_page_only(runtime: Runtime) -> None:
 
 
 def install_deletes_sender_on_gone(runtime: Runtime) -> None:
-    """Give the deliverer the sender-deleting store, and the strategy that feeds it."""
+    """Give the deliverer a 410 callback that deletes the sender, whoever answered 410."""
+    strategy = DeletesSenderOnGone(runtime.store, runtime.deliverer, runtime.config)
     store = runtime.store
-    runtime.deliverer.store = SenderDeletingStore(
-        store.config, clock=store.clock, models=store.models
-    )
-    runtime.strategy = DeletesSenderOnGone(runtime.store, runtime.deliverer, runtime.config)
+    runtime.deliverer.on_gone = lambda cid: store.disconnect(strategy.sender or cid)
+    runtime.strategy = strategy

@@ -19,5 +19,18 @@ class ShardByShard(FanoutStrategy):
         return self.store.scan_pages(room, page_size=1)
 
 
+class Misnamed(ShardByShard):
+    """Registered under a name it does not carry."""
+
+    name = "shard_by_shard_v2"
+
+
+class Nameless(FanoutStrategy):
+    """Forgot its ``name``."""
+
+    def audience_pages(self, room: str | None) -> Iterator[Page]:
+        return self.store.everyone_pages()
+
+
 class NotAStrategy:
     """Registered by mistake."""

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from fanout_core.delivery import Deliverer
+from fanout_core.delivery import Backoff, Deliverer
+from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus
 from fanout_core.errors import PayloadTooLargeError
 from fanout_core.local.management_api import LocalManagementApi
-from fanout_core.management import BotoPoster, PostOutcome, PostStatus
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.result import FanoutResult
 from fanout_core.store import ConnectionStore, Page, Target
 from fanout_core.strategy import strategy_class
+from strategies.gsi_query import GsiQuery
 
 ENDPOINT = "https://abcd123.execute-api.us-east-1.amazonaws.com/prod"
 
@@ -27,7 +30,9 @@ def no_sleep(seconds: float) -> None:
 @pytest.fixture
 def deliverer(store: ConnectionStore, local_api: LocalManagementApi) -> Iterator[Deliverer]:
     poster = BotoPoster(override=f"{local_api.url}/prod", timeout=1.0)
-    deliverer = Deliverer(store, poster, concurrency=4, max_attempts=3, sleep=no_sleep)
+    deliverer = Deliverer(
+        poster, on_gone=store.disconnect, concurrency=4, backoff=Backoff(attempts=3), sleep=no_sleep
+    )
     yield deliverer
     deliverer.close()
 
@@ -165,7 +170,7 @@ def test_concurrency_is_bounded(store: ConnectionStore, local_api: LocalManageme
     ids = [connect(store, local_api) for _ in range(12)]
     local_api.faults.latency = 0.05
     poster = BotoPoster(override=local_api.url)
-    deliverer = Deliverer(store, poster, concurrency=3)
+    deliverer = Deliverer(poster, on_gone=store.disconnect, concurrency=3)
     try:
         result = room_fanout(store, deliverer, ids[0])
     finally:
@@ -189,6 +194,9 @@ class RecordingPoster:
             self.lead.append(self.pages_read * 10 - self.posted)
         return PostOutcome(PostStatus.OK)
 
+    def close(self) -> None:
+        pass
+
 
 def test_delivery_streams_pages(store: ConnectionStore) -> None:
     """Targets read ahead of posts stay within the concurrency, whatever the audience."""
@@ -199,7 +207,7 @@ def test_delivery_streams_pages(store: ConnectionStore) -> None:
             poster.pages_read += 1
             yield Page(tuple(Target(f"c{p}-{i}", ENDPOINT) for i in range(10)), 10, None)
 
-    deliverer = Deliverer(store, poster, concurrency=4)
+    deliverer = Deliverer(poster, on_gone=store.disconnect, concurrency=4)
     result = FanoutResult("test", None, "m")
     try:
         deliverer.deliver(pages(), b"x", result)
@@ -208,3 +216,28 @@ def test_delivery_streams_pages(store: ConnectionStore) -> None:
     assert (result.delivered, result.dynamodb_requests) == (2000, 200)
     # At most one page plus the posts in flight were read ahead of the posts.
     assert max(poster.lead) <= 10 + 4
+
+
+class CountingNothing(GsiQuery):
+    """Hands the audience on without counting a page: the base counts them anyway."""
+
+    name = "counting_nothing"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.seen: list[str] = []
+
+    def dispatch(self, pages: Iterator[Page], data: bytes, result: FanoutResult) -> None:
+        self.seen.extend(t.connection_id for page in pages for t in page.targets)
+
+
+def test_fanout_counts_pages_whatever_dispatch_does(
+    store: ConnectionStore, local_api: LocalManagementApi
+) -> None:
+    ids = [connect(store, local_api) for _ in range(5)]
+    config = dataclasses.replace(store.config, page_size=2)
+    strategy = CountingNothing(ConnectionStore(config, clock=store.clock), None, config)
+    result = strategy.fanout(Message(ids[0], "hi", "r"))
+    assert sorted(strategy.seen) == sorted(ids)
+    assert result.items_returned == 5
+    assert result.dynamodb_requests >= 3  # pages of 2: 2 + 2 + 1, and maybe an empty last one

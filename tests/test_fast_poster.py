@@ -1,4 +1,4 @@
-"""FastPoster over real HTTP: the same answers, signatures and URLs as the boto3 client."""
+"""AsyncHttpPoster over real HTTP: the same answers, signatures and URLs as the boto3 client."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import NoCredentialsError
 
-from fanout_core import management
-from fanout_core.delivery import Deliverer
+from fanout_core.delivery import Backoff, Deliverer, http_poster
+from fanout_core.delivery.http_poster import AsyncHttpPoster
+from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus, async_poster
 from fanout_core.local.management_api import LocalManagementApi
-from fanout_core.management import BotoPoster, FastPoster, PostOutcome, PostStatus, async_poster
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.runtime import build_runtime
 from fanout_core.store import ConnectionStore
@@ -31,8 +31,8 @@ HOSTILE_IDS = ["a+b/c=", "L0SM9cOFvHcCIhw=", "x/y/z", "++==//", "A_b-C"]
 
 
 @pytest.fixture
-def fast(local_api: LocalManagementApi) -> Iterator[FastPoster]:
-    poster = FastPoster(override=f"{local_api.url}/prod", timeout=1.0)
+def fast(local_api: LocalManagementApi) -> Iterator[AsyncHttpPoster]:
+    poster = AsyncHttpPoster(override=f"{local_api.url}/prod", timeout=1.0)
     yield poster
     poster.close()
 
@@ -150,7 +150,7 @@ def frozen_time(monkeypatch: pytest.MonkeyPatch) -> datetime.datetime:
 
 
 def test_delivers_and_answers_410_for_an_unknown_connection(
-    fast: FastPoster, local_api: LocalManagementApi
+    fast: AsyncHttpPoster, local_api: LocalManagementApi
 ) -> None:
     cid = local_api.connections.open()
     assert fast.post(ENDPOINT, cid, b"hello") == PostOutcome(PostStatus.OK)
@@ -160,7 +160,7 @@ def test_delivers_and_answers_410_for_an_unknown_connection(
 
 @pytest.mark.parametrize("status", [403, 410, 413, 429, 500])
 def test_every_injected_error_maps_like_the_boto3_client(
-    fast: FastPoster, local_api: LocalManagementApi, status: int
+    fast: AsyncHttpPoster, local_api: LocalManagementApi, status: int
 ) -> None:
     cid = local_api.connections.open()
     boto = BotoPoster(override=f"{local_api.url}/prod", timeout=1.0)
@@ -172,7 +172,7 @@ def test_every_injected_error_maps_like_the_boto3_client(
 
 
 def test_oversized_post_is_413_like_the_boto3_client(
-    fast: FastPoster, local_api: LocalManagementApi
+    fast: AsyncHttpPoster, local_api: LocalManagementApi
 ) -> None:
     cid = local_api.connections.open()
     outcome = fast.post(ENDPOINT, cid, b"x" * (MAX_PAYLOAD_BYTES + 1))
@@ -201,7 +201,7 @@ def test_error_codes_come_from_header_or_body_as_botocore_reads_them(
         return f"HTTP/1.1 {status} X\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
 
     server = raw_server(answer)
-    poster = FastPoster(override=server.url)
+    poster = AsyncHttpPoster(override=server.url)
     try:
         outcome = poster.post(ENDPOINT, "abc", b"x")
     finally:
@@ -223,7 +223,7 @@ def test_chunked_and_close_delimited_answers_are_read(
         ]
     )
     server = raw_server(lambda request: next(answers))
-    poster = FastPoster(override=server.url)
+    poster = AsyncHttpPoster(override=server.url)
     try:
         assert poster.post(ENDPOINT, "a", b"1").status is PostStatus.OK
         assert poster.post(ENDPOINT, "a", b"2") == PostOutcome(PostStatus.GONE, "410 GoneException")
@@ -237,23 +237,23 @@ def test_chunked_and_close_delimited_answers_are_read(
 
 
 def test_no_answer_in_time_is_a_read_timeout(
-    fast: FastPoster, local_api: LocalManagementApi
+    fast: AsyncHttpPoster, local_api: LocalManagementApi
 ) -> None:
     cid = local_api.connections.open()
     local_api.faults.add(0, connection_id=cid, hang_seconds=3)
-    assert fast.post(ENDPOINT, cid, b"x") == PostOutcome(PostStatus.TIMEOUT, "ReadTimeoutError")
+    assert fast.post(ENDPOINT, cid, b"x") == PostOutcome(PostStatus.NO_ANSWER, "ReadTimeoutError")
     # The next post opens a new connection and is delivered.
     assert fast.post(ENDPOINT, cid, b"y") == PostOutcome(PostStatus.OK)
     assert local_api.connections.inbox(cid) == [b"y"]  # a hung post delivers nothing
 
 
 def test_nothing_listening_is_an_endpoint_connection_error() -> None:
-    poster = FastPoster(override=f"http://127.0.0.1:{free_port()}", timeout=1.0)
+    poster = AsyncHttpPoster(override=f"http://127.0.0.1:{free_port()}", timeout=1.0)
     try:
         outcome = poster.post(ENDPOINT, "a", b"x")
     finally:
         poster.close()
-    assert outcome == PostOutcome(PostStatus.TIMEOUT, "EndpointConnectionError")
+    assert outcome == PostOutcome(PostStatus.NO_ANSWER, "EndpointConnectionError")
     assert outcome.status.retryable
 
 
@@ -261,10 +261,10 @@ def test_answer_cut_short_is_a_closed_connection(raw_server: Callable[..., RawSe
     server = raw_server(
         lambda request: b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", close_after=True
     )
-    poster = FastPoster(override=server.url)
+    poster = AsyncHttpPoster(override=server.url)
     try:
         assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(
-            PostStatus.TIMEOUT, "ConnectionClosedError"
+            PostStatus.NO_ANSWER, "ConnectionClosedError"
         )
     finally:
         poster.close()
@@ -275,7 +275,7 @@ def test_keep_alive_connection_closed_by_the_server_is_replaced(
 ) -> None:
     # The server closes every connection after one answer, without saying so.
     server = raw_server(close_after=True)
-    poster = FastPoster(override=server.url)
+    poster = AsyncHttpPoster(override=server.url)
     try:
         for _ in range(3):
             assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(PostStatus.OK)
@@ -297,8 +297,8 @@ def test_after_a_silent_drop_of_idle_connections_one_new_connection_delivers(
     from fanout_core.store import Target
 
     server = raw_server(slow_ok)
-    poster = FastPoster(override=server.url, pool_size=8, credentials=Credentials("a", "b"))
-    deliverer = Deliverer(None, poster, concurrency=8, max_attempts=1)  # type: ignore[arg-type]
+    poster = AsyncHttpPoster(override=server.url, pool_size=8, credentials=Credentials("a", "b"))
+    deliverer = Deliverer(poster, concurrency=8, backoff=Backoff(attempts=1))
     try:
         warm = FanoutResult("test", None, "m")
         deliverer.deliver_targets([Target(f"c{i}", ENDPOINT) for i in range(8)], b"x", warm)
@@ -318,12 +318,12 @@ def test_connections_idle_past_the_limit_are_not_reused(
     raw_server: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server = raw_server()
-    poster = FastPoster(override=server.url, credentials=Credentials("a", "b"))
+    poster = AsyncHttpPoster(override=server.url, credentials=Credentials("a", "b"))
     try:
         assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(PostStatus.OK)
         assert poster.post(ENDPOINT, "b", b"x") == PostOutcome(PostStatus.OK)
         assert server.connections == 1  # reused while fresh
-        monkeypatch.setattr(management, "_MAX_IDLE_SECONDS", 0.0)
+        monkeypatch.setattr(http_poster, "_MAX_IDLE_SECONDS", 0.0)
         assert poster.post(ENDPOINT, "c", b"x") == PostOutcome(PostStatus.OK)
     finally:
         poster.close()
@@ -340,7 +340,7 @@ def test_bytes_nobody_asked_for_make_a_connection_unusable(
             ok_answer(request) + b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
         )
     )
-    poster = FastPoster(override=server.url, credentials=Credentials("a", "b"))
+    poster = AsyncHttpPoster(override=server.url, credentials=Credentials("a", "b"))
     try:
         for cid in ("a", "b"):
             assert poster.post(ENDPOINT, cid, b"x") == PostOutcome(PostStatus.OK)
@@ -360,8 +360,8 @@ def test_closing_during_a_fanout_ends_it_with_an_error_instead_of_a_hang(
         return ok_answer(request)
 
     server = raw_server(slow)
-    poster = FastPoster(override=server.url, credentials=Credentials("a", "b"))
-    deliverer = Deliverer(None, poster, concurrency=2)  # type: ignore[arg-type]
+    poster = AsyncHttpPoster(override=server.url, credentials=Credentials("a", "b"))
+    deliverer = Deliverer(poster, concurrency=2)
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -403,7 +403,7 @@ def test_signature_and_url_match_the_boto3_client(
 ) -> None:
     server = raw_server()
     credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
-    poster = FastPoster(override=f"{server.url}/prod", credentials=credentials)
+    poster = AsyncHttpPoster(override=f"{server.url}/prod", credentials=credentials)
     boto = BotoPoster(override=f"{server.url}/prod")
     try:
         for cid in HOSTILE_IDS:
@@ -414,11 +414,11 @@ def test_signature_and_url_match_the_boto3_client(
                 env.setenv("AWS_SECRET_ACCESS_KEY", "secret")
                 env.setenv("AWS_SESSION_TOKEN", "session-token")
                 # A fresh client, so it reads these credentials.
-                from fanout_core import management
+                from fanout_core.delivery import posting
 
-                management._clients.clear()
+                posting._clients.clear()
                 assert boto.post(ENDPOINT, cid, b'{"a": 1}').status is PostStatus.OK
-                management._clients.clear()
+                posting._clients.clear()
             ours, theirs = server.seen
             assert ours.target == theirs.target
             assert "%2F" in ours.target or "/" not in cid
@@ -432,7 +432,7 @@ def test_signature_and_url_match_the_boto3_client(
 
 
 def test_ids_with_plus_slash_and_equals_reach_their_connection(
-    fast: FastPoster, local_api: LocalManagementApi
+    fast: AsyncHttpPoster, local_api: LocalManagementApi
 ) -> None:
     for cid in HOSTILE_IDS:
         local_api.connections.open(cid)
@@ -444,7 +444,7 @@ def test_region_comes_from_the_execute_api_host_else_the_default(
     raw_server: Callable[..., RawServer],
 ) -> None:
     server = raw_server()
-    poster = FastPoster(override=server.url, region="ap-south-1")
+    poster = AsyncHttpPoster(override=server.url, region="ap-south-1")
     try:
         poster.post("https://x1.execute-api.sa-east-1.amazonaws.com/prod", "a", b"x")
         poster.post("https://chat.example.com/prod", "a", b"x")
@@ -459,7 +459,7 @@ def test_without_override_the_connection_endpoint_is_used(
     raw_server: Callable[..., RawServer],
 ) -> None:
     server = raw_server()
-    poster = FastPoster()
+    poster = AsyncHttpPoster()
     try:
         assert poster.post(f"{server.url}/stage", "a/b", b"x").status is PostStatus.OK
     finally:
@@ -478,7 +478,7 @@ def test_missing_credentials_raise_as_with_boto3(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
     monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
-    poster = FastPoster(override=f"http://127.0.0.1:{free_port()}")
+    poster = AsyncHttpPoster(override=f"http://127.0.0.1:{free_port()}")
     try:
         with pytest.raises(NoCredentialsError):
             poster.post(ENDPOINT, "a", b"x")
@@ -496,9 +496,11 @@ def no_sleep(seconds: float) -> None:
 def test_deliverer_uses_the_loop_path_bounded_retried_and_cleaned(
     store: ConnectionStore, local_api: LocalManagementApi
 ) -> None:
-    poster = FastPoster(override=f"{local_api.url}/prod", timeout=1.0)
+    poster = AsyncHttpPoster(override=f"{local_api.url}/prod", timeout=1.0)
     assert async_poster(poster) is poster
-    deliverer = Deliverer(store, poster, concurrency=3, max_attempts=3, sleep=no_sleep)
+    deliverer = Deliverer(
+        poster, on_gone=store.disconnect, concurrency=3, backoff=Backoff(attempts=3), sleep=no_sleep
+    )
     ids = [local_api.connections.open() for _ in range(10)]
     for cid in ids:
         store.connect(cid, ENDPOINT, rooms=["r"])
@@ -540,7 +542,7 @@ def test_build_runtime_posts_with_fast_poster_by_default(
     )
     runtime = build_runtime(config)
     try:
-        assert isinstance(runtime.deliverer.poster, FastPoster)
+        assert isinstance(runtime.deliverer.poster, AsyncHttpPoster)
         assert runtime.deliverer.poster.override == f"{local_api.url}/prod"
         assert runtime.deliverer.poster.pool_size == 5
         cid = local_api.connections.open()
@@ -558,8 +560,8 @@ def test_a_failing_audience_read_still_waits_for_posts_and_raises(
     from fanout_core.result import FanoutResult
     from fanout_core.store import Target
 
-    poster = FastPoster(override=f"{local_api.url}/prod")
-    deliverer = Deliverer(store, poster, concurrency=2)
+    poster = AsyncHttpPoster(override=f"{local_api.url}/prod")
+    deliverer = Deliverer(poster, on_gone=store.disconnect, concurrency=2)
     ids = [local_api.connections.open() for _ in range(3)]
 
     def targets() -> Iterator[Target]:

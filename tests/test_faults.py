@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import precondition, rule
 
 from fanout_core import handlers
-from fanout_core.delivery import Deliverer
+from fanout_core.delivery import Backoff, Deliverer
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.local.sqs_pump import SqsEventSource
 from fanout_core.message import Message
@@ -359,14 +359,20 @@ def test_post_faults_outlasting_attempts_fail_without_deleting(
     store: ConnectionStore, local_api: LocalManagementApi
 ) -> None:
     """429, 500 and timeouts past FANOUT_MAX_ATTEMPTS: a retryable failure, never a delete."""
-    from fanout_core.management import BotoPoster
+    from fanout_core.delivery.posting import BotoPoster
 
     endpoint = "https://abcd123.execute-api.us-east-1.amazonaws.com/prod"
     ids = [local_api.connections.open() for _ in range(3)]
     for cid in ids:
         store.connect(cid, endpoint, rooms=["r"])
     poster = BotoPoster(override=f"{local_api.url}/prod", timeout=POST_TIMEOUT)
-    deliverer = Deliverer(store, poster, concurrency=3, max_attempts=2, sleep=lambda s: None)
+    deliverer = Deliverer(
+        poster,
+        on_gone=store.disconnect,
+        concurrency=3,
+        backoff=Backoff(attempts=2),
+        sleep=lambda s: None,
+    )
     local_api.faults.add(429, connection_id=ids[0], times=2)
     local_api.faults.add(500, connection_id=ids[1], times=2)
     local_api.faults.add(0, connection_id=ids[2], times=2, hang_seconds=HANG)

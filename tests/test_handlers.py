@@ -266,13 +266,13 @@ def test_import_builds_nothing_and_pulls_no_test_cli_or_server_code() -> None:
     code = """
 import sys
 import fanout_core.handlers
-import fanout_core.runtime, fanout_core.management
+import fanout_core.runtime, fanout_core.delivery.posting
 banned = [m for m in sys.modules if m.split('.')[0] in (
     'moto', 'pytest', 'hypothesis', 'websockets', 'rich', 'flask', 'werkzeug', 'tests')
     or m in ('fanout_core.cli', 'fanout_core.table', 'fanout_core.local')
     or m.startswith('fanout_core.local.') or m.startswith('strategies.')]
 import boto3
-print(repr((banned, fanout_core.runtime._runtime, len(fanout_core.management._clients),
+print(repr((banned, fanout_core.runtime._runtime, len(fanout_core.delivery.posting._clients),
             boto3.DEFAULT_SESSION)))
 """
     out = subprocess.run(

@@ -8,7 +8,7 @@ import moto
 import pytest
 
 from fanout_core import handlers
-from fanout_core.errors import ConfigError, UnknownStrategyError
+from fanout_core.errors import ConfigError, InvalidStrategyError, UnknownStrategyError
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.runtime import build_runtime
 from fanout_core.strategy import strategy_class, strategy_names
@@ -32,6 +32,8 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         "[fanout.strategies]\n"
         "shard_by_shard = tests.plugin_strategy:ShardByShard\n"
         "broken = tests.plugin_strategy:NotAStrategy\n"
+        "misnamed = tests.plugin_strategy:Misnamed\n"
+        "nameless = tests.plugin_strategy:Nameless\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     return "shard_by_shard"
@@ -85,3 +87,20 @@ def test_plugin_that_is_not_a_strategy(plugin: str) -> None:
 def test_build_runtime_rejects_unknown_name() -> None:
     with pytest.raises(UnknownStrategyError):
         build_runtime(Backend("moto", None).config(strategy="nope"))
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("misnamed", "tests.plugin_strategy.Misnamed is named 'shard_by_shard_v2' but registered"),
+        ("nameless", "tests.plugin_strategy.Nameless has no `name`"),
+    ],
+)
+def test_a_strategy_that_cannot_serve_fails_when_loaded(plugin: str, name: str, says: str) -> None:
+    """Not at the first message: loading it (build_runtime does) names the class and why."""
+    with pytest.raises(InvalidStrategyError) as raised:
+        strategy_class(name)
+    assert says in str(raised.value)
+    assert raised.value.variable == "FANOUT_STRATEGY"
+    with pytest.raises(InvalidStrategyError):
+        build_runtime(Backend("moto", None).config(strategy=name))

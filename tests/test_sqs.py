@@ -9,9 +9,10 @@ import pytest
 
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
+from fanout_core.queue import MAX_BYTES_PER_CALL, Batch
 from fanout_core.result import FanoutResult
 from fanout_core.store import Page, Target
-from strategies.sqs_batched import MAX_BYTES_PER_CALL, Batch, SqsBatched
+from strategies.sqs_batched import SqsBatched
 from tests.chat import Chat, make_chat
 from tests.clock import FakeClock
 from tests.conftest import Backend

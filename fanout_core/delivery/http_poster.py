@@ -1,187 +1,31 @@
-"""Posting to connections through the API Gateway Management API, with one client per endpoint."""
+"""``AsyncHttpPoster``: signed HTTP/1.1 posts on pooled keep-alive connections, from a loop.
+
+A small HTTP/1.1 client for one kind of request: the pool, the answer reader (lengths, chunks,
+EOF), TLS and SigV4 signing. Private asyncio and botocore uses are in ``_private``.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
 import ssl
 import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, quote, urlsplit
 
-import boto3
 import botocore
-import botocore.config
-from botocore.exceptions import (
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    ReadTimeoutError,
-)
+
+from fanout_core.delivery import _private
+from fanout_core.delivery.posting import OK, PostOutcome, PostStatus, endpoint_region, failed
 
 if TYPE_CHECKING:
     # asyncio is imported where it is used: it costs cold start, and only delivery needs it.
     import asyncio
 
-
 _USER_AGENT = f"fanout-core botocore/{botocore.__version__}"
-
-
-class PostStatus(enum.Enum):
-    """How a post ended, as the delivery loop needs to know it."""
-
-    OK = "ok"
-    GONE = "gone"  # 410: the connection no longer exists
-    FORBIDDEN = "forbidden"  # 403: not retried, not deleted
-    TOO_LARGE = "too_large"  # 413
-    THROTTLED = "throttled"  # 429: retried
-    SERVER_ERROR = "server_error"  # 5xx: retried
-    TIMEOUT = "timeout"  # no answer in time, or the connection broke: retried
-    ERROR = "error"  # anything else: not retried
-
-    @property
-    def retryable(self) -> bool:
-        """True for statuses worth another attempt."""
-        return self in (PostStatus.THROTTLED, PostStatus.SERVER_ERROR, PostStatus.TIMEOUT)
-
-
-@dataclass(frozen=True, slots=True)
-class PostOutcome:
-    """The status of one post and, for a failure, what the endpoint said."""
-
-    status: PostStatus
-    detail: str = ""
-
-
-OK = PostOutcome(PostStatus.OK)
-
-_BY_CODE = {
-    "GoneException": PostStatus.GONE,
-    "ForbiddenException": PostStatus.FORBIDDEN,
-    "PayloadTooLargeException": PostStatus.TOO_LARGE,
-    "LimitExceededException": PostStatus.THROTTLED,
-    "TooManyRequestsException": PostStatus.THROTTLED,
-}
-
-
-def classify(code: str, http_status: int) -> PostStatus:
-    """The PostStatus of an error answer, by error code first, then HTTP status."""
-    if code in _BY_CODE:
-        return _BY_CODE[code]
-    if http_status == 410:
-        return PostStatus.GONE
-    if http_status == 403:
-        return PostStatus.FORBIDDEN
-    if http_status == 413:
-        return PostStatus.TOO_LARGE
-    if http_status == 429:
-        return PostStatus.THROTTLED
-    if http_status >= 500:
-        return PostStatus.SERVER_ERROR
-    return PostStatus.ERROR
-
-
-class Poster(Protocol):
-    """Posts one frame to one connection; never raises for an answer from the endpoint."""
-
-    def post(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
-        """Post ``data`` to ``connection_id`` at ``endpoint``."""
-        ...
-
-
-_clients: dict[tuple[str, int, float, str], Any] = {}
-_clients_lock = threading.Lock()
-
-
-def management_client(
-    endpoint: str, *, pool_size: int = 32, timeout: float = 5.0, region: str = "us-east-1"
-) -> Any:
-    """The boto3 ``apigatewaymanagementapi`` client for ``endpoint``, built once per container."""
-    key = (endpoint, pool_size, timeout, region)
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                config = botocore.config.Config(
-                    # Retries are the delivery loop's, with jitter and a bound it reports.
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                    connect_timeout=timeout,
-                    read_timeout=timeout,
-                    max_pool_connections=pool_size,
-                )
-                client = boto3.session.Session().client(
-                    "apigatewaymanagementapi",
-                    endpoint_url=endpoint,
-                    region_name=region,
-                    config=config,
-                )
-                _clients[key] = client
-    return client
-
-
-def endpoint_region(endpoint: str, default: str) -> str:
-    """The region in an ``execute-api`` host, which the request must be signed for."""
-    host = urlsplit(endpoint).hostname or ""
-    parts = host.split(".")
-    if len(parts) >= 4 and parts[1] == "execute-api":
-        return parts[2]
-    return default
-
-
-class BotoPoster:
-    """Posts with boto3's ``post_to_connection``; ``override`` replaces every endpoint."""
-
-    def __init__(
-        self,
-        *,
-        override: str | None = None,
-        pool_size: int = 32,
-        timeout: float = 5.0,
-        region: str = "us-east-1",
-    ) -> None:
-        self.override = override
-        self.pool_size = pool_size
-        self.timeout = timeout
-        self.region = region
-
-    def post(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
-        """Post ``data``; map every answer to a PostOutcome."""
-        client = management_client(
-            self.override or endpoint,
-            pool_size=self.pool_size,
-            timeout=self.timeout,
-            region=endpoint_region(endpoint, self.region),
-        )
-        try:
-            client.post_to_connection(ConnectionId=connection_id, Data=data)
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            return PostOutcome(classify(code, status), f"{status} {code}".strip())
-        except (ReadTimeoutError, ConnectTimeoutError) as error:
-            return PostOutcome(PostStatus.TIMEOUT, type(error).__name__)
-        except (EndpointConnectionError, ConnectionClosedError) as error:
-            return PostOutcome(PostStatus.TIMEOUT, type(error).__name__)
-        return OK
-
-
-class AsyncPoster(Poster, Protocol):
-    """A poster that can also post from an event loop without blocking it."""
-
-    async def post_async(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
-        """Post ``data`` to ``connection_id`` at ``endpoint``; never raises for an answer."""
-        ...
-
-
-def async_poster(poster: Poster) -> AsyncPoster | None:
-    """``poster`` if it can post asynchronously, else None."""
-    return cast(AsyncPoster, poster) if callable(getattr(poster, "post_async", None)) else None
 
 
 # The Management API is signed as "execute-api", not as its endpoint prefix.
@@ -216,7 +60,7 @@ class _Connection:
     def usable(self) -> bool:
         # Bytes nobody asked for (a 408 before the server hangs up) would be read as the
         # next post's answer: such a connection is thrown away, as urllib3 does.
-        unread = getattr(self.reader, "_buffer", b"")
+        unread = _private.unread_bytes(self.reader)
         return not (self.writer.is_closing() or self.reader.at_eof() or unread)
 
 
@@ -317,17 +161,6 @@ async def _read_answer(reader: asyncio.StreamReader) -> _Answer:
     return _Answer(status, headers, body, keep_alive)
 
 
-def _error_code(answer: _Answer) -> str:
-    """The error code exactly as botocore's rest-json parser derives it."""
-    from botocore.parsers import RestJSONParser
-
-    parsed = RestJSONParser().parse(
-        {"status_code": answer.status, "headers": answer.headers, "body": answer.body},
-        None,  # type: ignore[arg-type]  # no output shape: an error answer is parsed without one
-    )
-    return str(parsed.get("Error", {}).get("Code", ""))
-
-
 def _host_header(scheme: str, host: str, port: int | None) -> str:
     # As botocore signs it: lowercase, brackets for IPv6, the port only when not the default.
     value = f"[{host}]" if ":" in host else host
@@ -336,7 +169,7 @@ def _host_header(scheme: str, host: str, port: int | None) -> str:
     return value
 
 
-class FastPoster:
+class AsyncHttpPoster:
     """Posts like ``BotoPoster``, without the client pipeline: about 5x less CPU per post.
 
     Each post is signed by botocore's ``SigV4Auth`` with the session's credentials and sent
@@ -402,12 +235,12 @@ class FastPoster:
             try:
                 connection = await pool.acquire(self.timeout, new=attempt == 2)
             except TimeoutError:
-                return PostOutcome(PostStatus.TIMEOUT, "ConnectTimeoutError")
+                return PostOutcome(PostStatus.NO_ANSWER, "ConnectTimeoutError")
             except ssl.SSLCertVerificationError as error:
                 # A configuration problem, not a flaky network: retrying cannot help.
                 return PostOutcome(PostStatus.ERROR, f"SSLError: {error.verify_message}")
             except OSError:
-                return PostOutcome(PostStatus.TIMEOUT, "EndpointConnectionError")
+                return PostOutcome(PostStatus.NO_ANSWER, "EndpointConnectionError")
             try:
                 async with asyncio.timeout(self.timeout):
                     connection.writer.write(request)
@@ -415,7 +248,7 @@ class FastPoster:
                     answer = await _read_answer(connection.reader)
             except TimeoutError:
                 connection.writer.close()
-                return PostOutcome(PostStatus.TIMEOUT, "ReadTimeoutError")
+                return PostOutcome(PostStatus.NO_ANSWER, "ReadTimeoutError")
             except asyncio.CancelledError:
                 connection.writer.close()  # while its loop still runs (Deliverer.close)
                 raise
@@ -429,17 +262,18 @@ class FastPoster:
                     and not isinstance(error, ConnectionAbortedError)
                 ):
                     continue
-                return PostOutcome(PostStatus.TIMEOUT, "ConnectionClosedError")
+                return PostOutcome(PostStatus.NO_ANSWER, "ConnectionClosedError")
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, OSError):
                 # A broken or garbled answer, or a socket error (TLS included) mid-exchange:
                 # as botocore reports them, a retryable ConnectionClosedError.
                 connection.writer.close()
-                return PostOutcome(PostStatus.TIMEOUT, "ConnectionClosedError")
+                return PostOutcome(PostStatus.NO_ANSWER, "ConnectionClosedError")
             pool.release(connection, keep=answer.keep_alive)
             if answer.status < 301:  # botocore's line between success and error
                 return OK
-            code = _error_code(answer)
-            return PostOutcome(classify(code, answer.status), f"{answer.status} {code}".strip())
+            return failed(
+                _private.error_code(answer.status, answer.headers, answer.body), answer.status
+            )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _signed_request(
