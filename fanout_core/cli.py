@@ -7,6 +7,8 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
 
 from fanout_core.errors import FanoutError
 
@@ -135,9 +137,84 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--strategy", help="full_scan, gsi_query, parallel_scan or sqs_batched")
     demo.set_defaults(run=_demo)
 
-    from fanout_core.cost import add_cost_command  # the CLI only: no handler imports cost
-
     add_cost_command(commands)
+    return parser
+
+
+# -- fanout cost -----------------------------------------------------------------------
+
+
+def _cost(args: argparse.Namespace) -> int:
+    from fanout_core.cost import Workload, cost_table, format_table
+
+    workload = Workload(
+        connections=args.connections,
+        room_size=args.room_size,
+        messages_per_day=args.messages_per_day,
+        everyone=args.everyone,
+        frame_bytes=args.frame_bytes,
+        concurrency=args.concurrency,
+        post_latency_seconds=args.post_latency_ms / 1000,
+        post_cpu_seconds=args.post_cpu_ms / 1000,
+        lambda_memory_mb=args.lambda_memory_mb,
+        segments=args.segments,
+    )
+    costs = cost_table(workload)
+    if args.json:
+        data: list[dict[str, Any]] = [
+            {
+                **asdict(c),
+                "per_million": c.per_million,
+                "per_day": c.per_message * args.messages_per_day,
+            }
+            for c in costs
+        ]
+        print(json.dumps(data, indent=2))
+    else:
+        print(format_table(workload, costs))
+    return 0
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
+def add_cost_command(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``fanout cost`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "cost",
+        help="dollars per million messages for each strategy",
+        description="Model the cost of fanning messages out with each strategy: DynamoDB read "
+        "units (from item sizes, 0.5 per 4 KB per page), API Gateway messages, Lambda time and "
+        "requests, SQS requests. Prices: us-east-1 on demand, without free tiers "
+        "(fanout_core/cost.py cites them).",
+    )
+    parser.add_argument("--connections", type=_positive_int, required=True, metavar="N")
+    parser.add_argument(
+        "--room-size", type=_positive_int, required=True, metavar="K", help="members per room"
+    )
+    parser.add_argument("--messages-per-day", type=_non_negative, required=True, metavar="M")
+    parser.add_argument("--everyone", action="store_true", help="each message to everyone")
+    parser.add_argument("--frame-bytes", type=_positive_int, default=200, help="default 200")
+    parser.add_argument("--concurrency", type=_positive_int, default=32, help="default 32")
+    parser.add_argument("--post-latency-ms", type=_non_negative, default=20.0, help="default 20")
+    parser.add_argument(
+        "--post-cpu-ms", type=_non_negative, default=0.2, help="CPU per post (default 0.2)"
+    )
+    parser.add_argument("--lambda-memory-mb", type=_positive_int, default=256, help="default 256")
+    parser.add_argument("--segments", type=_positive_int, default=4, help="parallel_scan's")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(run=_cost)
     return parser
 
 

@@ -2,55 +2,42 @@
 
 The read formulas are the ones ``benchmarks/`` checks against dynalite's ConsumedCapacity:
 item sizes as DynamoDB counts them, 0.5 read unit per 4 KB per page (eventually consistent
-reads, rounded up per request, at least 0.5 per request), 1 MB pages. ``fanout cost`` prints
-the model; free tiers and data transfer are left out.
+reads, rounded up per request, at least 0.5 per request), 1 MB pages. The items are the
+library's own rows (``fanout_core.models``), the SQS limits ``fanout_core.queue``'s. Free
+tiers and data transfer are left out. ``fanout cost`` prints it.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
-from fanout_core import keys
+from fanout_core import keys, queue
+from fanout_core.models import AUDIENCE_PROJECTED, bind_models, connection_row, membership_row
+from fanout_core.strategy import BUILTIN_STRATEGIES
 
-# -- prices: us-east-1, on demand, looked up 2026-11-28 with the search tool (pages corpus) --
-# DynamoDB on-demand, per million request units. AWS_LIMITS.md ("DynamoDB pricing page, since
-# Nov 2024"); airbyte.com/data-engineering-resources/dynamodb-pricing (2025-07-21) gives the
-# same figures after the November 2024 cut. Older pages still show $0.25 / $1.25.
-DYNAMODB_READ_PER_MILLION_RRU = 0.125
-DYNAMODB_WRITE_PER_MILLION_WRU = 0.625
-# API Gateway WebSocket APIs: aws.amazon.com/api-gateway/pricing/ says messages are "metered
-# in 32 KB increments" (a 33 KB message is two). The $1.00 per million (first billion a month)
-# is from awsforengineers.com/blog/aws-api-gateway-pricing-explained (2025-05-19) and
-# amnic.com/blogs/aws-api-gateway-pricing; the AWS page excerpt seen did not show the figure.
-APIGW_MESSAGE_PER_MILLION = 1.00
-APIGW_MESSAGE_INCREMENT_BYTES = 32 * 1024
-# $0.25 per million connection minutes: amnic.com/blogs/aws-api-gateway-pricing only; NOT
-# confirmed on the AWS page excerpt seen.
-APIGW_CONNECTION_MINUTE_PER_MILLION = 0.25
-# Lambda, x86: aws.amazon.com/lambda/pricing/ examples use $0.00001667 per GB-second and $0.20
-# per million requests; docs.aws.amazon.com/whitepapers/latest/how-aws-pricing-works/lambda.html
-# gives the same. (Arm is cheaper per GB-second: not modelled.)
-LAMBDA_GB_SECOND = 0.0000166667
-LAMBDA_REQUEST_PER_MILLION = 0.20
-# SQS standard queue, $0.40 per million requests (first 100 billion a month), each 64 KB chunk
-# of a request's payload billed as one request: factualminds.com/blog/amazon-sqs-pricing-64kb-
-# rule-fifo-vs-standard (2026-06-13), cloudburn.io/blog/amazon-sqs-pricing (2026-03-14).
-SQS_REQUEST_PER_MILLION = 0.40
-SQS_CHUNK_BYTES = 64 * 1024
+# Prices: us-east-1, on demand, looked up 2026-11-28; one line each, with its source.
+DYNAMODB_READ_PER_MILLION_RRU = 0.125  # aws.amazon.com/dynamodb/pricing/on-demand (Nov 2024 cut)
+DYNAMODB_WRITE_PER_MILLION_WRU = 0.625  # aws.amazon.com/dynamodb/pricing/on-demand (Nov 2024 cut)
+APIGW_MESSAGE_PER_MILLION = 1.00  # awsforengineers.com/blog/aws-api-gateway-pricing-explained
+APIGW_MESSAGE_INCREMENT_BYTES = 32 * 1024  # aws.amazon.com/api-gateway/pricing: 32 KB increments
+APIGW_CONNECTION_MINUTE_PER_MILLION = 0.25  # amnic.com/blogs/aws-api-gateway-pricing (only)
+LAMBDA_GB_SECOND = 0.0000166667  # aws.amazon.com/lambda/pricing (x86)
+LAMBDA_REQUEST_PER_MILLION = 0.20  # aws.amazon.com/lambda/pricing
+SQS_REQUEST_PER_MILLION = 0.40  # cloudburn.io/blog/amazon-sqs-pricing (standard queue)
+SQS_CHUNK_BYTES = 64 * 1024  # cloudburn.io/blog/amazon-sqs-pricing: each 64 KB is a request
 
-# -- DynamoDB read accounting ----------------------------------------------------------------
+# -- DynamoDB read accounting (developer guide: "Read/write operations", "Query", "Scan") --
 READ_UNIT_BYTES = 4096
 READ_UNIT_EVENTUAL = 0.5
 PAGE_BYTES = 1024 * 1024
 LAMBDA_BATCH_SIZE = 10  # the SQS event source's default batch
-TARGETS_PER_QUEUE_MESSAGE = 100  # strategies.sqs_batched.TARGETS_PER_MESSAGE
-ENTRIES_PER_SEND_CALL = 10
-STRATEGIES = ("full_scan", "gsi_query", "parallel_scan", "sqs_batched")
+TARGETS_PER_QUEUE_MESSAGE = queue.TARGETS_PER_MESSAGE
+ENTRIES_PER_SEND_CALL = queue.MAX_ENTRIES_PER_CALL
+STRATEGIES = tuple(BUILTIN_STRATEGIES)
 
 # A connection id as API Gateway makes them and a callback URL of the usual length.
 SAMPLE_CONNECTION_ID = "L0SM9cOFvHcCIhw="
@@ -74,6 +61,21 @@ def item_size(item: Mapping[str, str | int]) -> int:
     return total
 
 
+@cache
+def _sample_models() -> Any:
+    # Rows are built, never saved: the table name only has to be valid.
+    return bind_models("fanout-cost-model")
+
+
+def _plain(row: Any) -> dict[str, str | int]:
+    """A model's attributes as DynamoDB stores them, with plain values."""
+    values: dict[str, str | int] = {}
+    for name, typed in row.serialize().items():
+        ((kind, value),) = typed.items()
+        values[name] = int(value) if kind == "N" else value
+    return values
+
+
 def layout_items(
     connection_id: str,
     endpoint: str,
@@ -84,48 +86,27 @@ def layout_items(
     principal: str | None = None,
 ) -> list[dict[str, str | int]]:
     """The rows ``ConnectionStore.connect`` writes, as plain values (tests/test_layout.py)."""
-    connection: dict[str, str | int] = {
-        "pk": keys.connection_pk(connection_id),
-        "sk": keys.CONNECTION_SK,
-        "type": "connection",
-        "gsi1pk": keys.everyone_index_pk(keys.everyone_shard(connection_id)),
-        "gsi1sk": keys.index_sk(connection_id),
-        "connection_id": connection_id,
-        "endpoint": endpoint,
-        "connected_at": connected_at_ms,
-        "expires_at": expires_at,
-    }
-    if principal is not None:
-        connection["principal"] = principal
-    rows = [connection]
-    for room in rooms:
-        rows.append(
-            {
-                "pk": keys.connection_pk(connection_id),
-                "sk": keys.membership_sk(room),
-                "type": "membership",
-                "gsi1pk": keys.room_index_pk(room),
-                "gsi1sk": keys.index_sk(connection_id),
-                "connection_id": connection_id,
-                "endpoint": endpoint,
-                "room": room,
-                "joined_at": connected_at_ms,
-                "expires_at": expires_at,
-            }
+    models = _sample_models()
+    rows: list[Any] = [
+        connection_row(
+            models,
+            connection_id,
+            endpoint,
+            expires_at=expires_at,
+            connected_at=connected_at_ms,
+            principal=principal,
         )
-    return rows
+    ]
+    rows += [
+        membership_row(
+            models, connection_id, endpoint, room, expires_at=expires_at, joined_at=connected_at_ms
+        )
+        for room in rooms
+    ]
+    return [_plain(row) for row in rows]
 
 
-INDEX_ATTRIBUTES = (
-    "pk",
-    "sk",
-    "gsi1pk",
-    "gsi1sk",
-    "type",
-    "connection_id",
-    "endpoint",
-    "expires_at",
-)
+INDEX_ATTRIBUTES = ("pk", "sk", "gsi1pk", "gsi1sk", *AUDIENCE_PROJECTED)
 
 
 def index_entry(item: Mapping[str, str | int]) -> dict[str, str | int]:
@@ -251,8 +232,8 @@ class Workload:
     frame_bytes: int = 200
     concurrency: int = 32
     post_latency_seconds: float = 0.020  # one Management API round trip (assumed)
-    # CPU per post in the function; FastPoster measured ~0.2 ms on the bench machine
-    # (docs/benchmarks.md), BotoPoster ~1 ms: pass your own.
+    # CPU per post in the function: AsyncHttpPoster measured 0.2-0.3 ms on the benchmark
+    # machine, BotoPoster ~1 ms (README, benchmarks): pass your own.
     post_cpu_seconds: float = 0.0002
     read_request_seconds: float = 0.010  # one Query/Scan page round trip (assumed)
     sqs_request_seconds: float = 0.010  # one SendMessageBatch round trip (assumed)
@@ -382,78 +363,3 @@ def format_table(workload: Workload, costs: list[StrategyCost]) -> str:
         f"strategy: {minutes:,.0f} a day if all stay connected, ${dollars:,.2f} a day.",
     ]
     return "\n".join(lines)
-
-
-# -- the `fanout cost` command -------------------------------------------------------------
-
-
-def _run(args: argparse.Namespace) -> int:
-    workload = Workload(
-        connections=args.connections,
-        room_size=args.room_size,
-        messages_per_day=args.messages_per_day,
-        everyone=args.everyone,
-        frame_bytes=args.frame_bytes,
-        concurrency=args.concurrency,
-        post_latency_seconds=args.post_latency_ms / 1000,
-        post_cpu_seconds=args.post_cpu_ms / 1000,
-        lambda_memory_mb=args.lambda_memory_mb,
-        segments=args.segments,
-    )
-    costs = cost_table(workload)
-    if args.json:
-        data: list[dict[str, Any]] = [
-            {
-                **asdict(c),
-                "per_million": c.per_million,
-                "per_day": c.per_message * args.messages_per_day,
-            }
-            for c in costs
-        ]
-        print(json.dumps(data, indent=2))
-    else:
-        print(format_table(workload, costs))
-    return 0
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def add_cost_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``fanout cost`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "cost",
-        help="dollars per million messages for each strategy",
-        description="Model the cost of fanning messages out with each strategy: DynamoDB read "
-        "units (from item sizes, 0.5 per 4 KB per page), API Gateway messages, Lambda time and "
-        "requests, SQS requests. Prices: us-east-1 on demand, without free tiers "
-        "(fanout_core/cost.py cites them).",
-    )
-    parser.add_argument("--connections", type=_positive_int, required=True, metavar="N")
-    parser.add_argument(
-        "--room-size", type=_positive_int, required=True, metavar="K", help="members per room"
-    )
-    parser.add_argument("--messages-per-day", type=_non_negative, required=True, metavar="M")
-    parser.add_argument("--everyone", action="store_true", help="each message to everyone")
-    parser.add_argument("--frame-bytes", type=_positive_int, default=200, help="default 200")
-    parser.add_argument("--concurrency", type=_positive_int, default=32, help="default 32")
-    parser.add_argument("--post-latency-ms", type=_non_negative, default=20.0, help="default 20")
-    parser.add_argument(
-        "--post-cpu-ms", type=_non_negative, default=0.2, help="CPU per post (default 0.2)"
-    )
-    parser.add_argument("--lambda-memory-mb", type=_positive_int, default=256, help="default 256")
-    parser.add_argument("--segments", type=_positive_int, default=4, help="parallel_scan's")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(run=_run)
-    return parser

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
@@ -12,6 +12,9 @@ from botocore.exceptions import ClientError
 from fanout_core.config import FanoutConfig, is_loopback
 from fanout_core.models import Models
 from fanout_core.store import models_for
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 TTL_ATTRIBUTE = "expires_at"
 
@@ -30,7 +33,7 @@ class TableStatus:
         return f"table {self.table!r} {verb}; TTL on {TTL_ATTRIBUTE}: {self.ttl}"
 
 
-def _client(config: FanoutConfig) -> Any:
+def _client(config: FanoutConfig) -> DynamoDBClient:
     kwargs: dict[str, Any] = {"region_name": config.region}
     if config.dynamodb_endpoint:
         kwargs["endpoint_url"] = config.dynamodb_endpoint
@@ -74,8 +77,9 @@ def describe_table(config: FanoutConfig) -> dict[str, Any]:
     """Keys, indexes, billing mode, item count and TTL of the table, as plain data."""
     client = _client(config)
     table = client.describe_table(TableName=config.table)["Table"]
+    ttl: dict[str, Any]
     try:
-        ttl = client.describe_time_to_live(TableName=config.table)["TimeToLiveDescription"]
+        ttl = dict(client.describe_time_to_live(TableName=config.table)["TimeToLiveDescription"])
     except ClientError:
         ttl = {"TimeToLiveStatus": "unknown (this backend has no TTL API)"}
     return {

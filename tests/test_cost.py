@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from fanout_core import cost
+from fanout_core import cli, cost
 from fanout_core.cost import ItemSizes, Workload, estimate_reads, strategy_cost
 
 SIZES = ItemSizes(connection=100, membership=200, connection_entry=50, membership_entry=80)
@@ -139,7 +139,7 @@ def test_connection_minutes_per_day() -> None:
 
 def test_cost_command(capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    cost.add_cost_command(parser.add_subparsers())
+    cli.add_cost_command(parser.add_subparsers())
     args = parser.parse_args(
         ["cost", "--connections", "10000", "--room-size", "100", "--messages-per-day", "5000"]
     )

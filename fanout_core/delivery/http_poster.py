@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, quote, urlsplit
 
 import botocore
@@ -24,6 +24,8 @@ from fanout_core.delivery.posting import OK, PostOutcome, PostStatus, endpoint_r
 if TYPE_CHECKING:
     # asyncio is imported where it is used: it costs cold start, and only delivery needs it.
     import asyncio
+
+    from botocore.credentials import Credentials
 
 _USER_AGENT = f"fanout-core botocore/{botocore.__version__}"
 
@@ -189,7 +191,7 @@ class AsyncHttpPoster:
         pool_size: int = 32,
         timeout: float = 5.0,
         region: str = "us-east-1",
-        credentials: Any = None,
+        credentials: Credentials | None = None,
         verify: bool | str = True,
     ) -> None:
         self.override = override
@@ -293,7 +295,7 @@ class AsyncHttpPoster:
 
     # -- lazily built parts -------------------------------------------------------------
 
-    def _resolve_credentials(self) -> Any:
+    def _resolve_credentials(self) -> Credentials:
         if self._credentials is None:
             with self._lock:
                 if self._credentials is None:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_sqs.type_defs import MessageTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ class SqsEventSource:
 
     def __init__(
         self,
-        client: Any,
+        client: SQSClient,
         queue_url: str,
         handler: SqsHandler,
         *,
@@ -122,7 +126,7 @@ class SqsEventSource:
         if self._thread is not None:
             self._thread.join(5)
 
-    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _record(self, message: MessageTypeDef) -> dict[str, Any]:
         # The record shape Lambda documents for SQS events.
         return {
             "messageId": message["MessageId"],
