@@ -47,7 +47,7 @@ from fanout_core.result import FanoutResult  # noqa: E402
 from fanout_core.runtime import Runtime, build_runtime  # noqa: E402
 from fanout_core.store import ConnectionStore, Target  # noqa: E402
 from fanout_core.table import create_table  # noqa: E402
-from tests import backends  # noqa: E402
+from tests.support import backends  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

@@ -14,38 +14,34 @@ os.environ.pop("AWS_PROFILE", None)
 for _name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "FANOUT_TABLE"):
     os.environ.pop(_name, None)
 
-import uuid  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
 
 import moto  # noqa: E402
 import pytest  # noqa: E402
 
-from fanout_core.config import FanoutConfig  # noqa: E402
 from fanout_core.local.management_api import LocalManagementApi  # noqa: E402
 from fanout_core.store import ConnectionStore  # noqa: E402
 from fanout_core.table import create_table  # noqa: E402
-from tests import backends  # noqa: E402
-from tests.clock import FakeClock  # noqa: E402
+from tests.support import backends  # noqa: E402
+from tests.support.backends import BACKENDS, SERVER_BACKENDS, Backend  # noqa: E402
+from tests.support.clock import FakeClock  # noqa: E402
+from tests.support.harness import Harness, new_harness  # noqa: E402
+from tests.support.machine import MAX_ATTEMPTS, TTL  # noqa: E402
 
-BACKENDS = ["moto", "moto_server", "dynalite"]
+# Fixtures that start a server (a backend process, or the local Management API over HTTP):
+# a test using one is marked `server`, so that `pytest -m "not server"` runs in seconds.
+SERVER_FIXTURES = {"moto_server_url", "dynalite_url", "local_api", "make_harness"}
 
 
-@dataclass(frozen=True)
-class Backend:
-    """Where a test's table lives: ``endpoint`` None means moto in-process."""
-
-    name: str
-    endpoint: str | None
-
-    def config(self, **overrides: object) -> FanoutConfig:
-        """A config for a new, uniquely named table on this backend."""
-        values: dict[str, object] = {
-            "table": f"t-{uuid.uuid4().hex[:12]}",
-            "dynamodb_endpoint": self.endpoint,
-        }
-        values.update(overrides)
-        return FanoutConfig(**values)  # type: ignore[arg-type]
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs a server (a backend process or the local API) `server`."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("backend") if callspec is not None else None
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if backend in SERVER_BACKENDS or fixtures & SERVER_FIXTURES:
+            item.add_marker(pytest.mark.server)
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +94,34 @@ def local_api() -> Iterator[LocalManagementApi]:
         yield api
 
 
+@pytest.fixture
+def make_harness(
+    backend: Backend, local_api: LocalManagementApi, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Harness]]:
+    """Build harnesses (a new table each) for the state machines and hostile tests."""
+    made: list[Harness] = []
+
+    def make(strategy: str, **options: Any) -> Harness:
+        sqs_endpoint = None
+        if strategy == "sqs_batched" and backend.endpoint is not None:
+            sqs_endpoint = request.getfixturevalue("moto_server_url")
+        harness = new_harness(
+            backend,
+            local_api,
+            strategy,
+            sqs_endpoint=sqs_endpoint,
+            ttl_seconds=TTL,
+            max_attempts=MAX_ATTEMPTS,
+            **options,
+        )
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.drop()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_runtime() -> Iterator[None]:
     """Handlers build their runtime per test, never from a previous test's."""
@@ -110,14 +134,11 @@ def _fresh_runtime() -> Iterator[None]:
         previous.close()
 
 
-STRATEGIES = ["full_scan", "gsi_query", "parallel_scan", "sqs_batched"]
-
-
 # -- Hypothesis profiles (tests/test_properties.py, test_faults.py, test_hostile.py) --------
 # `make test` runs "fast"; `make test-thorough` sets HYPOTHESIS_PROFILE=thorough: 10x the
 # examples, random each run. "fast" keeps Hypothesis' default of 100 examples for plain
 # @given tests; the slow properties run a fixed fraction of max_examples (see `scaled` in
-# tests/hyp_strategies.py). "fast" is derandomized: CI runs the same examples every time, so
+# tests/support/hyp_strategies.py). "fast" is derandomized: CI runs the same examples every time, so
 # a red run is a regression, never a lucky draw. Examples talk to backends over the network:
 # no deadline, and drawing data between network calls is not "too slow".
 from hypothesis import HealthCheck, settings  # noqa: E402
@@ -145,6 +166,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Example counts of the state machines with --hypothesis-show-statistics."""
-    from tests.hyp_strategies import report_machine_statistics
+    from tests.support.hyp_strategies import report_machine_statistics
 
     report_machine_statistics(terminalreporter)

@@ -8,7 +8,7 @@ import struct
 import boto3
 import pytest
 
-from tests import backends
+from tests.support import backends
 
 
 def abort_mid_request(url: str) -> None:

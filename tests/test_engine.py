@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from fanout_core.local.management_api import LocalManagementApi
-from tests.chat import Chat, make_chat
-from tests.clock import FakeClock
-from tests.conftest import STRATEGIES, Backend
+from tests.support.backends import STRATEGIES, Backend
+from tests.support.clock import FakeClock
+from tests.support.harness import Chat, make_chat
 
 
 @pytest.fixture(params=STRATEGIES)

@@ -1,6 +1,6 @@
 """The promise under injected faults: retries and redelivery keep it, nothing else deletes.
 
-``FaultyMachine`` is the state machine of tests/test_properties.py with three more rules:
+``FaultyMachine`` is the state machine of tests/support/machine.py with three more rules:
 
 - a send while the Management API answers a target 429 or 500 (up to the attempts a post
   has; on sqs_batched, more, so the SQS record fails and is redelivered), holds the post
@@ -42,30 +42,28 @@ from fanout_core.message import Message
 from fanout_core.store import ConnectionStore
 from fanout_core.strategy import strategy_class
 from strategies.sqs_batched import SqsBatched
-from tests.chat import Chat, make_chat
-from tests.clock import FakeClock
-from tests.conftest import STRATEGIES, Backend
-from tests.events import connect_event
-from tests.faults import (
+from tests.support.backends import STRATEGIES, Backend
+from tests.support.clock import FakeClock
+from tests.support.events import connect_event
+from tests.support.faults import (
     RETRY_QUOTAS,
     THROTTLE,
     CrashingWorker,
     DynamoFaults,
     short_throttle_backoff,
 )
-from tests.hyp_strategies import ROOMS, count_step, message_texts
-from tests.test_properties import (
+from tests.support.harness import Chat, Harness, make_chat
+from tests.support.hyp_strategies import ROOMS, count_step, message_texts
+from tests.support.machine import (
     MAX_ATTEMPTS,
     POST_TIMEOUT,
     PROPERTY_BACKENDS,
     FanoutMachine,
-    Harness,
     error_of,
     machine_for,
     machine_settings,
     run_and_check_steps,
 )
-from tests.test_properties import make_harness as make_harness  # the fixture, shared
 
 HANG = POST_TIMEOUT + 0.5  # an injected timeout holds the post longer than the client waits
 DYNAMO_OPERATIONS = (

@@ -15,10 +15,10 @@ from fanout_core import handlers
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES
 from fanout_core.runtime import set_runtime
-from tests.chat import Chat, make_chat
-from tests.clock import FakeClock
-from tests.conftest import Backend
-from tests.events import connect_event, disconnect_event, message_event, sqs_event
+from tests.support.backends import Backend
+from tests.support.clock import FakeClock
+from tests.support.events import connect_event, disconnect_event, message_event, sqs_event
+from tests.support.harness import Chat, make_chat
 
 
 @pytest.fixture

@@ -26,11 +26,12 @@ from fanout_core import handlers, keys
 from fanout_core.events import MAX_BODY_BYTES
 from fanout_core.local.sqs_pump import SqsEventSource
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
-from fanout_core.runtime import Runtime, build_runtime, set_runtime
-from tests.clock import FakeClock
-from tests.conftest import STRATEGIES
-from tests.events import connect_event, disconnect_event, message_event
-from tests.hyp_strategies import (
+from fanout_core.runtime import Runtime
+from tests.support.backends import STRATEGIES
+from tests.support.clock import FakeClock
+from tests.support.events import connect_event, disconnect_event, message_event
+from tests.support.harness import Harness
+from tests.support.hyp_strategies import (
     ROOMS,
     ROUTES,
     message_texts,
@@ -41,15 +42,7 @@ from tests.hyp_strategies import (
     texts,
     websocket_events,
 )
-from tests.test_properties import (
-    PROPERTY_BACKENDS,
-    START,
-    TTL,
-    Harness,
-    no_sleep,
-    set_post_timeout,
-)
-from tests.test_properties import make_harness as make_harness  # the fixture, shared
+from tests.support.machine import PROPERTY_BACKENDS, START, TTL, no_sleep, set_post_timeout
 
 A, B, C = "AAAAhostileA0001", "BBBBhostileB0002", "CCCChostileC0003"
 NEVER = "NeverConnected0004"  # a valid id that has no row
@@ -151,23 +144,12 @@ class Env:
 def make_env(make_harness: Callable[..., Harness], strategy: str) -> Iterator[Env]:
     harness = make_harness(strategy)
     clock = FakeClock(START)
-    config = harness.config
-    queue_url = None
-    if strategy == "sqs_batched":
-        queue_url = harness.sqs.create_queue(
-            QueueName=f"hostile-{config.table}", Attributes={"VisibilityTimeout": "0"}
-        )["QueueUrl"]
-        config = type(config)(**{**config.__dict__, "queue_url": queue_url})
-    runtime = build_runtime(config, clock=clock)
+    runtime = harness.start(clock)
     set_post_timeout(runtime)
     runtime.deliverer.sleep = no_sleep
-    set_runtime(runtime)
     env = Env(harness, runtime, clock)
     yield env
-    set_runtime(None)
-    runtime.close()
-    if queue_url is not None:
-        harness.sqs.delete_queue(QueueUrl=queue_url)
+    harness.stop()
 
 
 @pytest.fixture

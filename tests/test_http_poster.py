@@ -24,7 +24,7 @@ from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.runtime import build_runtime
 from fanout_core.store import ConnectionStore
 from fanout_core.strategy import strategy_class
-from tests.backends import free_port
+from tests.support.backends import free_port
 
 ENDPOINT = "https://abcd123.execute-api.eu-west-2.amazonaws.com/prod"
 HOSTILE_IDS = ["a+b/c=", "L0SM9cOFvHcCIhw=", "x/y/z", "++==//", "A_b-C"]
@@ -385,7 +385,7 @@ def test_closing_during_a_fanout_ends_it_with_an_error_instead_of_a_hang(
 def test_an_https_proxy_makes_build_runtime_use_the_boto3_client(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.conftest import Backend
+    from tests.support.backends import Backend
 
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     runtime = build_runtime(Backend("moto", None).config(management_endpoint=ENDPOINT))

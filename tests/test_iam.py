@@ -16,10 +16,10 @@ import pytest
 from fanout_core import handlers
 from fanout_core.local.management_api import LocalManagementApi
 from strategies.sqs_batched import SqsBatched
-from tests.chat import Chat, make_chat
-from tests.clock import FakeClock
-from tests.conftest import STRATEGIES, Backend
-from tests.events import connect_event, disconnect_event, message_event
+from tests.support.backends import STRATEGIES, Backend
+from tests.support.clock import FakeClock
+from tests.support.events import connect_event, disconnect_event, message_event
+from tests.support.harness import Chat, make_chat
 from tests.test_template import EXPECTED_ACTIONS
 
 # Calls the event source mapping makes for the worker, not the worker's own code.

@@ -10,8 +10,8 @@ import pytest
 from fanout_core import keys
 from fanout_core.store import ConnectionStore
 from fanout_core.table import create_table, describe_table
-from tests.clock import FakeClock
-from tests.conftest import Backend
+from tests.support.backends import Backend
+from tests.support.clock import FakeClock
 
 NOW = 1_700_000_000.25
 ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"

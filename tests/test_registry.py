@@ -16,10 +16,10 @@ from strategies.full_scan import FullScan
 from strategies.gsi_query import GsiQuery
 from strategies.parallel_scan import ParallelScan
 from strategies.sqs_batched import SqsBatched
-from tests.chat import make_chat
-from tests.clock import FakeClock
-from tests.conftest import Backend
-from tests.events import message_event
+from tests.support.backends import Backend
+from tests.support.clock import FakeClock
+from tests.support.events import message_event
+from tests.support.harness import make_chat
 
 
 @pytest.fixture
@@ -30,10 +30,10 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fanout-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(
         "[fanout.strategies]\n"
-        "shard_by_shard = tests.plugin_strategy:ShardByShard\n"
-        "broken = tests.plugin_strategy:NotAStrategy\n"
-        "misnamed = tests.plugin_strategy:Misnamed\n"
-        "nameless = tests.plugin_strategy:Nameless\n"
+        "shard_by_shard = tests.support.plugin_strategy:ShardByShard\n"
+        "broken = tests.support.plugin_strategy:NotAStrategy\n"
+        "misnamed = tests.support.plugin_strategy:Misnamed\n"
+        "nameless = tests.support.plugin_strategy:Nameless\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     return "shard_by_shard"
@@ -92,8 +92,11 @@ def test_build_runtime_rejects_unknown_name() -> None:
 @pytest.mark.parametrize(
     ("name", "says"),
     [
-        ("misnamed", "tests.plugin_strategy.Misnamed is named 'shard_by_shard_v2' but registered"),
-        ("nameless", "tests.plugin_strategy.Nameless has no `name`"),
+        (
+            "misnamed",
+            "tests.support.plugin_strategy.Misnamed is named 'shard_by_shard_v2' but registered",
+        ),
+        ("nameless", "tests.support.plugin_strategy.Nameless has no `name`"),
     ],
 )
 def test_a_strategy_that_cannot_serve_fails_when_loaded(plugin: str, name: str, says: str) -> None:

@@ -18,7 +18,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fanout_core.local.serve import LocalDeployment
 from fanout_core.store import ConnectionStore
-from tests.conftest import STRATEGIES
+from tests.support.backends import STRATEGIES
+
+# Every test here runs `fanout serve`: a WebSocket API, a Management API and a moto server.
+pytestmark = pytest.mark.server
 
 T = TypeVar("T")
 TIMEOUT = 15.0

@@ -13,9 +13,9 @@ from fanout_core.queue import MAX_BYTES_PER_CALL, Batch
 from fanout_core.result import FanoutResult
 from fanout_core.store import Page, Target
 from strategies.sqs_batched import SqsBatched
-from tests.chat import Chat, make_chat
-from tests.clock import FakeClock
-from tests.conftest import Backend
+from tests.support.backends import Backend
+from tests.support.clock import FakeClock
+from tests.support.harness import Chat, make_chat
 
 ENDPOINT = "https://abcd123.execute-api.us-east-1.amazonaws.com/prod"
 

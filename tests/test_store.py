@@ -7,7 +7,7 @@ import pytest
 from fanout_core import keys
 from fanout_core.errors import InvalidConnectionIdError, InvalidRoomNameError, NotConnectedError
 from fanout_core.store import ConnectionStore, Page
-from tests.clock import FakeClock
+from tests.support.clock import FakeClock
 
 ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 

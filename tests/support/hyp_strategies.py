@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 from hypothesis.statistics import collector, describe_statistics
 
 from fanout_core.message import MAX_PAYLOAD_BYTES
-from tests.events import DOMAIN, STAGE, fixture
+from tests.support.events import DOMAIN, STAGE, fixture
 
 # -- valid values ----------------------------------------------------------------------
 

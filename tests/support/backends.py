@@ -1,6 +1,7 @@
 """Local DynamoDB backends the tests start by themselves: moto server and dynalite.
 
-A backend that cannot start fails the run; it never skips.
+A backend that cannot start fails the run; it never skips. ``Backend`` is where a test's
+table lives; the ``backend`` fixture (tests/conftest.py) hands out one of ``BACKENDS``.
 """
 
 from __future__ import annotations
@@ -11,13 +12,39 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from fanout_core.config import FanoutConfig
+
+ROOT = Path(__file__).resolve().parents[2]
 DYNALITE = ROOT / "node_modules" / "dynalite" / "package.json"
 DYNALITE_SERVER = Path(__file__).with_name("dynalite.js")  # dynalite minus its abort crash
+
+
+BACKENDS = ["moto", "moto_server", "dynalite"]
+SERVER_BACKENDS = {"moto_server", "dynalite"}  # a process of their own: the `server` marker
+STRATEGIES = ["full_scan", "gsi_query", "parallel_scan", "sqs_batched"]
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a test's table lives: ``endpoint`` None means moto in-process."""
+
+    name: str
+    endpoint: str | None
+
+    def config(self, **overrides: object) -> FanoutConfig:
+        """A config for a new, uniquely named table on this backend."""
+        values: dict[str, object] = {
+            "table": f"t-{uuid.uuid4().hex[:12]}",
+            "dynamodb_endpoint": self.endpoint,
+        }
+        values.update(overrides)
+        return FanoutConfig(**values)  # type: ignore[arg-type]
 
 
 def free_port() -> int:

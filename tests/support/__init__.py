@@ -1,0 +1,1 @@
+"""Helpers the tests share: backends, events, faults, builders, the harness. Not fixtures."""

@@ -1,0 +1,476 @@
+"""The promise as a Hypothesis state machine, shared by test_properties.py and test_faults.py.
+
+``FanoutMachine`` drives the real handlers (``fanout_core.handlers.websocket``, ``sweep``
+and, for sqs_batched, ``sqs_worker`` through the local SQS event source) over a table on
+moto in-process or dynalite, posting over real HTTP to the local Management API. It keeps a
+model of every connection: its rows and their expiry, whether its client is still there.
+Rules: connect (with rooms), disconnect, drop (the client vanishes without $disconnect),
+join, leave, ping, tick and expire (the FakeClock moves; nothing deletes the expired rows),
+sweep, and sends to a room or to everyone.
+
+After each send: every live member received the frame exactly once (sqs_batched: at least
+once, and at most once per record naming it that the worker handled, so exactly once unless
+such a record was redelivered); nobody outside the audience, expired or
+gone received it; every connection that answered 410 is deleted with all its memberships;
+no live connection was deleted. After every step the table holds exactly the model's rows:
+nothing but a 410, a disconnect or a sweep of expired rows deletes anything.
+
+Page size (1..5), segments (1..4), concurrency (1..4) and, for sqs_batched, ids per SQS
+message (1..3) are drawn per run, so reads cross page boundaries, dynalite's empty last
+page included. One table serves all runs of a test: each run starts from an empty table
+with its own clock, queue and runtime, and leaves the table empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from fanout_core import handlers
+from fanout_core.local.sqs_pump import SqsEventSource
+from fanout_core.runtime import Runtime
+from strategies.sqs_batched import SqsBatched
+from tests.support.clock import FakeClock
+from tests.support.events import connect_event, disconnect_event, message_event
+from tests.support.faults import CrashingWorker, PostLog
+from tests.support.harness import Harness, Rows
+from tests.support.hyp_strategies import (
+    ROOMS,
+    assert_steps_fired,
+    connection_id,
+    count_example,
+    count_step,
+    message_texts,
+    profile,
+    run_machine,
+    scaled,
+)
+
+PROPERTY_BACKENDS = ["moto", "dynalite"]
+TTL = 60  # the shortest FANOUT_TTL_SECONDS: expiry is a small clock step
+START = 1_700_000_000.5  # a fractional start: expiry compares float "now" with int seconds
+MAX_ATTEMPTS = 4  # FANOUT_MAX_ATTEMPTS
+POST_TIMEOUT = 1.5  # the Management API client's timeout: ample for a local post under load
+MAX_CLIENTS = 8  # open clients at once: enough for several pages of 1..5 rows
+OK = {"statusCode": 200}
+MACHINE_EXAMPLES = 0.2  # examples per state machine test: fast 20, thorough 200
+# The two kinds of broken promise, named in every failure message of their kind, so a test
+# can tell which one a counterexample broke.
+SKIPPED = "skipped a connection of the audience"
+WRONG = "unexpected 410 or wrong deletion"
+
+
+@dataclass
+class Conn:
+    """The model of one connection."""
+
+    cid: str
+    expires_at: int  # of its connection row
+    rooms: dict[str, int] = field(default_factory=dict)  # room -> its membership's expires_at
+    in_table: bool = True  # its rows exist
+    open: bool = True  # its client is there: posts to it are delivered, not answered 410
+
+
+def error_of(response: dict[str, Any]) -> tuple[int, str]:
+    """(status, error code) of a JSON error answer."""
+    assert response["headers"]["Content-Type"] == "application/json", response
+    return response["statusCode"], json.loads(response["body"])["error"]
+
+
+def set_post_timeout(runtime: Runtime) -> None:
+    """Keep the poster users get from ``build_runtime``, with a shorter timeout."""
+    poster: Any = runtime.deliverer.poster
+    assert isinstance(poster.timeout, float)  # read at each post; nothing built before
+    poster.timeout = POST_TIMEOUT
+
+
+def no_sleep(seconds: float) -> None:
+    """The delivery loop's backoff sleep, skipped: the properties do not depend on it."""
+    assert 0 <= seconds <= 2.0
+
+
+class FanoutMachine(RuleBasedStateMachine):
+    """Clients of one strategy, driven through the handlers, against a model."""
+
+    harness: ClassVar[Harness]
+    # What count_step names: every one must run in each test (the chat rule counts two).
+    STEPS: ClassVar[tuple[str, ...]] = (
+        "configure",
+        "connect",
+        "disconnect",
+        "drop",
+        "join",
+        "leave",
+        "ping",
+        "tick",
+        "expire",
+        "sweep",
+        "chat_in_room",
+        "chat_to_everyone",
+    )
+
+    @classmethod
+    def steps(cls) -> tuple[str, ...]:
+        """The steps a run of this machine on its harness's strategy can take."""
+        return cls.STEPS
+
+    def __init__(self) -> None:
+        super().__init__()
+        count_example()
+        self.h = type(self).harness
+        self.clock = FakeClock(START)
+        self.conns: dict[str, Conn] = {}
+        self.opened = 0
+        self.sends = 0
+        self.worker = CrashingWorker(handlers.sqs_worker)
+        self.posts = PostLog(self.h.api)
+
+    @property
+    def runtime(self) -> Runtime | None:
+        return self.h.runtime
+
+    @property
+    def pump(self) -> SqsEventSource | None:
+        return self.h.pump
+
+    # -- setup and teardown ------------------------------------------------------------
+
+    @initialize(
+        page_size=st.integers(1, 5),
+        segments=st.integers(1, 4),
+        concurrency=st.integers(1, 4),
+        per_message=st.integers(1, 3),
+        clients=st.lists(st.lists(st.sampled_from(ROOMS), max_size=3), min_size=1, max_size=3),
+    )
+    def configure(
+        self,
+        page_size: int,
+        segments: int,
+        concurrency: int,
+        per_message: int,
+        clients: list[list[str]],
+    ) -> None:
+        """A runtime over the shared table with this run's settings, and the first clients.
+
+        A run starts with clients: with none, most rules have nothing to act on.
+        """
+        count_step("configure")
+        self.h.start(
+            self.clock,
+            worker=self.worker,
+            page_size=page_size,
+            segments=segments,
+            concurrency=concurrency,
+        )
+        runtime = self.runtime
+        assert runtime is not None
+        set_post_timeout(runtime)
+        runtime.deliverer.sleep = no_sleep
+        if isinstance(runtime.strategy, SqsBatched):
+            runtime.strategy.targets_per_message = per_message
+        for rooms in clients:
+            self.connect(rooms)
+
+    def teardown(self) -> None:
+        self.posts.close()
+        self.h.api.faults.clear()
+        self.h.stop()
+        self.h.wipe()
+
+    # -- the model ---------------------------------------------------------------------
+
+    def live(self, conn: Conn) -> bool:
+        return conn.in_table and conn.expires_at > self.clock.now
+
+    def live_member(self, conn: Conn, room: str) -> bool:
+        return room in conn.rooms and conn.rooms[room] > self.clock.now
+
+    def audience(self, room: str | None) -> set[str]:
+        """Whom a send to ``room`` (None: everyone) must be posted to."""
+        if room is None:
+            return {c.cid for c in self.conns.values() if self.live(c)}
+        return {c.cid for c in self.conns.values() if self.live_member(c, room)}
+
+    def expected_rows(self) -> Rows:
+        rows: Rows = {}
+        for conn in self.conns.values():
+            if conn.in_table:
+                rows[(conn.cid, "CONN")] = conn.expires_at
+            for room, expires_at in conn.rooms.items():
+                rows[(conn.cid, f"ROOM#{room}")] = expires_at
+        return rows
+
+    def forget(self, cid: str) -> None:
+        """The connection and its memberships are deleted, its client gone."""
+        conn = self.conns[cid]
+        conn.in_table = False
+        conn.open = False
+        conn.rooms.clear()
+
+    def ids(self, predicate: Callable[[Conn], bool]) -> list[str]:
+        return sorted(c.cid for c in self.conns.values() if predicate(c))
+
+    def senders(self) -> list[str]:
+        return self.ids(lambda c: c.open and self.live(c))
+
+    def has_sender(self) -> bool:
+        return bool(self.senders())
+
+    def has_open(self) -> bool:
+        return any(c.open for c in self.conns.values())
+
+    def can_connect(self) -> bool:
+        return sum(c.open for c in self.conns.values()) < MAX_CLIENTS
+
+    # -- talking to the handlers -------------------------------------------------------
+
+    def call(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One WebSocket message through the single-entry router, then the SQS workers."""
+        response = handlers.websocket(message_event(cid, body), None)
+        self.drain()
+        return response
+
+    def drain(self) -> None:
+        if self.pump is not None:
+            self.pump.drain(max_polls=200)
+            assert self.pump.poll_once() == 0, "messages left on the queue after draining"
+
+    def frames(self, cid: str, text: str) -> list[dict[str, Any]]:
+        """The frames carrying ``text`` that ``cid`` received."""
+        decoded = [json.loads(raw) for raw in self.h.api.connections.inbox(cid)]
+        return [frame for frame in decoded if frame["body"] == text]
+
+    def alternate(self, data: st.DataObject) -> bool:
+        """True for a room send: alternating unless Hypothesis flips it (its draws of booleans
+        lean to False, and few examples would then send only to rooms, or only to everyone).
+        """
+        return (self.sends % 2 == 0) != data.draw(st.booleans(), label="flip")
+
+    def draw_sender_and_room(self, data: st.DataObject, to_room: bool) -> tuple[str, str | None]:
+        sender = data.draw(st.sampled_from(self.senders()), label="sender")
+        if not to_room:
+            return sender, None
+        own = sorted(self.conns[sender].rooms)
+        rooms = st.sampled_from(own) | st.sampled_from(ROOMS) if own else st.sampled_from(ROOMS)
+        return sender, data.draw(rooms, label="room")
+
+    def send(
+        self,
+        sender: str,
+        room: str | None,
+        text: str,
+        *,
+        injected_gone: frozenset[str] = frozenset(),
+    ) -> None:
+        """Send through the handlers and check every property of the promise."""
+        self.sends += 1
+        text = f"{self.sends}|{text}"
+        body: dict[str, Any] = {"action": "sendMessage", "text": text}
+        if room is not None:
+            body["room"] = room
+        if room is not None and not self.live_member(self.conns[sender], room):
+            assert error_of(self.call(sender, body)) == (403, "not_a_member")
+            assert self.posts.take() == [], "a refused send posted"
+            return
+        audience = self.audience(room)
+        assert sender in audience
+        gone = {cid for cid in audience if not self.conns[cid].open} | set(injected_gone)
+        receivers = audience - gone
+        handled_before = self.worker.handled.copy()
+
+        response = self.call(sender, body)
+
+        assert response == OK, response
+        # Deletions first: a live row deleted mid-send also makes its later pages miss it,
+        # and the report should name the cause.
+        rows = self.h.rows()
+        for cid in sorted(receivers):
+            assert (cid, "CONN") in rows, f"{WRONG}: live connection {cid} was deleted by a send"
+        # sqs_batched posts each record it handles once per id in it: a redelivered record
+        # may post again, nothing else may. Elsewhere every receiver gets exactly one post.
+        handled = self.worker.handled - handled_before
+        frame_ids: set[str] = set()
+        for cid in sorted(self.conns):
+            frames = self.frames(cid, text)
+            if cid in receivers:
+                assert frames, f"{SKIPPED}: live connection {cid} missed {text!r} (room {room})"
+                most = handled[cid] if self.pump is not None else 1
+                assert len(frames) <= most, (
+                    f"{cid} received {text!r} {len(frames)} times; at most {most} allowed"
+                )
+            else:
+                assert frames == [], f"{cid} is outside the live audience yet received {text!r}"
+            for frame in frames:
+                assert (frame["from"], frame["room"]) == (sender, room), frame
+                frame_ids.add(frame["id"])
+        assert len(frame_ids) == (1 if receivers else 0), f"one send, frame ids {frame_ids}"
+        answered_gone = {cid for cid, status in self.posts.take() if status == 410}
+        skipped = sorted(gone - answered_gone)
+        assert not skipped, (
+            f"{SKIPPED}: gone connections never posted (so never deleted): {skipped}"
+        )
+        unexpected = sorted(answered_gone - gone)
+        assert not unexpected, f"{WRONG}: live connections answered 410: {unexpected}"
+        for cid in sorted(gone):
+            left = sorted(sk for owner, sk in rows if owner == cid)
+            assert not left, f"{cid} answered 410 but these rows were not deleted: {left}"
+            self.forget(cid)
+
+    # -- rules ---------------------------------------------------------------------------
+
+    @precondition(can_connect)
+    @rule(rooms=st.lists(st.sampled_from(ROOMS), max_size=3))
+    def connect(self, rooms: list[str]) -> None:
+        count_step("connect")
+        cid = connection_id(self.opened)
+        self.opened += 1
+        self.h.api.connections.open(cid)
+        assert handlers.websocket(connect_event(cid, rooms=rooms), None) == OK
+        expires_at = int(self.clock.now) + TTL
+        self.conns[cid] = Conn(cid, expires_at, dict.fromkeys(rooms, expires_at))
+
+    @precondition(lambda self: any(c.open or c.in_table for c in self.conns.values()))
+    @rule(data=st.data())
+    def disconnect(self, data: st.DataObject) -> None:
+        """A clean close, or a late $disconnect for a client that dropped."""
+        count_step("disconnect")
+        cid = data.draw(st.sampled_from(self.ids(lambda c: c.open or c.in_table)), label="cid")
+        self.h.api.connections.close(cid)
+        assert handlers.websocket(disconnect_event(cid), None) == OK
+        self.forget(cid)
+
+    @precondition(has_open)
+    @rule(data=st.data())
+    def drop(self, data: st.DataObject) -> None:
+        """The client vanishes; API Gateway never calls $disconnect."""
+        count_step("drop")
+        cid = data.draw(st.sampled_from(self.ids(lambda c: c.open)), label="cid")
+        self.h.api.connections.close(cid)
+        self.conns[cid].open = False
+
+    @precondition(has_open)
+    @rule(data=st.data())
+    def join(self, data: st.DataObject) -> None:
+        cid = data.draw(st.sampled_from(self.ids(lambda c: c.open)), label="cid")
+        self.join_room(cid, data.draw(st.sampled_from(ROOMS), label="room"))
+
+    def join_room(self, cid: str, room: str) -> None:
+        count_step("join")
+        response = self.call(cid, {"action": "joinRoom", "room": room})
+        conn = self.conns[cid]
+        if self.live(conn):
+            assert response == OK, response
+            conn.rooms[room] = conn.expires_at
+        else:
+            assert error_of(response) == (403, "not_connected")
+
+    @precondition(has_open)
+    @rule(data=st.data())
+    def leave(self, data: st.DataObject) -> None:
+        cid = data.draw(st.sampled_from(self.ids(lambda c: c.open)), label="cid")
+        self.leave_room(cid, data.draw(st.sampled_from(ROOMS), label="room"))
+
+    def leave_room(self, cid: str, room: str) -> None:
+        count_step("leave")
+        assert self.call(cid, {"action": "leaveRoom", "room": room}) == OK
+        self.conns[cid].rooms.pop(room, None)
+
+    @precondition(has_open)
+    @rule(data=st.data())
+    def ping(self, data: st.DataObject) -> None:
+        self.ping_as(data.draw(st.sampled_from(self.ids(lambda c: c.open)), label="cid"))
+
+    def ping_as(self, cid: str) -> None:
+        count_step("ping")
+        response = self.call(cid, {"action": "ping"})
+        conn = self.conns[cid]
+        if self.live(conn):
+            assert response == OK, response
+            conn.expires_at = int(self.clock.now) + TTL
+            conn.rooms = dict.fromkeys(conn.rooms, conn.expires_at)
+        else:
+            assert error_of(response) == (403, "not_connected")
+
+    @precondition(lambda self: bool(self.conns))
+    @rule(seconds=st.integers(1, TTL))
+    def tick(self, seconds: int) -> None:
+        count_step("tick")
+        self.clock.advance(seconds)
+
+    @precondition(lambda self: any(self.live(c) for c in self.conns.values()))
+    @rule(data=st.data())
+    def expire(self, data: st.DataObject) -> None:
+        """The clock reaches one connection's expires_at exactly: from now on it is expired."""
+        count_step("expire")
+        cid = data.draw(st.sampled_from(self.ids(self.live)), label="cid")
+        self.clock.advance(self.conns[cid].expires_at - self.clock.now)
+
+    def has_expired(self) -> bool:
+        return any(c.in_table and not self.live(c) for c in self.conns.values())
+
+    @precondition(has_expired)
+    @rule()
+    def sweep(self) -> None:
+        count_step("sweep")
+        now = int(self.clock.now)
+        expired = [c for c in self.conns.values() if c.in_table and c.expires_at <= now]
+        memberships = sum(len(c.rooms) for c in expired)
+        result = handlers.sweep({}, None)
+        assert result == {"connections": len(expired), "memberships": memberships}
+        for conn in expired:
+            conn.in_table = False
+            conn.rooms.clear()
+
+    @precondition(has_sender)
+    @rule(data=st.data())
+    def chat(self, data: st.DataObject) -> None:
+        """A live client sends to one of its rooms, to another room, or to everyone."""
+        to_room = self.alternate(data)
+        count_step("chat_in_room" if to_room else "chat_to_everyone")
+        sender, room = self.draw_sender_and_room(data, to_room=to_room)
+        self.send(sender, room, data.draw(message_texts(), label="text"))
+
+    # -- after every step ----------------------------------------------------------------
+
+    @invariant()
+    def table_matches_model(self) -> None:
+        """Exactly the model's rows, with the model's expiry: nothing deleted by mistake."""
+        actual, expected = self.h.rows(), self.expected_rows()
+        lost = sorted(expected.keys() - actual.keys())
+        assert not lost, f"{WRONG}: rows deleted without a 410, a disconnect or a sweep: {lost}"
+        extra = sorted(actual.keys() - expected.keys())
+        assert not extra, f"rows that should have been deleted: {extra}"
+        assert actual == expected, "expires_at differs from the model"
+
+
+def machine_for(harness: Harness, base: type[FanoutMachine] = FanoutMachine) -> type[FanoutMachine]:
+    """A subclass of ``base`` bound to ``harness``."""
+    return type(f"{base.__name__}_{harness.config.strategy}", (base,), {"harness": harness})
+
+
+def machine_settings(fraction: float = MACHINE_EXAMPLES, **overrides: Any) -> settings:
+    """The loaded profile's settings (see tests/conftest.py), for a state machine."""
+    overrides.setdefault("max_examples", scaled(fraction))
+    return settings(
+        profile(),
+        suppress_health_check=[*profile().suppress_health_check, HealthCheck.too_slow],
+        **overrides,
+    )
+
+
+def run_and_check_steps(machine: type[FanoutMachine], machine_settings: settings) -> None:
+    """Run the machine, then fail if one of its rules never ran (it checked nothing)."""
+    run_machine(machine, machine_settings)
+    assert_steps_fired(machine.steps())

@@ -1,0 +1,103 @@
+"""A message's way runs one direction: handler -> strategy -> store -> delivery -> poster.
+
+Every module of the package has a layer; a module may import only from its own layer or
+below, at the top of the file or inside a function. The local server and the CLI sit on top
+and nothing below imports them.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Lower first. Within delivery: the contract and its helpers, then the poster, then the
+# Deliverer that uses both.
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "config", "keys", "audience", "message"),
+    ("models", "result"),
+    ("delivery.backoff", "delivery.posting", "delivery._private", "delivery.loop"),
+    ("delivery.http_poster",),
+    ("delivery.deliverer", "delivery"),
+    ("store",),
+    ("strategy", "queue", "strategies"),
+    ("runtime", "table", "cost"),
+    ("events", "handlers"),
+    ("cli", "local"),
+]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def module_name(path: Path) -> str:
+    relative = path.relative_to(ROOT).with_suffix("")
+    parts = [p for p in relative.parts if p != "__init__"]
+    if parts[0] == "fanout_core":
+        parts = parts[1:]
+    return ".".join(parts) or "__init__"
+
+
+def rank_of(name: str) -> int:
+    """The layer of a module: its own entry, or its package's."""
+    while name not in RANK:
+        if "." not in name:
+            raise KeyError(name)
+        name = name.rsplit(".", 1)[0]
+    return RANK[name]
+
+
+def is_module(name: str) -> bool:
+    relative = Path(*name.split("."))
+    return (ROOT / relative).with_suffix(".py").exists() or (ROOT / relative).is_dir()
+
+
+def ours(name: str) -> bool:
+    return name.split(".")[0] in ("fanout_core", "strategies")
+
+
+def imported(path: Path) -> set[str]:
+    """Every fanout_core / strategies module the file imports, anywhere in it.
+
+    ``from package import module`` counts the module, not the package it sits in.
+    """
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and ours(node.module):
+            for alias in node.names:
+                target = f"{node.module}.{alias.name}"
+                names.add(target if is_module(target) else node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if ours(alias.name))
+    return names
+
+
+def package_modules(name: str) -> str:
+    return name.removeprefix("fanout_core.").removeprefix("fanout_core")
+
+
+FILES = sorted(
+    p
+    for p in [
+        *ROOT.joinpath("fanout_core").rglob("*.py"),
+        *ROOT.joinpath("strategies").glob("*.py"),
+    ]
+    if p.name != "__init__.py" or p.parent.name == "delivery"
+)
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_import_runs_back_up(path: Path) -> None:
+    own = rank_of(module_name(path))
+    upward = []
+    for name in sorted(imported(path)):
+        target = package_modules(name)
+        rank = rank_of(target)
+        if rank > own:
+            upward.append(f"{target} (layer {rank})")
+    assert not upward, f"{module_name(path)} (layer {own}) imports upward: {upward}"
+
+
+def test_every_module_has_a_layer() -> None:
+    for path in FILES:
+        rank_of(module_name(path))
