@@ -13,6 +13,11 @@ from typing import Any
 from fanout_core.errors import FanoutError
 
 
+def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed values of ``names``, as keyword arguments of the same names."""
+    return {name: getattr(args, name) for name in names}
+
+
 def _table_create(args: argparse.Namespace) -> int:
     from fanout_core.config import FanoutConfig
     from fanout_core.table import create_table
@@ -35,15 +40,8 @@ def _serve(args: argparse.Namespace) -> int:
     from fanout_core.local.serve import LocalDeployment, serve_forever
 
     deployment = LocalDeployment(
-        host=args.host,
-        port=args.port,
-        management_port=args.management_port,
-        stage=args.stage,
-        handlers=args.handlers,
-        dynamodb_endpoint=args.dynamodb_endpoint,
-        strategy=args.strategy,
-        idle_timeout=args.idle_timeout,
-        max_lifetime=args.max_lifetime,
+        **_options(args, "host", "port", "management_port", "stage", "handlers"),
+        **_options(args, "dynamodb_endpoint", "strategy", "idle_timeout", "max_lifetime"),
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(deployment, lambda line: print(line, flush=True)))
@@ -148,16 +146,10 @@ def _cost(args: argparse.Namespace) -> int:
     from fanout_core.cost import Workload, cost_table, format_table
 
     workload = Workload(
-        connections=args.connections,
-        room_size=args.room_size,
-        messages_per_day=args.messages_per_day,
-        everyone=args.everyone,
-        frame_bytes=args.frame_bytes,
-        concurrency=args.concurrency,
+        **_options(args, "connections", "room_size", "messages_per_day", "everyone"),
+        **_options(args, "frame_bytes", "concurrency", "lambda_memory_mb", "segments"),
         post_latency_seconds=args.post_latency_ms / 1000,
         post_cpu_seconds=args.post_cpu_ms / 1000,
-        lambda_memory_mb=args.lambda_memory_mb,
-        segments=args.segments,
     )
     costs = cost_table(workload)
     if args.json:

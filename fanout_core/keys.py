@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 import zlib
+from dataclasses import dataclass
 
-from fanout_core.errors import InvalidConnectionIdError, InvalidRoomNameError
+from fanout_core.errors import InvalidConnectionIdError, InvalidKeyError, InvalidRoomNameError
 
 ROOM_NAME_MAX = 64
 CONNECTION_ID_MAX = 128
@@ -31,32 +32,41 @@ CONNECTION_SK = "CONN"
 EVERYONE_SHARDS = 16
 
 
+@dataclass(frozen=True)
+class _KeyRule:
+    """What a value must be to go into a key, and the error that says why not."""
+
+    error: type[InvalidKeyError]
+    max_length: int
+    pattern: re.Pattern[str]
+    alphabet: str
+
+    def check(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise self.error(repr(value), "must be a string")
+        if not value:
+            raise self.error(value, "must not be empty")
+        if len(value) > self.max_length:
+            raise self.error(value, f"longer than {self.max_length} characters")
+        if not self.pattern.fullmatch(value):
+            raise self.error(value, f"allowed characters are {self.alphabet}")
+        return value
+
+
+_ROOM_RULE = _KeyRule(InvalidRoomNameError, ROOM_NAME_MAX, _ROOM_NAME, "A-Z a-z 0-9 _ . : -")
+_CONNECTION_ID_RULE = _KeyRule(
+    InvalidConnectionIdError, CONNECTION_ID_MAX, _CONNECTION_ID, "A-Z a-z 0-9 + / = _ -"
+)
+
+
 def validate_room(room: object) -> str:
     """Return ``room`` if it is a valid room name, else raise InvalidRoomNameError."""
-    if not isinstance(room, str):
-        raise InvalidRoomNameError(repr(room), "must be a string")
-    if not room:
-        raise InvalidRoomNameError(room, "must not be empty")
-    if len(room) > ROOM_NAME_MAX:
-        raise InvalidRoomNameError(room, f"longer than {ROOM_NAME_MAX} characters")
-    if not _ROOM_NAME.fullmatch(room):
-        raise InvalidRoomNameError(room, "allowed characters are A-Z a-z 0-9 _ . : -")
-    return room
+    return _ROOM_RULE.check(room)
 
 
 def validate_connection_id(connection_id: object) -> str:
     """Return ``connection_id`` if valid, else raise InvalidConnectionIdError."""
-    if not isinstance(connection_id, str):
-        raise InvalidConnectionIdError(repr(connection_id), "must be a string")
-    if not connection_id:
-        raise InvalidConnectionIdError(connection_id, "must not be empty")
-    if len(connection_id) > CONNECTION_ID_MAX:
-        raise InvalidConnectionIdError(connection_id, f"longer than {CONNECTION_ID_MAX} characters")
-    if not _CONNECTION_ID.fullmatch(connection_id):
-        raise InvalidConnectionIdError(
-            connection_id, "allowed characters are A-Z a-z 0-9 + / = _ -"
-        )
-    return connection_id
+    return _CONNECTION_ID_RULE.check(connection_id)
 
 
 def connection_pk(connection_id: str) -> str:

@@ -123,6 +123,18 @@ def bind_models(
     return models
 
 
+def _listed(connection_id: str, endpoint: str, sk: str, index_pk: str) -> dict[str, Any]:
+    """The attributes every row of a connection has: its keys, id and callback URL."""
+    return {
+        "pk": keys.connection_pk(connection_id),
+        "sk": sk,
+        "gsi1pk": index_pk,
+        "gsi1sk": keys.index_sk(connection_id),
+        "connection_id": connection_id,
+        "endpoint": endpoint,
+    }
+
+
 def connection_row(
     models: Models,
     connection_id: str,
@@ -133,13 +145,9 @@ def connection_row(
     principal: str | None = None,
 ) -> ConnectionItem:
     """The row of a new connection, listed under its everyone-shard."""
+    shard = keys.everyone_index_pk(keys.everyone_shard(connection_id))
     return models.connection(
-        pk=keys.connection_pk(connection_id),
-        sk=keys.CONNECTION_SK,
-        gsi1pk=keys.everyone_index_pk(keys.everyone_shard(connection_id)),
-        gsi1sk=keys.index_sk(connection_id),
-        connection_id=connection_id,
-        endpoint=endpoint,
+        **_listed(connection_id, endpoint, keys.CONNECTION_SK, shard),
         expires_at=expires_at,
         connected_at=connected_at,
         principal=principal,
@@ -157,12 +165,7 @@ def membership_row(
 ) -> MembershipItem:
     """The row of a connection's membership of ``room``, listed under the room."""
     return models.membership(
-        pk=keys.connection_pk(connection_id),
-        sk=keys.membership_sk(room),
-        gsi1pk=keys.room_index_pk(room),
-        gsi1sk=keys.index_sk(connection_id),
-        connection_id=connection_id,
-        endpoint=endpoint,
+        **_listed(connection_id, endpoint, keys.membership_sk(room), keys.room_index_pk(room)),
         expires_at=expires_at,
         room=room,
         joined_at=joined_at,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from fanout_core.audience import Page, Target, targets_of
 from fanout_core.delivery.backoff import Backoff, Sleep, pause
+from fanout_core.delivery.loop import LoopThread
 from fanout_core.delivery.posting import Poster, PostOutcome, PostStatus, async_poster
 from fanout_core.result import Failure, FanoutResult, counted
 
@@ -54,8 +55,7 @@ class Deliverer:
         self.sleep = sleep
         self._posts: ThreadPoolExecutor | None = None
         self._cleanup: ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread: threading.Thread | None = None
+        self._loop = LoopThread("fanout-post-loop")
         self._build_lock = threading.Lock()
         # Held while a post is handed to the loop, and by close() to stop that for good.
         self._schedule_lock = threading.Lock()
@@ -72,7 +72,7 @@ class Deliverer:
         # for an AsyncPoster, and one retry loop for every kind of poster.
         import asyncio
 
-        loop = self._event_loop()
+        loop = self._loop.get()
         post = self._post_function(loop)
         slots = threading.BoundedSemaphore(self.concurrency)
         errors: list[BaseException] = []
@@ -174,20 +174,6 @@ class Deliverer:
 
     # -- what is built on first use and kept for the container -------------------------
 
-    def _event_loop(self) -> asyncio.AbstractEventLoop:
-        import asyncio
-
-        if self._loop is None:
-            with self._build_lock:
-                if self._loop is None:
-                    loop = asyncio.new_event_loop()
-                    thread = threading.Thread(
-                        target=loop.run_forever, name="fanout-post-loop", daemon=True
-                    )
-                    thread.start()
-                    self._loop, self._loop_thread = loop, thread
-        return self._loop
-
     def _pool(self, attribute: str, prefix: str) -> ThreadPoolExecutor:
         pool: ThreadPoolExecutor | None = getattr(self, attribute)
         if pool is None:
@@ -216,15 +202,7 @@ class Deliverer:
         """Stop the loop and the threads; close the loop's connections. Usable again after."""
         with self._schedule_lock:
             self._closed = True
-        loop, thread = self._loop, self._loop_thread
-        if loop is not None and thread is not None:
-            import asyncio
-
-            asyncio.run_coroutine_threadsafe(self._shutdown_loop(), loop).result(timeout=10)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
-            loop.close()
-            self._loop = self._loop_thread = None
+        self._loop.stop(self._shutdown_loop)
         for attribute in ("_posts", "_cleanup"):
             pool = getattr(self, attribute)
             if pool is not None:

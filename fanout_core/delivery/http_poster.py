@@ -13,13 +13,22 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 from urllib.parse import SplitResult, quote, urlsplit
 
 import botocore
 
 from fanout_core.delivery import _private
-from fanout_core.delivery.posting import OK, PostOutcome, PostStatus, endpoint_region, failed
+from fanout_core.delivery.loop import LoopThread
+from fanout_core.delivery.posting import (
+    OK,
+    EndpointPoster,
+    PosterSettings,
+    PostOutcome,
+    PostStatus,
+    endpoint_region,
+    failed,
+)
 
 if TYPE_CHECKING:
     # asyncio is imported where it is used: it costs cold start, and only delivery needs it.
@@ -171,7 +180,7 @@ def _host_header(scheme: str, host: str, port: int | None) -> str:
     return value
 
 
-class AsyncHttpPoster:
+class AsyncHttpPoster(EndpointPoster):
     """Posts like ``BotoPoster``, without the client pipeline: about 5x less CPU per post.
 
     Each post is signed by botocore's ``SigV4Auth`` with the session's credentials and sent
@@ -187,17 +196,11 @@ class AsyncHttpPoster:
     def __init__(
         self,
         *,
-        override: str | None = None,
-        pool_size: int = 32,
-        timeout: float = 5.0,
-        region: str = "us-east-1",
         credentials: Credentials | None = None,
         verify: bool | str = True,
+        **settings: Unpack[PosterSettings],
     ) -> None:
-        self.override = override
-        self.pool_size = pool_size
-        self.timeout = timeout
-        self.region = region
+        super().__init__(**settings)
         self.verify = verify  # True: botocore's CA bundle; a path: that bundle; False: none
         self._credentials = credentials
         self._lock = threading.Lock()
@@ -205,8 +208,7 @@ class AsyncHttpPoster:
             asyncio.AbstractEventLoop, dict[tuple[str, str, int], _Pool]
         ] = weakref.WeakKeyDictionary()
         self._ssl_context: ssl.SSLContext | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._loop = LoopThread("fanout-poster")  # for blocking callers of post()
 
     # -- posting ------------------------------------------------------------------------
 
@@ -215,7 +217,7 @@ class AsyncHttpPoster:
         import asyncio
 
         future = asyncio.run_coroutine_threadsafe(
-            self.post_async(endpoint, connection_id, data), self._own_loop()
+            self.post_async(endpoint, connection_id, data), self._loop.get()
         )
         return future.result()
 
@@ -339,20 +341,6 @@ class AsyncHttpPoster:
             self._ssl_context = context
         return self._ssl_context
 
-    def _own_loop(self) -> asyncio.AbstractEventLoop:
-        import asyncio
-
-        if self._loop is None:
-            with self._lock:
-                if self._loop is None:
-                    loop = asyncio.new_event_loop()
-                    thread = threading.Thread(
-                        target=loop.run_forever, name="fanout-poster", daemon=True
-                    )
-                    thread.start()
-                    self._loop, self._thread = loop, thread
-        return self._loop
-
     # -- closing ------------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -366,13 +354,4 @@ class AsyncHttpPoster:
 
     def close(self) -> None:
         """Close the poster's own loop (used by ``post``) and its connections."""
-        import asyncio
-
-        loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
-            return
-        asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-        self._loop = self._thread = None
+        self._loop.stop(self.aclose)

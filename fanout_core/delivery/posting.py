@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 from urllib.parse import urlsplit
 
 import boto3
@@ -155,11 +155,22 @@ def management_client(
     return client
 
 
-class BotoPoster:
-    """Posts with boto3's ``post_to_connection``; ``override`` replaces every endpoint.
+class PosterSettings(TypedDict, total=False):
+    """What every poster takes: see ``EndpointPoster``."""
 
-    Slower than ``AsyncHttpPoster`` (about 1 ms of CPU per post), but it goes wherever boto3
-    goes, through an HTTPS proxy included.
+    override: str | None
+    pool_size: int
+    timeout: float
+    region: str
+
+
+class EndpointPoster:
+    """Settings every poster has.
+
+    ``override`` replaces every connection's endpoint (as
+    ``AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI`` does); ``pool_size`` is the connections kept
+    open; ``timeout`` the seconds to connect and to answer; ``region`` signs posts to an
+    endpoint that is not an ``execute-api`` host.
     """
 
     def __init__(
@@ -172,8 +183,16 @@ class BotoPoster:
     ) -> None:
         self.override = override
         self.pool_size = pool_size
-        self.timeout = timeout
+        self.timeout = timeout  # read at each post
         self.region = region
+
+
+class BotoPoster(EndpointPoster):
+    """Posts with boto3's ``post_to_connection``.
+
+    Slower than ``AsyncHttpPoster`` (about 1 ms of CPU per post), but it goes wherever boto3
+    goes, through an HTTPS proxy included.
+    """
 
     def post(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
         """Post ``data``; map every answer to a PostOutcome."""
