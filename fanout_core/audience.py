@@ -1,9 +1,11 @@
-"""What a fan-out reads and posts to: targets, and the pages they come in."""
+"""Who a fan-out posts to: the audience, its targets, and the pages they come in."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from fanout_core import keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,3 +29,55 @@ def targets_of(pages: Iterable[Page]) -> Iterator[Target]:
     """Every target of every page, in order."""
     for page in pages:
         yield from page.targets
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a message goes to: a room, a principal's connections, chosen connections, or everyone.
+
+    At most one of ``room``, ``user`` and ``connections``; none means everyone. ``exclude``
+    takes connections out of any of them.
+    """
+
+    room: str | None = None
+    user: str | None = None
+    connections: tuple[str, ...] | None = None
+    exclude: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        chosen = [self.room is not None, self.user is not None, self.connections is not None]
+        if sum(chosen) > 1:
+            raise ValueError("an audience is a room, a user or connections: give one of them")
+        if self.room is not None:
+            keys.validate_room(self.room)
+        if self.user is not None:
+            keys.validate_principal(self.user)
+        if self.connections is not None:
+            if isinstance(self.connections, str) or not self.connections:
+                raise ValueError("connections must be a non-empty list of connection ids")
+            for connection_id in self.connections:
+                keys.validate_connection_id(connection_id)
+        for connection_id in self.exclude:
+            keys.validate_connection_id(connection_id)
+
+    @property
+    def label(self) -> str:
+        """What the audience is, for a result or a log line."""
+        if self.room is not None:
+            return f"room:{self.room}"
+        if self.user is not None:
+            return f"user:{self.user}"
+        if self.connections is not None:
+            return f"connections:{len(self.connections)}"
+        return "everyone"
+
+
+def without(pages: Iterable[Page], exclude: frozenset[str]) -> Iterator[Page]:
+    """``pages`` minus the targets in ``exclude`` (each page's counts as read)."""
+    for page in pages:
+        targets = tuple(t for t in page.targets if t.connection_id not in exclude)
+        yield (
+            page
+            if len(targets) == len(page.targets)
+            else Page(targets, page.scanned, page.read_units)
+        )

@@ -15,16 +15,22 @@ class ConfigError(FanoutError, ValueError):
         self.variable = variable
 
 
-class InvalidKeyError(FanoutError, ValueError):
-    """A room name or connection id that could not be stored safely."""
+class InvalidValueError(FanoutError, ValueError):
+    """A value from a client or a caller that the library refuses, and why."""
 
-    field = "key"
+    field = "value"
 
     def __init__(self, value: str, reason: str) -> None:
         shown = value if len(value) <= 40 else value[:40] + "..."
         super().__init__(f"invalid {self.field} {shown!r}: {reason}")
         self.value = value
         self.reason = reason
+
+
+class InvalidKeyError(InvalidValueError):
+    """A room name, connection id or principal that could not be stored safely."""
+
+    field = "key"
 
 
 class InvalidRoomNameError(InvalidKeyError):
@@ -37,6 +43,12 @@ class InvalidConnectionIdError(InvalidKeyError):
     """A connection id outside the allowed length or characters."""
 
     field = "connection id"
+
+
+class InvalidPrincipalError(InvalidKeyError):
+    """A principal (a user) outside the allowed length or characters."""
+
+    field = "principal"
 
 
 class NotConnectedError(FanoutError):
@@ -63,6 +75,12 @@ class InvalidStrategyError(ConfigError):
         super().__init__("FANOUT_STRATEGY", f"strategy {name!r} cannot be loaded: {reason}")
         self.name = name
         self.reason = reason
+
+
+class InvalidEventError(InvalidValueError):
+    """An event name outside the allowed characters, or one of the library's own."""
+
+    field = "event name"
 
 
 class PayloadTooLargeError(FanoutError):

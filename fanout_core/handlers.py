@@ -16,6 +16,8 @@ from typing import Any
 from fanout_core.errors import (
     ConfigError,
     InvalidConnectionIdError,
+    InvalidEventError,
+    InvalidPrincipalError,
     InvalidRoomNameError,
     NotAMemberError,
     NotConnectedError,
@@ -29,7 +31,7 @@ from fanout_core.events import (
     required_room,
     websocket_request,
 )
-from fanout_core.message import Message
+from fanout_core.message import DEFAULT_EVENT, Message, validate_event
 from fanout_core.queue import process_records
 from fanout_core.runtime import get_runtime
 
@@ -85,6 +87,10 @@ def _answers(handler: Callable[[Any], Response]) -> Handler:
             return error_response(400, "invalid_room", str(error))
         except InvalidConnectionIdError as error:
             return error_response(400, "invalid_connection_id", str(error))
+        except InvalidPrincipalError as error:
+            return error_response(400, "invalid_principal", str(error))
+        except InvalidEventError as error:
+            return error_response(400, "invalid_event", str(error))
         except NotAMemberError as error:
             return error_response(403, "not_a_member", str(error))
         except NotConnectedError as error:
@@ -124,24 +130,43 @@ def disconnect(event: Any) -> Response:
 
 @_answers
 def send_message(event: Any) -> Response:
-    """``sendMessage``: fan ``text`` out to ``room`` (a member only) or to everyone."""
+    """``sendMessage``: fan ``text`` or ``data`` out to ``room`` (a member only) or everyone."""
     request = websocket_request(event)
     body = json_body(event)
+    message = message_of(request.connection_id, body)
+    runtime = get_runtime()
+    if message.room is not None and not runtime.store.is_member(
+        request.connection_id, message.room
+    ):
+        raise NotAMemberError(request.connection_id, message.room)
+    try:
+        message.frame()  # over 128 KB raises PayloadTooLargeError: a 413
+    except TypeError:
+        raise RequestError(400, "invalid_data", "'data' holds text that is not Unicode") from None
+    result = runtime.strategy.fanout(message)
+    log.info("fanout %s", json.dumps(result.summary()))
+    return ok()
+
+
+def message_of(sender: str, body: dict[str, Any]) -> Message:
+    """The message a ``sendMessage`` body asks for: text (or data), room and event checked."""
+    text = None if "data" in body else text_of(body)
+    room = optional_room(body)
+    name = validate_event(body.get("event", DEFAULT_EVENT))
+    return Message(sender, text, room, event=name, data=body.get("data"))
+
+
+def text_of(body: dict[str, Any]) -> str:
+    """The body's ``text``: a string of valid Unicode."""
     text = body.get("text")
     if not isinstance(text, str):
-        raise RequestError(400, "invalid_text", "'text' must be a string")
+        raise RequestError(400, "invalid_text", "'text' must be a string (or send 'data')")
     if not text.isascii():
         try:
             text.encode()
         except UnicodeEncodeError:  # a lone surrogate ("\ud800") that JSON let through
             raise RequestError(400, "invalid_text", "'text' is not valid Unicode") from None
-    room = optional_room(body)
-    runtime = get_runtime()
-    if room is not None and not runtime.store.is_member(request.connection_id, room):
-        raise NotAMemberError(request.connection_id, room)
-    result = runtime.strategy.fanout(Message(request.connection_id, text, room))
-    log.info("fanout %s", json.dumps(result.summary()))
-    return ok()
+    return text
 
 
 @_answers

@@ -1,8 +1,8 @@
 """The key layout of the single table: every pk, sk and index key is built here and nowhere else.
 
-Room names and connection ids are validated before they reach a key. Neither may contain
-``#`` (the separator) or anything outside a short alphabet, so no input can forge or collide
-with another item's key.
+Room names, connection ids and principals are validated before they reach a key. None may
+contain ``#`` (the separator) or anything outside a short alphabet, so no input can forge or
+collide with another item's key.
 """
 
 from __future__ import annotations
@@ -11,18 +11,29 @@ import re
 import zlib
 from dataclasses import dataclass
 
-from fanout_core.errors import InvalidConnectionIdError, InvalidKeyError, InvalidRoomNameError
+from fanout_core.errors import (
+    InvalidConnectionIdError,
+    InvalidKeyError,
+    InvalidPrincipalError,
+    InvalidRoomNameError,
+)
 
-ROOM_NAME_MAX = 64
+# 200 fits names built from two UUIDs ("org:<uuid>:project:<uuid>:chat"), as Pusher allows.
+ROOM_NAME_MAX = 200
 CONNECTION_ID_MAX = 128
-_ROOM_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+PRINCIPAL_MAX = 128
+_ROOM_NAME = re.compile(r"[A-Za-z0-9_.:/@=,;-]+")
 # API Gateway ids are base64 (e.g. "L0SM9cOFvHcCIhw="): its alphabet, "_" and "-", never "#".
 _CONNECTION_ID = re.compile(r"[A-Za-z0-9+/=_-]+")
+# What authorizers return as principalId: UUIDs, e-mail addresses, "auth0|123", ARNs.
+_PRINCIPAL = re.compile(r"[A-Za-z0-9_.:/@=,;+|-]+")
 
 CONNECTION_PREFIX = "CONN#"
 ROOM_PREFIX = "ROOM#"
 EVERYONE_PREFIX = "ALL#"
+USER_PREFIX = "USER#"
 CONNECTION_SK = "CONN"
+USER_SK = "USER"  # the row that lists a connection under its principal
 
 # Every connection row is also listed under one of EVERYONE_SHARDS index partitions.
 # One partition for all connections would be a hot key: every $connect and $disconnect
@@ -53,9 +64,14 @@ class _KeyRule:
         return value
 
 
-_ROOM_RULE = _KeyRule(InvalidRoomNameError, ROOM_NAME_MAX, _ROOM_NAME, "A-Z a-z 0-9 _ . : -")
+_ROOM_RULE = _KeyRule(
+    InvalidRoomNameError, ROOM_NAME_MAX, _ROOM_NAME, "A-Z a-z 0-9 _ . : - / @ = , ;"
+)
 _CONNECTION_ID_RULE = _KeyRule(
     InvalidConnectionIdError, CONNECTION_ID_MAX, _CONNECTION_ID, "A-Z a-z 0-9 + / = _ -"
+)
+_PRINCIPAL_RULE = _KeyRule(
+    InvalidPrincipalError, PRINCIPAL_MAX, _PRINCIPAL, "A-Z a-z 0-9 _ . : / @ = , ; + | -"
 )
 
 
@@ -67,6 +83,11 @@ def validate_room(room: object) -> str:
 def validate_connection_id(connection_id: object) -> str:
     """Return ``connection_id`` if valid, else raise InvalidConnectionIdError."""
     return _CONNECTION_ID_RULE.check(connection_id)
+
+
+def validate_principal(principal: object) -> str:
+    """Return ``principal`` if it is a valid principal, else raise InvalidPrincipalError."""
+    return _PRINCIPAL_RULE.check(principal)
 
 
 def connection_pk(connection_id: str) -> str:
@@ -84,6 +105,11 @@ def room_index_pk(room: str) -> str:
     return ROOM_PREFIX + validate_room(room)
 
 
+def user_index_pk(principal: str) -> str:
+    """Index partition listing the connections of one principal."""
+    return USER_PREFIX + validate_principal(principal)
+
+
 def everyone_shard(connection_id: str) -> int:
     """The everyone-shard a connection is listed under (stable across processes)."""
     return zlib.crc32(validate_connection_id(connection_id).encode()) % EVERYONE_SHARDS
@@ -97,5 +123,5 @@ def everyone_index_pk(shard: int) -> str:
 
 
 def index_sk(connection_id: str) -> str:
-    """Index sort key: the same for a connection row and its memberships."""
+    """Index sort key: the same for every row of a connection."""
     return CONNECTION_PREFIX + validate_connection_id(connection_id)

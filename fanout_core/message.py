@@ -1,15 +1,26 @@
-"""The frame every recipient gets: JSON with ``id``, ``from``, ``room`` and ``body``."""
+"""The envelope every recipient gets: ``id``, ``event``, ``room``, ``from``, and ``data``.
+
+A text message carries ``body`` instead of ``data``, as the first clients (``{from, body}``)
+expect. ``fanout_core/schema/protocol.json`` describes frames and client requests.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
-from fanout_core.errors import PayloadTooLargeError
+from fanout_core.errors import InvalidEventError, PayloadTooLargeError
 
 # API Gateway's WebSocket message limit, which applies to @connections posts too.
 MAX_PAYLOAD_BYTES = 128 * 1024
+DEFAULT_EVENT = "message"
+EVENT_NAME_MAX = 64
+_EVENT_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
+# The library's own frames (presence lists, history ends): nobody may send one by that name.
+RESERVED_EVENT_PREFIXES = ("presence", "history", "fanout")
 
 
 def new_message_id() -> str:
@@ -17,22 +28,62 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
+def validate_event(event: object) -> str:
+    """Return ``event`` if a client or a backend may send it, else raise InvalidEventError."""
+    if not isinstance(event, str):
+        raise InvalidEventError(repr(event), "must be a string")
+    if not event or len(event) > EVENT_NAME_MAX or not _EVENT_NAME.fullmatch(event):
+        raise InvalidEventError(
+            event, f"1-{EVENT_NAME_MAX} characters of A-Z a-z 0-9 _ . : - are allowed"
+        )
+    if event.split(".")[0].split(":")[0] in RESERVED_EVENT_PREFIXES:
+        raise InvalidEventError(event, f"{', '.join(RESERVED_EVENT_PREFIXES)} are the library's")
+    return event
+
+
+def encode_json(value: Any) -> str:
+    """``value`` as compact JSON; TypeError if it is not JSON (NaN, a cycle, an object)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as error:  # NaN and infinities, circular references
+        raise TypeError(f"not JSON-serialisable: {error}") from None
+
+
 @dataclass(frozen=True)
 class Message:
-    """One message from ``sender`` to ``room`` (None: everyone)."""
+    """One message from ``sender`` (None: the backend) to ``room`` (None: no room).
 
-    sender: str
-    text: str
+    With ``text`` the frame carries ``body``; otherwise it carries ``data``, any JSON value.
+    """
+
+    sender: str | None
+    text: str | None = None
     room: str | None = None
     id: str = field(default_factory=new_message_id)
+    event: str = DEFAULT_EVENT
+    data: Any = None
+
+    def envelope(self) -> dict[str, Any]:
+        """The frame as a JSON object."""
+        frame: dict[str, Any] = {
+            "id": self.id,
+            "event": self.event,
+            "room": self.room,
+            "from": self.sender,
+        }
+        if self.text is not None:
+            frame["body"] = self.text
+        else:
+            frame["data"] = self.data
+        return frame
 
     def frame(self) -> bytes:
-        """The bytes posted to each recipient; raises PayloadTooLargeError over 128 KB."""
-        data = json.dumps(
-            {"id": self.id, "from": self.sender, "room": self.room, "body": self.text},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
+        """The bytes posted to each recipient; PayloadTooLargeError over 128 KB, TypeError
+        if ``data`` is not JSON."""
+        try:
+            data = encode_json(self.envelope()).encode()
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") in a string
+            raise TypeError("not JSON-serialisable: a string is not valid Unicode") from None
         if len(data) > MAX_PAYLOAD_BYTES:
             raise PayloadTooLargeError(len(data), MAX_PAYLOAD_BYTES)
         return data

@@ -1,4 +1,4 @@
-"""PynamoDB models of the single table: connection rows and room-membership rows.
+"""PynamoDB models of the single table: connections, room memberships, users' listings.
 
 The classes here declare the attributes. ``bind_models`` makes a family of concrete
 models for one table and endpoint, each family with its own discriminator, so two
@@ -20,13 +20,15 @@ from fanout_core import keys
 AUDIENCE_INDEX = "audience"
 CONNECTION_TYPE = "connection"
 MEMBERSHIP_TYPE = "membership"
+USER_TYPE = "user"
 # What the audience index carries besides its keys: all a fan-out needs to post and to
 # skip expired rows, so a fan-out never reads the table itself.
 AUDIENCE_PROJECTED = ("type", "connection_id", "endpoint", "expires_at")
 
 
 class AudienceIndex(GlobalSecondaryIndex["TableItem"]):  # type: ignore[no-untyped-call]
-    """Lists a room's members (``ROOM#name``) and every connection by shard (``ALL#nn``)."""
+    """Lists a room's members (``ROOM#name``), a principal's connections (``USER#id``) and
+    every connection by shard (``ALL#nn``)."""
 
     class Meta:
         index_name = AUDIENCE_INDEX
@@ -65,6 +67,12 @@ class MembershipItem(TableItem):
     joined_at = NumberAttribute()  # epoch milliseconds
 
 
+class UserItem(TableItem):
+    """One row per connection that has a principal: lists it under ``USER#<principal>``."""
+
+    principal = UnicodeAttribute()
+
+
 @dataclass(frozen=True)
 class Models:
     """The concrete models of one table."""
@@ -72,6 +80,7 @@ class Models:
     item: type[TableItem]
     connection: type[ConnectionItem]
     membership: type[MembershipItem]
+    user: type[UserItem]
 
 
 @lru_cache(maxsize=64)
@@ -110,16 +119,18 @@ def bind_models(
     membership = MetaModel(
         f"Membership[{table}]", (item, MembershipItem), dict(module), discriminator=MEMBERSHIP_TYPE
     )
+    user = MetaModel(f"User[{table}]", (item, UserItem), dict(module), discriminator=USER_TYPE)
     models = Models(
         item=cast(type[TableItem], item),
         connection=cast(type[ConnectionItem], connection),
         membership=cast(type[MembershipItem], membership),
+        user=cast(type[UserItem], user),
     )
     # One connection (one botocore client) for the family, not one per class: each
     # client costs a service-model load at cold start. PynamoDB keeps it on `_connection`.
     shared = models.item._get_connection()
-    models.connection._connection = shared
-    models.membership._connection = shared
+    for model in (models.connection, models.membership, models.user):
+        model._connection = shared
     return models
 
 
@@ -169,4 +180,15 @@ def membership_row(
         expires_at=expires_at,
         room=room,
         joined_at=joined_at,
+    )
+
+
+def user_row(
+    models: Models, connection_id: str, endpoint: str, principal: str, *, expires_at: int
+) -> UserItem:
+    """The row that lists a connection under its principal."""
+    return models.user(
+        **_listed(connection_id, endpoint, keys.USER_SK, keys.user_index_pk(principal)),
+        expires_at=expires_at,
+        principal=principal,
     )

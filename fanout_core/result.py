@@ -30,6 +30,7 @@ class FanoutResult:
     strategy: str
     room: str | None
     message_id: str
+    audience: str = ""  # "room:<name>", "user:<principal>", "connections:<n>", "everyone"
     delivered: int = 0
     gone: int = 0  # answered 410 and deleted with all memberships
     failed: int = 0
@@ -84,6 +85,7 @@ class FanoutResult:
         return {
             "strategy": self.strategy,
             "room": self.room,
+            "audience": self.audience,
             "message_id": self.message_id,
             "delivered": self.delivered,
             "gone": self.gone,

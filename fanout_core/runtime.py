@@ -82,6 +82,11 @@ def get_runtime() -> Runtime:
     return _runtime
 
 
+def current_runtime() -> Runtime | None:
+    """The container's runtime if something built it already, else None."""
+    return _runtime
+
+
 def set_runtime(runtime: Runtime | None) -> Runtime | None:
     """Install ``runtime`` for the handlers (None: rebuild from the environment next time)."""
     global _runtime

@@ -5,13 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from pynamodb.exceptions import DeleteError, UpdateError
-from pynamodb.pagination import ResultIterator
 
 from fanout_core import keys
 from fanout_core.audience import Page, Target
@@ -25,11 +23,20 @@ from fanout_core.models import (
     bind_models,
     connection_row,
     membership_row,
+    user_row,
 )
+from fanout_core.reads import AudienceReads, Clock, Member
 
-__all__ = ["Clock", "ConnectionStore", "Page", "SweepResult", "Target", "models_for"]
+__all__ = [
+    "Clock",
+    "ConnectionStore",
+    "Member",
+    "Page",
+    "SweepResult",
+    "Target",
+    "models_for",
+]
 
-Clock = Callable[[], float]
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 
 
@@ -66,8 +73,8 @@ def _validate_endpoint(endpoint: str) -> str:
     return endpoint
 
 
-class ConnectionStore:
-    """Reads and writes the fan-out table.
+class ConnectionStore(AudienceReads):
+    """Reads and writes the fan-out table; the audience reads are ``AudienceReads``'.
 
     Every read skips rows whose ``expires_at`` has passed: DynamoDB deletes expired
     items only within about two days, and local backends never do.
@@ -94,13 +101,15 @@ class ConnectionStore:
         rooms: Iterable[str] = (),
         principal: str | None = None,
     ) -> None:
-        """Store a new connection and its memberships of ``rooms``.
+        """Store a new connection, its memberships of ``rooms``, and its principal's listing.
 
         Everything is validated before the first write; if a write fails, what was
         written is deleted again before the error is raised.
         """
         keys.validate_connection_id(connection_id)
         room_list = list(dict.fromkeys(keys.validate_room(room) for room in rooms))
+        if principal is not None:
+            keys.validate_principal(principal)
         _validate_endpoint(endpoint)
         now = self.clock()
         expires_at = int(now) + self.config.ttl_seconds
@@ -126,6 +135,10 @@ class ConnectionStore:
             )
             for room in room_list
         ]
+        if principal is not None:
+            rows.append(
+                user_row(self.models, connection_id, endpoint, principal, expires_at=expires_at)
+            )
         try:
             with self.models.item.batch_write() as batch:
                 for row in rows:
@@ -190,7 +203,7 @@ class ConnectionStore:
         return True
 
     def touch(self, connection_id: str) -> bool:
-        """Extend the TTL of a live connection and its memberships; False if not live."""
+        """Extend the TTL of a live connection and all its rows; False if not live."""
         pk = keys.connection_pk(connection_id)
         now = self.clock()
         expires_at = int(now) + self.config.ttl_seconds
@@ -204,13 +217,13 @@ class ConnectionStore:
             if _condition_failed(error):
                 return False
             raise
-        member = self.models.membership
-        for row in member.query(pk, member.sk.startswith(keys.ROOM_PREFIX), consistent_read=True):
+        item = self.models.item
+        for row in item.query(pk, consistent_read=True):
+            if row.sk == keys.CONNECTION_SK:
+                continue  # updated above, under its own condition
             try:
                 # A membership left meanwhile must not come back as a bare TTL row.
-                row.update(
-                    actions=[member.expires_at.set(expires_at)], condition=member.pk.exists()
-                )
+                row.update(actions=[item.expires_at.set(expires_at)], condition=item.pk.exists())
             except UpdateError as error:
                 if not _condition_failed(error):
                     raise
@@ -231,8 +244,8 @@ class ConnectionStore:
                 raise
             if isinstance(row, ConnectionItem):
                 connections += 1
-                memberships += self._delete_memberships(row.connection_id)
-            else:
+                memberships += self._delete_rest_of_partition(row.connection_id)
+            elif isinstance(row, MembershipItem):
                 memberships += 1
         return SweepResult(connections=connections, memberships=memberships)
 
@@ -259,56 +272,6 @@ class ConnectionStore:
         )
         return [row.room for row in rows]
 
-    def room_pages(self, room: str, *, page_size: int | None = None) -> Iterator[Page]:
-        """The live members of ``room`` from the audience index, page by page."""
-        member = self.models.membership
-        result = member.audience.query(
-            keys.room_index_pk(room),
-            filter_condition=member.expires_at > int(self.clock()),
-            page_size=page_size,
-        )
-        return self._pages(result)
-
-    def everyone_pages(self, *, page_size: int | None = None) -> Iterator[Page]:
-        """Every live connection from the audience index, shard by shard, page by page."""
-        conn = self.models.connection
-        for shard in range(keys.EVERYONE_SHARDS):
-            result = conn.audience.query(
-                keys.everyone_index_pk(shard),
-                filter_condition=conn.expires_at > int(self.clock()),
-                page_size=page_size,
-            )
-            yield from self._pages(result)
-
-    def scan_pages(
-        self,
-        room: str | None,
-        *,
-        segment: int | None = None,
-        total_segments: int | None = None,
-        page_size: int | None = None,
-    ) -> Iterator[Page]:
-        """The live audience (``room``, or everyone for None) by scanning the table."""
-        now = int(self.clock())
-        result: ResultIterator[Any]
-        if room is None:
-            conn = self.models.connection
-            result = conn.scan(
-                conn.expires_at > now,
-                segment=segment,
-                total_segments=total_segments,
-                page_size=page_size,
-            )
-        else:
-            member = self.models.membership
-            result = member.scan(
-                (member.room == keys.validate_room(room)) & (member.expires_at > now),
-                segment=segment,
-                total_segments=total_segments,
-                page_size=page_size,
-            )
-        return self._pages(result)
-
     def rows(self) -> list[TableItem]:
         """Every row of the table, expired ones included (for tools and tests)."""
         return list(self.models.item.scan(consistent_read=True))
@@ -322,15 +285,16 @@ class ConnectionStore:
             return None
         return row if row.expires_at > self.clock() else None
 
-    def _delete_memberships(self, connection_id: str) -> int:
-        member = self.models.membership
+    def _delete_rest_of_partition(self, connection_id: str) -> int:
+        """Delete a connection's other rows; return how many were memberships."""
+        item = self.models.item
         pk = keys.connection_pk(connection_id)
-        rows = list(member.query(pk, member.sk.startswith(keys.ROOM_PREFIX), consistent_read=True))
+        rows = [row for row in item.query(pk, consistent_read=True) if row.sk != keys.CONNECTION_SK]
         if rows:
-            with self.models.item.batch_write() as batch:
+            with item.batch_write() as batch:
                 for row in rows:
                     batch.delete(row)
-        return len(rows)
+        return sum(isinstance(row, MembershipItem) for row in rows)
 
     def _delete_rows_quietly(self, rows: list[TableItem]) -> None:
         for row in rows:
@@ -338,17 +302,3 @@ class ConnectionStore:
             # sweep remove whatever a failing backend leaves behind.
             with contextlib.suppress(Exception):
                 row.delete()
-
-    def _pages(self, result: ResultIterator[Any]) -> Iterator[Page]:
-        # Raw pages, not model instances: a fan-out page needs two strings per row, and
-        # the page's ScannedCount and ConsumedCapacity that ResultIterator hides.
-        for raw in result.page_iter:
-            items: list[dict[str, dict[str, str]]] = raw.get("Items", [])
-            capacity = raw.get("ConsumedCapacity", {}).get("CapacityUnits")
-            yield Page(
-                targets=tuple(
-                    Target(item["connection_id"]["S"], item["endpoint"]["S"]) for item in items
-                ),
-                scanned=int(raw.get("ScannedCount", len(items))),
-                read_units=None if capacity is None else float(capacity),
-            )

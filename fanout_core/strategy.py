@@ -1,9 +1,11 @@
 """The fan-out strategy interface and the registry that finds strategies by name.
 
-A strategy only says how the audience is found (``audience_pages``) and, if it does not
-post itself, how pages are handed on (``dispatch``). The base class validates, frames,
-times and counts (pages included, whatever ``dispatch`` does), and delivers with bounded
-concurrency and 410 cleanup. The registry checks a strategy class when it loads it.
+A strategy only says how the audience is found (``audience_pages`` for a room or everyone;
+``user_pages`` and ``connection_pages`` have defaults that read the index and the rows)
+and, if it does not post itself, how pages are handed on (``dispatch``). The base class
+validates, frames, times and counts (pages included, whatever ``dispatch`` does), and
+delivers with bounded concurrency and 410 cleanup. The registry checks a strategy class
+when it loads it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from fanout_core import keys
-from fanout_core.audience import Page, targets_of
+from fanout_core.audience import Audience, Page, targets_of, without
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Deliverer
 from fanout_core.errors import InvalidStrategyError, UnknownStrategyError
@@ -34,7 +36,7 @@ BUILTIN_STRATEGIES = {
 
 
 class FanoutStrategy(ABC):
-    """Fans one message out to a room, or to everyone."""
+    """Fans one message out to a room, a user's connections, chosen connections or everyone."""
 
     name: ClassVar[str]
 
@@ -43,22 +45,47 @@ class FanoutStrategy(ABC):
         self.deliverer = deliverer
         self.config = config
 
-    def fanout(self, message: Message) -> FanoutResult:
-        """Deliver ``message`` to its live audience; return what happened, in counts."""
+    def fanout(self, message: Message, audience: Audience | None = None) -> FanoutResult:
+        """Deliver ``message`` to its live audience (default: ``message.room``'s, or everyone).
+
+        Returns what happened, in counts.
+        """
         if message.room is not None:
             keys.validate_room(message.room)
+        audience = audience or Audience(room=message.room)
         data = message.frame()  # over 128 KB raises here, before any read or post
-        result = FanoutResult(strategy=self.name, room=message.room, message_id=message.id)
+        result = FanoutResult(
+            strategy=self.name, room=message.room, message_id=message.id, audience=audience.label
+        )
         started = time.perf_counter()
         try:
-            self.dispatch(counted(self.audience_pages(message.room), result), data, result)
+            pages = counted(self.pages_of(audience), result)
+            if audience.exclude:
+                pages = without(pages, audience.exclude)
+            self.dispatch(pages, data, result)
         finally:
             result.elapsed_seconds = time.perf_counter() - started
         return result
 
+    def pages_of(self, audience: Audience) -> Iterator[Page]:
+        """The live audience's pages, by the method for its kind."""
+        if audience.user is not None:
+            return self.user_pages(audience.user)
+        if audience.connections is not None:
+            return self.connection_pages(audience.connections)
+        return self.audience_pages(audience.room)
+
     @abstractmethod
     def audience_pages(self, room: str | None) -> Iterator[Page]:
-        """The live audience, page by page, every page read to the end."""
+        """The live members of ``room`` (None: everyone), page by page, to the end."""
+
+    def user_pages(self, principal: str) -> Iterator[Page]:
+        """The live connections of ``principal``: by default its index partition."""
+        return self.store.user_pages(principal, page_size=self.config.page_size)
+
+    def connection_pages(self, connection_ids: tuple[str, ...]) -> Iterator[Page]:
+        """The live ones of ``connection_ids``: by default their rows, 100 per request."""
+        return self.store.connection_pages(connection_ids)
 
     def dispatch(self, pages: Iterator[Page], data: bytes, result: FanoutResult) -> None:
         """Hand the audience on (pages are counted already); by default post to it from here."""

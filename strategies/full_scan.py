@@ -19,3 +19,7 @@ class FullScan(FanoutStrategy):
     def audience_pages(self, room: str | None) -> Iterator[Page]:
         """Every scan page, to the last LastEvaluatedKey."""
         return self.store.scan_pages(room, page_size=self.config.page_size)
+
+    def user_pages(self, principal: str) -> Iterator[Page]:
+        """The whole table too: every connection row, filtered on its principal."""
+        return self.store.scan_pages(None, principal=principal, page_size=self.config.page_size)

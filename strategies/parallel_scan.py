@@ -20,9 +20,18 @@ class ParallelScan(FanoutStrategy):
 
     def audience_pages(self, room: str | None) -> Iterator[Page]:
         """Pages of all segments, in the order they arrive."""
+        return self._scan(room, None)
+
+    def user_pages(self, principal: str) -> Iterator[Page]:
+        """The parallel scan, filtered on the connections' principal."""
+        return self._scan(None, principal)
+
+    def _scan(self, room: str | None, principal: str | None) -> Iterator[Page]:
         segments = self.config.segments
         if segments == 1:
-            yield from self.store.scan_pages(room, page_size=self.config.page_size)
+            yield from self.store.scan_pages(
+                room, principal=principal, page_size=self.config.page_size
+            )
             return
         # Bounded: a reader waits while delivery is behind, so memory stays flat.
         pages: queue.Queue[object] = queue.Queue(maxsize=2 * segments)
@@ -32,6 +41,7 @@ class ParallelScan(FanoutStrategy):
             try:
                 for page in self.store.scan_pages(
                     room,
+                    principal=principal,
                     segment=segment,
                     total_segments=segments,
                     page_size=self.config.page_size,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from fanout_core.result import FanoutResult
 from fanout_core.store import ConnectionStore, Page, Target
 from fanout_core.strategy import strategy_class
 from strategies.gsi_query import GsiQuery
+from tests.support import frames
 
 ENDPOINT = "https://abcd123.execute-api.us-east-1.amazonaws.com/prod"
 
@@ -163,7 +163,7 @@ def test_largest_allowed_frame_is_delivered(
     assert result.delivered == 1
     (raw,) = local_api.connections.inbox(a)
     assert len(raw) == MAX_PAYLOAD_BYTES
-    assert json.loads(raw)["body"].startswith("y")
+    assert frames.decode(raw)["body"].startswith("y")
 
 
 def test_concurrency_is_bounded(store: ConnectionStore, local_api: LocalManagementApi) -> None:

@@ -105,8 +105,62 @@ def test_sender_receives_own_message_with_documented_frame(chat: Chat) -> None:
     a = chat.connect()
     assert chat.send(a, "hi") == {"statusCode": 200}
     (frame,) = chat.frames(a)
-    assert set(frame) == {"id", "from", "room", "body"}
-    assert (frame["from"], frame["body"], frame["room"]) == (a, "hi", None)
+    # The seed's {from, body} is all there; the envelope adds the event's name.
+    assert set(frame) == {"id", "event", "from", "room", "body"}
+    assert (frame["from"], frame["body"], frame["room"], frame["event"]) == (
+        a,
+        "hi",
+        None,
+        "message",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"data": {"order": 42, "items": [1, 2]}}, {"order": 42, "items": [1, 2]}),
+        ({"data": None, "event": "typing"}, None),
+        ({"data": "text as data", "event": "note.v2:x"}, "text as data"),
+        ({"data": [], "text": "ignored when data is there"}, []),
+    ],
+)
+def test_send_message_with_data_and_an_event(
+    chat: Chat, body: dict[str, Any], expected: Any
+) -> None:
+    a = chat.connect(rooms=["r"])
+    b = chat.connect(rooms=["r"])
+    assert chat.call(a, {"action": "sendMessage", "room": "r", **body}) == {"statusCode": 200}
+    for cid in (a, b):
+        (frame,) = chat.frames(cid)
+        assert set(frame) == {"id", "event", "from", "room", "data"}
+        assert frame["data"] == expected
+        assert frame["event"] == body.get("event", "message")
+        assert (frame["from"], frame["room"]) == (a, "r")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"data": 1, "event": "presence.join"}, "invalid_event"),
+        ({"data": 1, "event": "history"}, "invalid_event"),
+        ({"data": 1, "event": "a b"}, "invalid_event"),
+        ({"data": 1, "event": 7}, "invalid_event"),
+        ({"data": 1, "event": "x" * 65}, "invalid_event"),
+        ({"data": "\ud800"}, "invalid_data"),
+        ({"data": {"k": ["\udfff"]}}, "invalid_data"),
+        ({"event": "note"}, "invalid_text"),
+        ({"data": "x" * (128 * 1024)}, "payload_too_large"),
+    ],
+)
+def test_send_message_refuses_bad_data_or_event(
+    chat: Chat, body: dict[str, Any], code: str
+) -> None:
+    a = chat.connect()
+    raw = json.dumps({"action": "sendMessage", **body})
+    response = chat.call(a, raw)
+    assert error_of(response)[1] == code
+    assert chat.frames(a) == []
+    assert chat.api.total("POST") == 0
 
 
 def test_base64_body(chat: Chat) -> None:

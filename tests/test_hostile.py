@@ -27,6 +27,7 @@ from fanout_core.events import MAX_BODY_BYTES
 from fanout_core.local.sqs_pump import SqsEventSource
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.runtime import Runtime
+from tests.support import frames
 from tests.support.backends import STRATEGIES
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
@@ -138,7 +139,7 @@ class Env:
         return {(i["connection_id"]["S"], i["sk"]["S"]) for i in self.items()}
 
     def frames(self, cid: str) -> list[dict[str, Any]]:
-        return [json.loads(raw) for raw in self.api.connections.inbox(cid)]
+        return [frames.decode(raw) for raw in self.api.connections.inbox(cid)]
 
 
 def make_env(make_harness: Callable[..., Harness], strategy: str) -> Iterator[Env]:

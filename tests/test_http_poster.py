@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import socket
 import struct
 import threading
@@ -24,6 +23,7 @@ from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.runtime import build_runtime
 from fanout_core.store import ConnectionStore
 from fanout_core.strategy import strategy_class
+from tests.support import frames
 from tests.support.backends import free_port
 
 ENDPOINT = "https://abcd123.execute-api.eu-west-2.amazonaws.com/prod"
@@ -551,7 +551,7 @@ def test_build_runtime_posts_with_fast_poster_by_default(
     finally:
         runtime.close()
     assert result.delivered == 1
-    assert json.loads(local_api.connections.inbox(cid)[0])["body"] == "yo"
+    assert frames.decode(local_api.connections.inbox(cid)[0])["body"] == "yo"
 
 
 def test_a_failing_audience_read_still_waits_for_posts_and_raises(

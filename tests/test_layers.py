@@ -21,9 +21,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("delivery.backoff", "delivery.posting", "delivery._private", "delivery.loop"),
     ("delivery.http_poster",),
     ("delivery.deliverer", "delivery"),
-    ("store",),
+    ("reads", "store"),
     ("strategy", "queue", "strategies"),
     ("runtime", "table", "cost"),
+    ("fanout",),
     ("events", "handlers"),
     ("cli", "local"),
 ]

@@ -58,6 +58,17 @@ def test_exact_items(backend: Backend) -> None:
             "joined_at": {"N": "1700000000250"},
             "expires_at": {"N": "1700007500"},
         },
+        {
+            "pk": {"S": "CONN#L0SM9cOFvHcCIhw="},
+            "sk": {"S": "USER"},
+            "type": {"S": "user"},
+            "gsi1pk": {"S": "USER#user-7"},
+            "gsi1sk": {"S": "CONN#L0SM9cOFvHcCIhw="},
+            "connection_id": {"S": "L0SM9cOFvHcCIhw="},
+            "endpoint": {"S": ENDPOINT},
+            "principal": {"S": "user-7"},
+            "expires_at": {"N": "1700007500"},
+        },
     ]
 
 
@@ -66,7 +77,7 @@ def test_connection_without_principal_has_no_principal_attribute(backend: Backen
     create_table(config)
     store = ConnectionStore(config, clock=FakeClock(NOW))
     store.connect("A", ENDPOINT)
-    (item,) = raw_items(store)
+    (item,) = raw_items(store)  # and no user row: nobody to list it under
     assert "principal" not in item
 
 

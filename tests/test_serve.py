@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fanout_core.local.serve import LocalDeployment
 from fanout_core.store import ConnectionStore
+from tests.support import frames
 from tests.support.backends import STRATEGIES
 
 # Every test here runs `fanout serve`: a WebSocket API, a Management API and a moto server.
@@ -39,7 +40,7 @@ async def until(condition: Callable[[], Awaitable[bool]], what: str) -> None:
 
 async def frame(ws: ClientConnection) -> dict[str, Any]:
     async with asyncio.timeout(TIMEOUT):
-        data: dict[str, Any] = json.loads(await ws.recv())
+        data: dict[str, Any] = frames.decode(await ws.recv())
         return data
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 from urllib.parse import urlsplit
@@ -196,26 +197,39 @@ class BotoPoster(EndpointPoster):
 
     def post(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
         """Post ``data``; map every answer to a PostOutcome."""
-        client = management_client(
+        client = self._client(endpoint)
+        return _answered(lambda: client.post_to_connection(ConnectionId=connection_id, Data=data))
+
+    def delete(self, endpoint: str, connection_id: str) -> PostOutcome:
+        """Close the connection (``DELETE @connections/{id}``); GONE if it was already."""
+        client = self._client(endpoint)
+        return _answered(lambda: client.delete_connection(ConnectionId=connection_id))
+
+    def _client(self, endpoint: str) -> ApiGatewayManagementApiClient:
+        return management_client(
             self.override or endpoint,
             pool_size=self.pool_size,
             timeout=self.timeout,
             region=endpoint_region(endpoint, self.region),
         )
-        try:
-            client.post_to_connection(ConnectionId=connection_id, Data=data)
-        except ClientError as error:
-            code = str(error.response.get("Error", {}).get("Code", ""))
-            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-            return failed(code, status)
-        except (
-            ReadTimeoutError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            ConnectionClosedError,
-        ) as error:
-            return PostOutcome(PostStatus.NO_ANSWER, type(error).__name__)
-        return OK
 
     def close(self) -> None:
         """Nothing to release: the clients are the container's, kept for its next invocation."""
+
+
+def _answered(call: Callable[[], object]) -> PostOutcome:
+    """Run one Management API call; map its answer (or its lack) to a PostOutcome."""
+    try:
+        call()
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        return failed(code, status)
+    except (
+        ReadTimeoutError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ConnectionClosedError,
+    ) as error:
+        return PostOutcome(PostStatus.NO_ANSWER, type(error).__name__)
+    return OK

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+from fanout_core.audience import Audience
 from fanout_core.message import Message
 from fanout_core.result import FanoutResult
 from fanout_core.runtime import Runtime
@@ -36,10 +37,10 @@ class DeletesSenderOnGone(GsiQuery):
     name = "deletes_sender_on_gone"
     sender: str | None = None
 
-    def fanout(self, message: Message) -> FanoutResult:
+    def fanout(self, message: Message, audience: Audience | None = None) -> FanoutResult:
         """Note the sender for the cleanup, then fan out as usual."""
         self.sender = message.sender
-        return super().fanout(message)
+        return super().fanout(message, audience)
 
 
 def install_first_page_only(runtime: Runtime) -> None:

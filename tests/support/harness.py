@@ -11,7 +11,6 @@ are ids registered in the local Management API; a silent drop closes the id ther
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.local.sqs_pump import SqsEventSource, SqsHandler
 from fanout_core.runtime import Runtime, build_runtime, set_runtime
 from fanout_core.table import create_table
+from tests.support import frames
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
@@ -211,7 +211,7 @@ class Chat:
         self.api.connections.close(cid)
 
     def frames(self, cid: str) -> list[dict[str, Any]]:
-        return [json.loads(raw) for raw in self.api.connections.inbox(cid)]
+        return [frames.decode(raw) for raw in self.api.connections.inbox(cid)]
 
     def texts(self, cid: str) -> list[str]:
         return [frame["body"] for frame in self.frames(cid)]

@@ -42,6 +42,7 @@ from fanout_core import handlers
 from fanout_core.local.sqs_pump import SqsEventSource
 from fanout_core.runtime import Runtime
 from strategies.sqs_batched import SqsBatched
+from tests.support import frames
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.faults import CrashingWorker, PostLog
@@ -249,7 +250,7 @@ class FanoutMachine(RuleBasedStateMachine):
 
     def frames(self, cid: str, text: str) -> list[dict[str, Any]]:
         """The frames carrying ``text`` that ``cid`` received."""
-        decoded = [json.loads(raw) for raw in self.h.api.connections.inbox(cid)]
+        decoded = [frames.decode(raw) for raw in self.h.api.connections.inbox(cid)]
         return [frame for frame in decoded if frame["body"] == text]
 
     def alternate(self, data: st.DataObject) -> bool:

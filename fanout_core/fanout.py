@@ -1,0 +1,141 @@
+"""``Fanout``: what backend code calls to publish, list a room's members and disconnect a user.
+
+From any Lambda or process, with no WebSocket event at hand: an order service, a stream
+consumer, a cron job. It runs through the configured strategy, as a client's
+``sendMessage`` does, with the same table, clients and Management API.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fanout_core.audience import Audience
+from fanout_core.config import FanoutConfig
+from fanout_core.delivery.posting import BotoPoster, Poster, PostStatus
+from fanout_core.message import DEFAULT_EVENT, Message, validate_event
+from fanout_core.reads import Clock, Member
+from fanout_core.result import FanoutResult
+from fanout_core.runtime import Runtime, build_runtime, current_runtime, get_runtime
+
+
+@dataclass(frozen=True)
+class DisconnectResult:
+    """What ``disconnect_user`` did."""
+
+    user: str
+    connections: int  # live connections found
+    closed: int  # closed by DELETE @connections
+    gone: int  # already gone (410): only their rows were left
+    failed: int  # DELETE failed otherwise: rows kept, the connection may still be open
+    rows_deleted: int
+
+
+class Fanout:
+    """Publish to a room, a user, chosen connections or everyone, from backend code.
+
+    ``Fanout()`` and ``Fanout.from_env()`` use the container's runtime, the one the handlers
+    use: clients are built once, on first use, and shared. ``Fanout(config)`` (or
+    ``from_env(mapping)``) builds a runtime of its own for that config, on first use.
+    """
+
+    def __init__(
+        self,
+        config: FanoutConfig | None = None,
+        *,
+        runtime: Runtime | None = None,
+        poster: Poster | None = None,
+        clock: Clock = time.time,
+    ) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._poster = poster
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Fanout:
+        """From ``FANOUT_*`` and ``AWS_*`` variables: ``os.environ`` unless ``env`` is given."""
+        return cls() if env is None else cls(FanoutConfig.from_env(env))
+
+    @property
+    def runtime(self) -> Runtime:
+        """The store, deliverer and strategy this publishes through (built on first use)."""
+        if self._runtime is None:
+            with self._lock:
+                if self._runtime is None:
+                    if self._config is None and self._poster is None:
+                        self._runtime = get_runtime()
+                    else:
+                        config = self._config or FanoutConfig.from_env()
+                        self._runtime = build_runtime(
+                            config, poster=self._poster, clock=self._clock
+                        )
+        return self._runtime
+
+    def publish(
+        self,
+        data: Any,
+        *,
+        room: str | None = None,
+        user: str | None = None,
+        connections: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+        event: str = DEFAULT_EVENT,
+    ) -> FanoutResult:
+        """Send ``data`` (any JSON value) to one audience; with none given, to everyone.
+
+        ``from`` is null in the frame. Raises TypeError if ``data`` is not JSON,
+        PayloadTooLargeError if its frame is over 128 KB, ValueError (an InvalidKeyError
+        for a bad room, user or id) for a bad audience: all before any read or post.
+        """
+        audience = Audience(
+            room=room,
+            user=user,
+            connections=None if connections is None else _ids(connections),
+            exclude=frozenset(_ids(exclude)),
+        )
+        message = Message(None, room=room, event=validate_event(event), data=data)
+        message.frame()  # TypeError and PayloadTooLargeError before the runtime is built
+        return self.runtime.strategy.fanout(message, audience)
+
+    def members(self, room: str, *, page_size: int | None = None) -> Iterator[Member]:
+        """The live connections of ``room`` with their principals, read page by page."""
+        for page in self.runtime.store.members(room, page_size=page_size):
+            yield from page
+
+    def disconnect_user(self, user: str) -> DisconnectResult:
+        """Close every live connection of ``user`` (DELETE @connections), then delete its rows.
+
+        A connection whose DELETE fails (not 410) keeps its rows, so a retry finds it again.
+        """
+        runtime = self.runtime
+        config = runtime.config
+        closer = BotoPoster(override=config.management_endpoint, region=config.region)
+        found = closed = gone = failed = rows = 0
+        for page in list(runtime.store.user_pages(user)):
+            for target in page.targets:
+                found += 1
+                outcome = closer.delete(target.endpoint, target.connection_id)
+                if outcome.status not in (PostStatus.OK, PostStatus.GONE):
+                    failed += 1
+                    continue
+                closed += outcome.status is PostStatus.OK
+                gone += outcome.status is PostStatus.GONE
+                rows += runtime.store.disconnect(target.connection_id)
+        return DisconnectResult(user, found, closed, gone, failed, rows)
+
+    def close(self) -> None:
+        """Close a runtime this built for itself (the container's shared one stays)."""
+        if self._runtime is not None and self._runtime is not current_runtime():
+            self._runtime.close()
+        self._runtime = None
+
+
+def _ids(values: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(values, str):
+        raise ValueError("connections and exclude take a list of connection ids, not a string")
+    return tuple(values)

@@ -1,0 +1,199 @@
+"""The audience reads of the table: rooms, users, chosen connections and everyone, page by page.
+
+Every page is read to the end (``LastEvaluatedKey`` followed) and every expired row is
+skipped: DynamoDB deletes expired items only within about two days, local backends never.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from pynamodb.pagination import ResultIterator
+
+from fanout_core import keys
+from fanout_core.audience import Page, Target
+from fanout_core.delivery.backoff import Backoff
+from fanout_core.models import Models
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+    from fanout_core.config import FanoutConfig
+
+Clock = Callable[[], float]
+BATCH_GET_KEYS = 100  # BatchGetItem's limit
+UNPROCESSED_BACKOFF = Backoff(attempts=8, base=0.05, cap=1.0)
+_CONNECTION_ATTRIBUTES = {"#c": "connection_id", "#e": "endpoint", "#x": "expires_at"}
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A live connection of a room and the principal its authorizer gave it (or None)."""
+
+    connection_id: str
+    principal: str | None
+
+
+class AudienceReads:
+    """The reads a fan-out makes; mixed into ``ConnectionStore``."""
+
+    config: FanoutConfig
+    models: Models
+    clock: Clock
+
+    def room_pages(self, room: str, *, page_size: int | None = None) -> Iterator[Page]:
+        """The live members of ``room`` from the audience index, page by page."""
+        member = self.models.membership
+        result = member.audience.query(
+            keys.room_index_pk(room),
+            filter_condition=member.expires_at > int(self.clock()),
+            page_size=page_size,
+        )
+        return self._pages(result)
+
+    def user_pages(self, principal: str, *, page_size: int | None = None) -> Iterator[Page]:
+        """The live connections of ``principal`` from the audience index: one partition."""
+        user = self.models.user
+        result = user.audience.query(
+            keys.user_index_pk(principal),
+            filter_condition=user.expires_at > int(self.clock()),
+            page_size=page_size,
+        )
+        return self._pages(result)
+
+    def everyone_pages(self, *, page_size: int | None = None) -> Iterator[Page]:
+        """Every live connection from the audience index, shard by shard, page by page."""
+        for shard in range(keys.EVERYONE_SHARDS):
+            yield from self.shard_pages(shard, page_size=page_size)
+
+    def shard_pages(self, shard: int, *, page_size: int | None = None) -> Iterator[Page]:
+        """The live connections listed under one everyone-shard."""
+        conn = self.models.connection
+        result = conn.audience.query(
+            keys.everyone_index_pk(shard),
+            filter_condition=conn.expires_at > int(self.clock()),
+            page_size=page_size,
+        )
+        return self._pages(result)
+
+    def connection_pages(self, connection_ids: Iterable[str]) -> Iterator[Page]:
+        """The live ones of ``connection_ids`` (each once), by BatchGetItem of 100 keys."""
+        wanted = list(dict.fromkeys(keys.validate_connection_id(cid) for cid in connection_ids))
+        for start in range(0, len(wanted), BATCH_GET_KEYS):
+            items, units = self._batch_get(wanted[start : start + BATCH_GET_KEYS])
+            now = int(self.clock())
+            live = [item for item in items if int(item["expires_at"]["N"]) > now]
+            yield Page(
+                targets=tuple(
+                    Target(item["connection_id"]["S"], item["endpoint"]["S"]) for item in live
+                ),
+                scanned=len(items),
+                read_units=units,
+            )
+
+    def members(self, room: str, *, page_size: int | None = None) -> Iterator[list[Member]]:
+        """The live members of ``room`` with their principals, one list per index page.
+
+        The index does not carry principals: each page costs a BatchGetItem of the
+        members' connection rows besides its query.
+        """
+        for page in self.room_pages(room, page_size=page_size):
+            ids = [target.connection_id for target in page.targets]
+            principals: dict[str, str | None] = {}
+            for start in range(0, len(ids), BATCH_GET_KEYS):
+                items, _ = self._batch_get(ids[start : start + BATCH_GET_KEYS], principal=True)
+                now = int(self.clock())
+                for item in items:
+                    if int(item["expires_at"]["N"]) > now:
+                        principals[item["connection_id"]["S"]] = item.get("principal", {}).get("S")
+            members = [Member(cid, principals[cid]) for cid in ids if cid in principals]
+            if members:
+                yield members
+
+    def scan_pages(
+        self,
+        room: str | None,
+        *,
+        principal: str | None = None,
+        segment: int | None = None,
+        total_segments: int | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[Page]:
+        """The live audience by scanning the table: ``room``'s, ``principal``'s, or everyone."""
+        now = int(self.clock())
+        result: ResultIterator[Any]
+        model: type[Any]
+        if room is not None:
+            model = self.models.membership
+            condition = (model.room == keys.validate_room(room)) & (model.expires_at > now)
+        else:
+            model = self.models.connection
+            condition = model.expires_at > now
+            if principal is not None:
+                condition &= model.principal == keys.validate_principal(principal)
+        result = model.scan(
+            condition, segment=segment, total_segments=total_segments, page_size=page_size
+        )
+        return self._pages(result)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    @property
+    def _client(self) -> DynamoDBClient:
+        # PynamoDB's own botocore client: its retries, and whatever hooks tests put on it.
+        return cast("DynamoDBClient", self.models.item._get_connection().connection.client)
+
+    def _batch_get(
+        self, connection_ids: Sequence[str], *, principal: bool = False
+    ) -> tuple[list[dict[str, Any]], float | None]:
+        """The connection rows of up to 100 ids, consistently read, and the read units."""
+        names = dict(_CONNECTION_ATTRIBUTES)
+        if principal:
+            names["#p"] = "principal"
+        request: dict[str, Any] = {
+            self.config.table: {
+                "Keys": [
+                    {"pk": {"S": keys.connection_pk(cid)}, "sk": {"S": keys.CONNECTION_SK}}
+                    for cid in connection_ids
+                ],
+                "ConsistentRead": True,
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+            }
+        }
+        items: list[dict[str, Any]] = []
+        units: float | None = None
+        delays = UNPROCESSED_BACKOFF.delays()
+        while request:
+            response = self._client.batch_get_item(
+                RequestItems=request, ReturnConsumedCapacity="TOTAL"
+            )
+            items.extend(response.get("Responses", {}).get(self.config.table, []))
+            for consumed in response.get("ConsumedCapacity", []):
+                if "CapacityUnits" in consumed:
+                    units = (units or 0.0) + float(consumed["CapacityUnits"])
+            request = dict(response.get("UnprocessedKeys") or {})
+            if request:
+                # DynamoDB returns what it could not read under load: read it again, later.
+                delay = next(delays, None)
+                if delay is None:
+                    raise RuntimeError("DynamoDB left keys unprocessed after every retry")
+                time.sleep(delay)
+        return items, units
+
+    def _pages(self, result: ResultIterator[Any]) -> Iterator[Page]:
+        # Raw pages, not model instances: a fan-out page needs two strings per row, and
+        # the page's ScannedCount and ConsumedCapacity that ResultIterator hides.
+        for raw in result.page_iter:
+            items: list[dict[str, dict[str, str]]] = raw.get("Items", [])
+            capacity = raw.get("ConsumedCapacity", {}).get("CapacityUnits")
+            yield Page(
+                targets=tuple(
+                    Target(item["connection_id"]["S"], item["endpoint"]["S"]) for item in items
+                ),
+                scanned=int(raw.get("ScannedCount", len(items))),
+                read_units=None if capacity is None else float(capacity),
+            )
