@@ -31,7 +31,9 @@ def anchors(page: Path) -> set[str]:
     for line in prose_lines(page):
         match = HEADING.match(line)
         if match:
-            text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", match.group(1)).strip().lower()
+            # Links keep their text; backticks and emphasis go; "_" stays, as on GitHub.
+            text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", match.group(1))
+            text = re.sub(r"[`*]", "", text).strip().lower()
             slug = re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
             base, n = slug, 1
             while slug in found:
