@@ -102,3 +102,13 @@ def test_no_import_runs_back_up(path: Path) -> None:
 def test_every_module_has_a_layer() -> None:
     for path in FILES:
         rank_of(module_name(path))
+
+
+def test_no_module_reaches_400_lines() -> None:
+    """One job per module: a module that grows past this has two."""
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in ROOT.joinpath("fanout_core").rglob("*.py")
+        if (n := len(path.read_text().splitlines())) >= 400
+    }
+    assert not long, long

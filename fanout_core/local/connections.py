@@ -1,0 +1,150 @@
+"""The connections the local API Gateway knows, and the faults a test injects into posts.
+
+Shared by the local Management API (which posts to them) and the local WebSocket API (which
+opens and closes them). Safe to use from any thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+Sink = Callable[[bytes], Awaitable[None]]
+INBOX_LIMIT = 10_000
+# The errors the local Management API can be told to answer, and their x-amzn-ErrorType.
+ERROR_TYPES = {
+    403: "ForbiddenException",
+    410: "GoneException",
+    413: "PayloadTooLargeException",
+    429: "LimitExceededException",
+    500: "InternalServerErrorException",
+}
+
+
+def new_connection_id() -> str:
+    """An id shaped like API Gateway's: 12 random bytes, base64 (16 characters)."""
+    return base64.b64encode(secrets.token_bytes(12)).decode().replace("/", "_")
+
+
+@dataclass
+class LocalConnection:
+    """One connection the local API knows."""
+
+    connection_id: str
+    sink: Sink | None
+    connected_at: float = field(default_factory=time.time)
+    last_active_at: float = field(default_factory=time.time)
+    inbox: collections.deque[bytes] = field(
+        default_factory=lambda: collections.deque(maxlen=INBOX_LIMIT)
+    )
+    source_ip: str = "127.0.0.1"
+    user_agent: str = "fanout-local"
+
+
+@dataclass
+class Fault:
+    """An answer to give instead of the real one: ``status`` or, for 0, no answer at all."""
+
+    status: int
+    connection_id: str | None = None  # None: any connection
+    times: int = 1
+    hang_seconds: float = 30.0  # for status 0: how long to hold the request unanswered
+
+
+class LocalConnections:
+    """The live connections and everything posted to them; safe to use from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, LocalConnection] = {}
+        self._closed: dict[str, LocalConnection] = {}
+        self.on_close: Callable[[str], None] | None = None
+
+    def open(self, connection_id: str | None = None, *, sink: Sink | None = None) -> str:
+        """Register a live connection; returns its id."""
+        connection_id = connection_id or new_connection_id()
+        with self._lock:
+            self._open[connection_id] = LocalConnection(connection_id, sink)
+        return connection_id
+
+    def close(self, connection_id: str) -> bool:
+        """Forget a connection: later posts to it answer 410. False if it was not open."""
+        with self._lock:
+            connection = self._open.pop(connection_id, None)
+            if connection is not None:
+                self._closed[connection_id] = connection
+        return connection is not None
+
+    def is_open(self, connection_id: str) -> bool:
+        """True while posts to the id are delivered."""
+        with self._lock:
+            return connection_id in self._open
+
+    def get(self, connection_id: str) -> LocalConnection | None:
+        """The live connection, or None."""
+        with self._lock:
+            return self._open.get(connection_id)
+
+    def inbox(self, connection_id: str) -> list[bytes]:
+        """Every frame delivered to the connection, open or closed, oldest first."""
+        with self._lock:
+            connection = self._open.get(connection_id) or self._closed.get(connection_id)
+            return list(connection.inbox) if connection else []
+
+    def open_ids(self) -> list[str]:
+        """The ids of the live connections."""
+        with self._lock:
+            return list(self._open)
+
+
+class Faults:
+    """Faults and latency to inject into posts; safe to use from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self.latency = 0.0  # seconds added to every post
+
+    def add(
+        self,
+        status: int,
+        *,
+        connection_id: str | None = None,
+        times: int = 1,
+        hang_seconds: float = 30.0,
+    ) -> None:
+        """Answer the next ``times`` posts (to ``connection_id``, or any) with ``status``.
+
+        ``status`` 0 holds the request unanswered for ``hang_seconds``: a timeout.
+        """
+        if status != 0 and status not in ERROR_TYPES:
+            raise ValueError(f"no fault for status {status}; use one of {sorted(ERROR_TYPES)}")
+        with self._lock:
+            self._faults.append(Fault(status, connection_id, times, hang_seconds))
+
+    def clear(self) -> None:
+        """Remove every pending fault and the latency."""
+        with self._lock:
+            self._faults.clear()
+        self.latency = 0.0
+
+    def take(self, connection_id: str) -> Fault | None:
+        """The fault for this post, if any (each fault is used ``times`` times)."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.connection_id in (None, connection_id):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+    def pending(self) -> int:
+        """How many faulty answers are still to be given."""
+        with self._lock:
+            return sum(f.times for f in self._faults)
