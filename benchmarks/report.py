@@ -58,6 +58,14 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 out.append((f"parallel_scan faster than full_scan, N={n:,} k={room_size:,}",
                             f"{par['seconds']:.2f} s vs {full['seconds']:.2f} s",
                             par["seconds"] < full["seconds"]))  # fmt: skip
+    users = [_one(results, "resolve", strategy="gsi_query", audience="user", connections=n,
+                  room_size=k) for n in sizes]  # fmt: skip
+    user_units = [r["read_units"] for r in users if r and r["read_units"] is not None]
+    if user_units:
+        estimate = users[0]["estimated_read_units"] if users[0] else None
+        out.append((f"gsi_query RRU for a user of 3 connections = 3 index entries, N={sizes}",
+                    f"{', '.join(_fmt(u) for u in user_units)} RRU (model: {_fmt(estimate)})",
+                    all(u == estimate for u in user_units)))  # fmt: skip
     lib = _one(results, "throughput", concurrency=64, path="library (AsyncHttpPoster)")
     boto = _one(results, "throughput", concurrency=64, path="boto3 thread pool")
     if lib and boto:

@@ -38,6 +38,7 @@ from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]  # noqa: E40
 
 from benchmarks.common import ENDPOINT, bench_id, room_name  # noqa: E402
 from fanout_core import cost  # noqa: E402
+from fanout_core.audience import Audience  # noqa: E402
 from fanout_core.config import FanoutConfig  # noqa: E402
 from fanout_core.delivery import Deliverer  # noqa: E402
 from fanout_core.delivery.http_poster import AsyncHttpPoster  # noqa: E402
@@ -54,6 +55,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = ("full_scan", "gsi_query", "parallel_scan", "sqs_batched")
 DIRECT = ("full_scan", "gsi_query", "parallel_scan")
 LATENCY = 0.020
+BENCH_USER = "bench-user-0001"
+BENCH_USER_CONNECTIONS = 3
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ def bench_items(i: int, room_size: int, now: float, ttl: int) -> list[dict[str, 
         rooms=(room_name(room_size, i // room_size),),
         expires_at=int(now) + ttl,
         connected_at_ms=int(now * 1000),
+        # The first few connections belong to one user: a publish to it reads its partition.
+        principal=BENCH_USER if i < BENCH_USER_CONNECTIONS else None,
     )
 
 
@@ -192,11 +197,11 @@ def runtime_for(config: FanoutConfig, strategy: str, poster: Poster | None = Non
     return build_runtime(config, strategy=strategy, poster=poster)
 
 
-def resolve(runtime: Runtime, room: str | None) -> dict[str, Any]:
+def resolve(runtime: Runtime, audience: Audience) -> dict[str, Any]:
     """Read the audience only: pages, items, requests, read units, seconds."""
-    result = FanoutResult(runtime.strategy.name, room, "resolve")
+    result = FanoutResult(runtime.strategy.name, audience.room, "resolve")
     started = time.perf_counter()
-    for page in runtime.strategy.audience_pages(room):
+    for page in runtime.strategy.pages_of(audience):
         result.add_page(page)
     elapsed = time.perf_counter() - started
     return {
@@ -437,19 +442,26 @@ def measure_table(
     )  # fmt: skip
     progress.update()
     room = room_name(room_size, 0)
-    sample = bench_items(0, room_size, time.time(), config.ttl_seconds)
+    sample = bench_items(BENCH_USER_CONNECTIONS, room_size, time.time(), config.ttl_seconds)
+    user_rows = bench_items(0, room_size, time.time(), config.ttl_seconds)
     sizes = cost.ItemSizes(
         cost.item_size(sample[0]),
         cost.item_size(sample[1]),
         cost.item_size(cost.index_entry(sample[0])),
         cost.item_size(cost.index_entry(sample[1])),
+        cost.item_size(cost.index_entry(user_rows[-1])),
     )
     for strategy in STRATEGIES:
         progress.set_description(f"resolve N={connections:,} k={room_size:,} {strategy}")
         runtime = runtime_for(config, strategy)
         try:
-            for audience in ("room", "everyone"):
-                row = resolve(runtime, room if audience == "room" else None)
+            kinds = {
+                "room": Audience(room=room),
+                "everyone": Audience(),
+                "user": Audience(user=BENCH_USER),
+            }
+            for audience, who in kinds.items():
+                row = resolve(runtime, who)
                 estimate = cost.estimate_reads(
                     strategy,
                     connections=connections,
@@ -457,6 +469,7 @@ def measure_table(
                     everyone=audience == "everyone",
                     sizes=sizes,
                     segments=config.segments,
+                    user=BENCH_USER_CONNECTIONS if audience == "user" else None,
                 )
                 row.update(
                     strategy=strategy,

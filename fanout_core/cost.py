@@ -16,7 +16,13 @@ from functools import cache
 from typing import Any
 
 from fanout_core import keys, queue
-from fanout_core.models import AUDIENCE_PROJECTED, bind_models, connection_row, membership_row
+from fanout_core.models import (
+    AUDIENCE_PROJECTED,
+    bind_models,
+    connection_row,
+    membership_row,
+    user_row,
+)
 from fanout_core.strategy import BUILTIN_STRATEGIES
 
 # Prices: us-east-1, on demand, looked up 2026-11-28; one line each, with its source.
@@ -43,6 +49,7 @@ STRATEGIES = tuple(BUILTIN_STRATEGIES)
 SAMPLE_CONNECTION_ID = "L0SM9cOFvHcCIhw="
 SAMPLE_ENDPOINT = "https://abcd123456.execute-api.us-east-1.amazonaws.com/prod"
 SAMPLE_ROOM = "room-000001"
+SAMPLE_PRINCIPAL = "user-0000001"
 SAMPLE_EPOCH = 1_700_000_000
 
 
@@ -103,6 +110,8 @@ def layout_items(
         )
         for room in rooms
     ]
+    if principal is not None:
+        rows.append(user_row(models, connection_id, endpoint, principal, expires_at=expires_at))
     return [_plain(row) for row in rows]
 
 
@@ -122,6 +131,7 @@ class ItemSizes:
     membership: int
     connection_entry: int
     membership_entry: int
+    user_entry: int = 0  # a principal's listing; 0: as a membership's
 
     @classmethod
     def sample(
@@ -131,18 +141,21 @@ class ItemSizes:
         room: str = SAMPLE_ROOM,
     ) -> ItemSizes:
         """Sizes of the rows of one connection in one room."""
-        conn, member = layout_items(
+        conn, member, user = layout_items(
             connection_id,
             endpoint,
             rooms=(room,),
             expires_at=SAMPLE_EPOCH + 7500,
             connected_at_ms=SAMPLE_EPOCH * 1000,
+            principal=SAMPLE_PRINCIPAL,
         )
+        del conn["principal"]  # most rows have none: size the common case
         return cls(
             item_size(conn),
             item_size(member),
             item_size(index_entry(conn)),
             item_size(index_entry(member)),
+            item_size(index_entry(user)),
         )
 
 
@@ -184,15 +197,20 @@ def estimate_reads(
     memberships_per_connection: int = 1,
     segments: int = 4,
     page_size: int | None = None,
+    user: int | None = None,
 ) -> ReadEstimate:
     """Requests, items and read units to resolve one audience with ``strategy``.
 
-    full_scan reads the whole table (every row, before the filter); parallel_scan the same
-    in ``segments`` parts, each paged on its own; gsi_query and sqs_batched read only the
-    room's index entries, or the 16 everyone-shards.
+    The audience is a room of ``room_size``, everyone, or (``user``) one principal's
+    connections. full_scan reads the whole table (every row, before the filter);
+    parallel_scan the same in ``segments`` parts, each paged on its own; gsi_query and
+    sqs_batched read only the audience's index entries: the room's, the user's, or the 16
+    everyone-shards.
     """
     sizes = sizes or ItemSizes.sample()
     audience = connections if everyone else min(room_size, connections)
+    if user is not None:
+        audience = user
     if strategy in ("full_scan", "parallel_scan"):
         memberships = connections * memberships_per_connection
         rows = connections + memberships
@@ -205,6 +223,9 @@ def estimate_reads(
             requests, units = requests + r, units + u
         return ReadEstimate(requests, rows, audience, units)
     if strategy in ("gsi_query", "sqs_batched"):
+        if user is not None:
+            requests, units = _paged(user, sizes.user_entry or sizes.membership_entry, page_size)
+            return ReadEstimate(requests, user, user, units)
         if not everyone:
             requests, units = _paged(audience, sizes.membership_entry, page_size)
             return ReadEstimate(requests, audience, audience, units)

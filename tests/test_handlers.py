@@ -324,7 +324,7 @@ import fanout_core.runtime, fanout_core.delivery.posting
 banned = [m for m in sys.modules if m.split('.')[0] in (
     'moto', 'pytest', 'hypothesis', 'websockets', 'rich', 'flask', 'werkzeug', 'tests')
     or m in ('fanout_core.cli', 'fanout_core.table', 'fanout_core.local')
-    or m.startswith('fanout_core.local.') or m.startswith('strategies.')]
+    or m.startswith(('fanout_core.local.', 'fanout_core.cli.', 'strategies.'))]
 import boto3
 print(repr((banned, fanout_core.runtime._runtime, len(fanout_core.delivery.posting._clients),
             boto3.DEFAULT_SESSION)))

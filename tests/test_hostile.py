@@ -56,6 +56,9 @@ DOCUMENTED_ERRORS = {
     "invalid_text",
     "invalid_room",
     "invalid_connection_id",
+    "invalid_principal",
+    "invalid_event",
+    "invalid_data",
     "missing_room",
     "not_a_member",
     "not_connected",
@@ -239,6 +242,9 @@ def assert_effect(env: Env, name: str, event: Any, before_items: list[Item]) -> 
         rooms = requested_rooms(event)
         assert (cid, "CONN") in after
         assert {(cid, f"ROOM#{room}") for room in rooms} <= after
+        authorizer = event["requestContext"].get("authorizer")
+        principal = authorizer.get("principalId") if isinstance(authorizer, dict) else None
+        assert ((cid, "USER") in after) == (isinstance(principal, str) and bool(principal))
         assert others_after == others_before, "a $connect touched another connection's rows"
         return "connect?room=" if rooms else "connect"
     if name == "disconnect":
@@ -258,7 +264,10 @@ def assert_effect(env: Env, name: str, event: Any, before_items: list[Item]) -> 
         room = body_of(event).get("room")
         audience = audience_of(room)
         for member in sorted(audience - {C}):
-            assert len(env.frames(member)) == 1, f"{member} missed the frame"
+            (frame,) = env.frames(member)
+            sent = body_of(event)
+            assert frame["event"] == sent.get("event", "message")
+            assert frame.get("data") == sent.get("data")
         for outsider in sorted({A, B} - audience):
             assert env.frames(outsider) == [], f"{outsider} got a frame for {room}"
         assert after_items == items_after_send(before_items, audience)
@@ -290,7 +299,10 @@ def _body(action: str, **fields: Any) -> dict[str, Any]:
 # One event per accepted path of each handler, run as explicit examples: the generated
 # events are mutated so heavily that they are almost never accepted.
 ACCEPTED_EXAMPLES: dict[str, list[dict[str, Any]]] = {
-    "connect": [connect_event(NEVER), connect_event(NEVER, rooms=["r", "r.1:x_y"])],
+    "connect": [
+        connect_event(NEVER),
+        connect_event(NEVER, rooms=["r", "r.1:x_y"], principal="auth0|x.y@z"),
+    ],
     "disconnect": [disconnect_event(B)],
     "join_room": [message_event(A, _body("joinRoom", room="r-1"))],
     "leave_room": [message_event(B, _body("leaveRoom", room="r-1"))],
@@ -298,6 +310,7 @@ ACCEPTED_EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "send_message": [
         message_event(A, _body("sendMessage", text="to all")),
         message_event(B, _body("sendMessage", text="to r-1", room="r-1")),
+        message_event(A, _body("sendMessage", data={"n": [1, None]}, event="note.v1")),
     ],
     "default": [],
 }
@@ -443,7 +456,7 @@ def expected_send(text: Any, room: Any, body_size: int) -> set[Answer]:
         if room not in MEMBERS[A]:
             return {(403, "not_a_member")}
     frame = json.dumps(
-        {"id": "0" * 32, "from": A, "room": room, "body": text},
+        {"id": "0" * 32, "event": "message", "room": room, "from": A, "body": text},
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode()

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from fanout_core import handlers
+from fanout_core.fanout import Fanout
 from fanout_core.local.management_api import LocalManagementApi
 from strategies.sqs_batched import SqsBatched
 from tests.support.backends import STRATEGIES, Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.harness import Chat, make_chat
-from tests.test_template import EXPECTED_ACTIONS
+from tests.test_template import EXPECTED_ACTIONS, PUBLISHER_ACTIONS
 
 # Calls the event source mapping makes for the worker, not the worker's own code.
 _SQS_ACTION = {"SendMessageBatch": "SendMessage", "SendMessage": "SendMessage"}
@@ -129,3 +130,58 @@ def test_handlers_call_only_what_their_policy_allows(
         assert ("dynamodb:Query", True) in recorder.calls["send_message"]
     else:
         assert "dynamodb:Scan" in made["send_message"]
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_publisher_calls_only_what_publisher_policy_allows(
+    strategy: str,
+    local_api: LocalManagementApi,
+    clock: FakeClock,
+    moto_server_url: str,
+    dynalite_url: str,
+) -> None:
+    """Fanout.publish to every audience (410 cleanup included), members, disconnect_user."""
+    chat: Chat = make_chat(
+        Backend("dynalite", dynalite_url), local_api, clock, strategy, sqs_endpoint=moto_server_url
+    )
+    recorder = Recorder()
+    client = chat.runtime.store.models.item._get_connection().connection.client
+    client.meta.events.register("before-parameter-build.dynamodb", recorder.hook)
+    if isinstance(chat.runtime.strategy, SqsBatched):
+        sqs = chat.runtime.strategy.client
+        sqs.meta.events.register("before-parameter-build.sqs", recorder.hook)
+    ids = [local_api.connections.open() for _ in range(6)]
+    for n, cid in enumerate(ids):
+        event = connect_event(cid, rooms=["r"], principal="alice" if n < 3 else "bob")
+        assert handlers.connect(event, None) == {"statusCode": 200}
+    fanout = Fanout(runtime=chat.runtime)
+    recorder.current = "publisher"
+    publishes: list[tuple[str, dict[str, Any]]] = [
+        (ids[0], {"room": "r"}),
+        (ids[1], {"user": "alice"}),
+        (ids[3], {"connections": [ids[3], ids[4]]}),
+        (ids[4], {}),
+    ]
+    for gone, audience in publishes:
+        local_api.connections.close(gone)  # each publish meets a 410 and deletes a row
+        recorder.current = "publisher"
+        fanout.publish({"n": 1}, **audience)
+        drain_as_worker(chat, recorder)
+    recorder.current = "publisher"
+    # Left in r: alice's ids[2] and bob's ids[5] (the publishes deleted the other four).
+    assert sorted(m.principal or "" for m in fanout.members("r")) == ["alice", "bob"]
+    assert fanout.disconnect_user("bob").connections == 1
+    recorder.current = ""
+
+    made = recorder.calls["publisher"]
+    for action, on_index in made:
+        assert action in PUBLISHER_ACTIONS, f"Fanout calls {action}, which PublisherPolicy denies"
+        if on_index:
+            assert "index" in PUBLISHER_ACTIONS[action], f"{action} on the index is denied"
+    names = {action for action, _ in made}
+    assert {"dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"} <= names
+    assert ("dynamodb:Query", True) in made  # members, and users on every strategy
+    if strategy == "sqs_batched":
+        assert "sqs:SendMessage" in names
+    elif strategy in ("full_scan", "parallel_scan"):
+        assert "dynamodb:Scan" in names

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from fanout_core.local.serve import LocalDeployment
 from fanout_core.store import ConnectionStore
-from tests.support import frames
+from tests.support import authorizers, frames
 from tests.support.backends import STRATEGIES
 
 # Every test here runs `fanout serve`: a WebSocket API, a Management API and a moto server.
@@ -236,3 +236,106 @@ def test_fanout_serve_command_on_dynalite(dynalite_url: str) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=20)
+
+
+def rows_of(deployment: LocalDeployment) -> dict[tuple[str, str], Any]:
+    assert deployment.config is not None
+    return {(r.connection_id, r.sk): r for r in ConnectionStore(deployment.config).rows()}
+
+
+def test_authorizer_binds_principal_and_context_to_every_later_event() -> None:
+    async def scenario() -> None:
+        async with LocalDeployment(
+            port=0, authorizer=authorizers.by_token, handlers="tests.support.authorizers"
+        ) as deployment:
+            ws, cid = await open_client(deployment, "?token=alice&room=lobby")
+            request = authorizers.CALLS[-1]
+            assert request["type"] == "REQUEST"
+            assert request["methodArn"].endswith("/local/$connect")
+            assert request["queryStringParameters"] == {"token": "alice", "room": "lobby"}
+            assert request["requestContext"]["connectionId"] == cid
+            rows = rows_of(deployment)
+            assert rows[(cid, "CONN")].principal == "alice"
+            assert rows[(cid, "USER")].gsi1pk == "USER#alice"
+            await send(ws, action="whoami")
+            async with asyncio.timeout(TIMEOUT):
+                echoed = json.loads(await ws.recv())
+            assert echoed == {
+                "authorizer": {
+                    "principalId": "alice",
+                    "rooms": "lobby,ops",
+                    "tier": 2,
+                    "admin": True,
+                }
+            }
+            await ws.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(("token", "status"), [("deny", 403), ("nobody", 401), ("nested", 500)])
+def test_authorizer_refusal_refuses_the_handshake_and_writes_nothing(
+    token: str, status: int
+) -> None:
+    async def scenario() -> None:
+        async with LocalDeployment(
+            port=0, authorizer="tests.support.authorizers:by_token"
+        ) as deployment:
+            with pytest.raises(InvalidStatus) as refused:
+                await connect(deployment.ws_url + f"?token={token}&room=lobby")
+            assert refused.value.response.status_code == status
+            assert row_ids(deployment) == set()
+
+    run(scenario())
+
+
+PUBLISHER = """
+import json, sys
+from fanout_core import Fanout
+fanout = Fanout.from_env()
+for line in sys.stdin:
+    audience, data = json.loads(line)
+    print(json.dumps(fanout.publish(data, **audience).summary()), flush=True)
+"""
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_second_process_publishes_to_served_clients(strategy: str) -> None:
+    """Backend code in another process, with Fanout.from_env() on the served table and API."""
+
+    async def scenario() -> None:
+        async with LocalDeployment(
+            port=0, strategy=strategy, authorizer=authorizers.by_token
+        ) as deployment:
+            alice = [await open_client(deployment, "?token=alice&room=orders") for _ in range(2)]
+            bob, bob_id = await open_client(deployment, "?token=bob&room=orders")
+            publishes = [
+                ({"user": "alice"}, {"to": "alice"}),
+                ({"room": "orders", "exclude": [bob_id]}, [1, 2]),
+                ({"connections": [bob_id]}, "just bob"),
+                ({}, None),
+            ]
+            stdin = "".join(json.dumps(p) + "\n" for p in publishes)
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-c", PUBLISHER],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                env=dict(os.environ),  # what fanout serve set: table, endpoints, queue
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            for ws, _ in alice:
+                got = [await frame(ws) for _ in range(3)]
+                assert [f["data"] for f in got] == [{"to": "alice"}, [1, 2], None]
+                assert {f["from"] for f in got} == {None}
+                assert [f["room"] for f in got] == [None, "orders", None]
+            got = [await frame(bob) for _ in range(2)]
+            assert [f["data"] for f in got] == ["just bob", None]
+            for ws in [bob, *(ws for ws, _ in alice)]:
+                await no_frame(ws, 0.1)
+                await ws.close()
+
+    run(scenario())

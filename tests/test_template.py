@@ -104,6 +104,18 @@ EXPECTED_ACTIONS: dict[str, dict[str, frozenset[str]]] = {
     },
 }
 
+# What a function of the user's may do with PublisherPolicy: what Fanout.publish (every
+# strategy, every audience, 410 cleanup), members and disconnect_user call.
+PUBLISHER_ACTIONS: dict[str, frozenset[str]] = {
+    "dynamodb:Query": TABLE_AND_INDEX,  # rooms, users, everyone; 410 cleanup
+    "dynamodb:Scan": TABLE,  # full_scan, parallel_scan
+    "dynamodb:BatchGetItem": TABLE,  # chosen connections, members' principals
+    "dynamodb:DeleteItem": TABLE,  # 410 cleanup, disconnect_user
+    "dynamodb:BatchWriteItem": TABLE,
+    "sqs:SendMessage": QUEUE,
+    "execute-api:ManageConnections": frozenset({"connections", "disconnections"}),
+}
+
 # The only resources a policy may name, as the template writes them.
 POLICY_RESOURCES: dict[str, Any] = {
     "table": {"Fn::GetAtt": ["Table", "Arn"]},
@@ -112,6 +124,10 @@ POLICY_RESOURCES: dict[str, Any] = {
     "connections": {
         "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
         "${WebSocketApi}/${StageName}/POST/@connections/*"
+    },
+    "disconnections": {
+        "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+        "${WebSocketApi}/${StageName}/DELETE/@connections/*"
     },
 }
 BASIC_EXECUTION_ROLE = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
@@ -403,25 +419,37 @@ def granted_actions(template: dict[str, Any]) -> dict[str, dict[str, frozenset[s
         managed = [_managed_arn(arn) for arn in role.get("ManagedPolicyArns", [])]
         if managed != [BASIC_EXECUTION_ROLE]:
             raise ValueError(f"{function_id}: managed policies {managed}, expected logs only")
-        actions: dict[str, set[str]] = {}
-        for policy in role.get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                if statement.get("Effect") != "Allow" or not set(statement) <= {
-                    "Sid",
-                    "Effect",
-                    "Action",
-                    "Resource",
-                }:
-                    raise ValueError(f"{function_id}: unexpected statement {statement}")
-                resources = {_resource_name(r) for r in _as_list(statement["Resource"])}
-                for action in _as_list(statement["Action"]):
-                    actions.setdefault(action, set()).update(resources)
-        granted[handler] = {action: frozenset(names) for action, names in actions.items()}
+        statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
+        granted[handler] = statement_actions(statements, function_id)
     return granted
+
+
+def statement_actions(statements: list[Any], where: str) -> dict[str, frozenset[str]]:
+    """Action -> resource names of Allow statements; anything else is refused."""
+    actions: dict[str, set[str]] = {}
+    for statement in statements:
+        if statement.get("Effect") != "Allow" or not set(statement) <= {
+            "Sid",
+            "Effect",
+            "Action",
+            "Resource",
+        }:
+            raise ValueError(f"{where}: unexpected statement {statement}")
+        resources = {_resource_name(r) for r in _as_list(statement["Resource"])}
+        for action in _as_list(statement["Action"]):
+            actions.setdefault(action, set()).update(resources)
+    return {action: frozenset(names) for action, names in actions.items()}
 
 
 def test_each_function_may_do_exactly_what_its_handler_does(transformed: dict[str, Any]) -> None:
     assert granted_actions(transformed) == EXPECTED_ACTIONS
+
+
+def test_publisher_policy_allows_exactly_what_fanout_calls(transformed: dict[str, Any]) -> None:
+    [(policy_id, policy)] = of_type(transformed, "AWS::IAM::ManagedPolicy").items()
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement_actions(statements, policy_id) == PUBLISHER_ACTIONS
+    assert transformed["Outputs"]["PublisherPolicyArn"]["Value"] == {"Ref": policy_id}
 
 
 def _role_statements(template: dict[str, Any], function_id: str) -> list[Any]:

@@ -32,6 +32,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from fanout_core import handlers
+from fanout_core.local import authorizer as authorization
+from fanout_core.local.authorizer import Authorizer
 from fanout_core.local.management_api import LocalConnections, new_connection_id
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class _Socket:
     headers: dict[str, str]
     last_seen: float = field(default_factory=time.monotonic)
     lose_disconnect: bool = False
+    identity: dict[str, Any] | None = None  # the authorizer's principalId and context
 
 
 def _request_time(epoch_ms: int) -> str:
@@ -128,8 +131,10 @@ class LocalWebSocketApi:
         idle_timeout: float = IDLE_TIMEOUT,
         max_lifetime: float = MAX_LIFETIME,
         on_event: Callable[[GatewayEvent], None] | None = None,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.routes = dict(routes)
+        self.authorizer = authorizer
         self.connections = connections
         self.host = host
         self.port = port
@@ -215,6 +220,8 @@ class LocalWebSocketApi:
         }
         if event_type == "MESSAGE":
             context["messageId"] = f"{secrets.token_urlsafe(9)}="[:12]
+        if socket.identity is not None:
+            context["authorizer"] = dict(socket.identity)
         return context
 
     def _connect_event(self, socket: _Socket) -> dict[str, Any]:
@@ -299,12 +306,31 @@ class LocalWebSocketApi:
             headers=dict(request.headers.raw_items()),
         )
         self._emit("connect", cid, "$connect")
+        if self.authorizer is not None:
+            refusal = await self._authorize(websocket, socket)
+            if refusal is not None:
+                return refusal
         answer = await self._invoke("$connect", self._connect_event(socket))
         status = answer.get("statusCode", 200) if isinstance(answer, dict) else 200
         if not isinstance(status, int) or not 200 <= status < 300:
             body = answer.get("body") if isinstance(answer, dict) else None
             return websocket.respond(http.HTTPStatus.FORBIDDEN, str(body or "Forbidden") + "\n")
         websocket.fanout_socket = socket  # type: ignore[attr-defined]
+        return None
+
+    async def _authorize(self, websocket: ServerConnection, socket: _Socket) -> Response | None:
+        """Run the REQUEST authorizer; a refusal answer, or None with the identity bound."""
+        assert self.authorizer is not None
+        arn = f"arn:aws:execute-api:us-east-1:000000000000:{self.api_id}/{self.stage}/$connect"
+        event = authorization.request_event(
+            arn, socket.headers, socket.query, self._context(socket, "$connect", "CONNECT")
+        )
+        context = LambdaContext(getattr(self.authorizer, "__name__", "authorizer"))
+        decided = await asyncio.to_thread(authorization.verdict, self.authorizer, event, context)
+        self._emit("authorize", socket.connection_id, "$connect", decided.reason, decided.status)
+        if decided.status != 200:
+            return websocket.respond(http.HTTPStatus(decided.status), decided.reason + "\n")
+        socket.identity = decided.identity
         return None
 
     async def _session(self, websocket: ServerConnection) -> None:

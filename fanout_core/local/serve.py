@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from fanout_core.config import FanoutConfig
+from fanout_core.local.authorizer import Authorizer, load_callable
 from fanout_core.local.gateway import (
     IDLE_TIMEOUT,
     MAX_LIFETIME,
@@ -51,8 +52,11 @@ class LocalDeployment:
         idle_timeout: float = IDLE_TIMEOUT,
         max_lifetime: float = MAX_LIFETIME,
         on_event: Callable[[GatewayEvent], None] | None = None,
+        authorizer: str | Authorizer | None = None,
     ) -> None:
         self.host = host
+        # MODULE:FUNCTION, loaded now: a typo fails before anything starts.
+        self.authorizer = load_callable(authorizer) if isinstance(authorizer, str) else authorizer
         self.port = port
         self.stage = stage
         self.handlers_module = handlers
@@ -76,6 +80,16 @@ class LocalDeployment:
         """Where WebSocket clients connect."""
         assert self.gateway is not None
         return self.gateway.url
+
+    def environment(self) -> str:
+        """The variables backend code needs to publish here, as ``NAME=value`` words."""
+        names = ["FANOUT_TABLE", "FANOUT_STRATEGY", "FANOUT_QUEUE_URL", "AWS_DEFAULT_REGION"]
+        names += ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+        names += [f"AWS_ENDPOINT_URL_{s}" for s in ("DYNAMODB", "SQS", "APIGATEWAYMANAGEMENTAPI")]
+        assert self.config is not None
+        values = {**os.environ, "FANOUT_TABLE": self.config.table}
+        values["FANOUT_STRATEGY"] = self.config.strategy
+        return " ".join(f"{name}={values[name]}" for name in names if values.get(name))
 
     @property
     def management_url(self) -> str:
@@ -146,6 +160,7 @@ class LocalDeployment:
             idle_timeout=self.idle_timeout,
             max_lifetime=self.max_lifetime,
             on_event=self.on_event,
+            authorizer=self.authorizer,
         )
         await self.gateway.start()
         if self.queue_url is not None and self.config is not None:
@@ -209,7 +224,11 @@ async def serve_forever(deployment: LocalDeployment, announce: Callable[[str], N
         announce(f"DynamoDB:       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}")
         announce(f"table:          {deployment.config.table}")
         announce(f"strategy:       {deployment.config.strategy}")
+        if deployment.authorizer is not None:
+            announce(f"authorizer:     {getattr(deployment.authorizer, '__qualname__', '?')}")
         if deployment.queue_url:
             announce(f"SQS queue:      {deployment.queue_url}")
+        announce("to publish from another shell (fanout publish, or Fanout.from_env()):")
+        announce(f"  export {deployment.environment()}")
         announce("ready")
         await asyncio.Event().wait()

@@ -29,7 +29,7 @@ from tests.support.events import DOMAIN, STAGE, fixture
 # Few rooms, so connections share them; names that are prefixes of one another and use
 # every allowed punctuation, so a prefix or substring match would leak.
 ROOMS = ("r", "r-1", "r.1:x_y")
-VALID_ROOM = st.from_regex(r"[A-Za-z0-9_.:-]{1,64}", fullmatch=True)
+VALID_ROOM = st.from_regex(r"[A-Za-z0-9_.:/@=,;-]{1,200}", fullmatch=True)
 VALID_CONNECTION_ID = st.from_regex(r"[A-Za-z0-9+/=_-]{1,128}", fullmatch=True)
 ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping")
 ROUTES = ("$connect", "$disconnect", "$default", *ACTIONS)
@@ -81,7 +81,7 @@ def hostile_strings() -> st.SearchStrategy[str]:
         st.builds(lambda a, b: f"{a}#{b}", st.text(max_size=5), st.text(max_size=5)),
         st.sampled_from(["", "ROOM#r", "CONN#x", "ALL#00", "r#", "r r", "r/1", "é", "r\x00"]),
         st.text(st.characters(categories=["Cc", "Zs", "Zl", "Zp"]), min_size=1, max_size=4),
-        st.builds(lambda n: "x" * n, st.sampled_from([65, 129, 2000])),
+        st.builds(lambda n: "x" * n, st.sampled_from([129, 201, 2000])),
     )
 
 
@@ -107,6 +107,8 @@ def json_objects(known: tuple[str, ...]) -> st.SearchStrategy[dict[str, Any]]:
         optional={
             "action": st.one_of(st.sampled_from(ACTIONS), st.text(max_size=10), JUNK),
             "text": texts(),
+            "data": st.one_of(JUNK, lone_surrogates(), huge_texts()),
+            "event": st.one_of(st.sampled_from(["message", "presence.join", "a.b:c"]), JUNK),
             "room": room_values(),
             "connectionId": connection_ids(known),
             "from": connection_ids(known),
@@ -156,8 +158,9 @@ def websocket_events(draw: st.DrawFn, route: str, known: tuple[str, ...]) -> Any
             elif change == "other" and key == "connectionId":
                 context[key] = draw(connection_ids(known))
     if draw(st.booleans()):
+        principals = st.one_of(st.text(), st.sampled_from(["alice", "a#b", "USER#x"]), JUNK)
         context["authorizer"] = draw(
-            st.one_of(JUNK, st.fixed_dictionaries({"principalId": st.one_of(st.text(), JUNK)}))
+            st.one_of(JUNK, st.fixed_dictionaries({"principalId": principals}))
         )
     if route == "$connect":
         rooms = st.lists(room_values(), max_size=3)

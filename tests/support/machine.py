@@ -39,6 +39,7 @@ from hypothesis.stateful import (
 )
 
 from fanout_core import handlers
+from fanout_core.fanout import Fanout
 from fanout_core.local.sqs_pump import SqsEventSource
 from fanout_core.runtime import Runtime
 from strategies.sqs_batched import SqsBatched
@@ -71,6 +72,10 @@ MACHINE_EXAMPLES = 0.2  # examples per state machine test: fast 20, thorough 200
 # can tell which one a counterexample broke.
 SKIPPED = "skipped a connection of the audience"
 WRONG = "unexpected 410 or wrong deletion"
+# Several connections per user; one principal with the punctuation authorizers use.
+PRINCIPALS = ("alice", "bob", "auth0|c.d+e@x.io")
+PUBLISH_KINDS = ("room", "user", "connections", "everyone")
+NEVER_CONNECTED = "NeverConnectedId01"
 
 
 @dataclass
@@ -82,6 +87,7 @@ class Conn:
     rooms: dict[str, int] = field(default_factory=dict)  # room -> its membership's expires_at
     in_table: bool = True  # its rows exist
     open: bool = True  # its client is there: posts to it are delivered, not answered 410
+    principal: str | None = None  # what its authorizer said; listed under USER#<principal>
 
 
 def error_of(response: dict[str, Any]) -> tuple[int, str]:
@@ -120,6 +126,8 @@ class FanoutMachine(RuleBasedStateMachine):
         "sweep",
         "chat_in_room",
         "chat_to_everyone",
+        *(f"publish_to_{kind}" for kind in PUBLISH_KINDS),
+        "disconnect_user",
     )
 
     @classmethod
@@ -181,8 +189,8 @@ class FanoutMachine(RuleBasedStateMachine):
         runtime.deliverer.sleep = no_sleep
         if isinstance(runtime.strategy, SqsBatched):
             runtime.strategy.targets_per_message = per_message
-        for rooms in clients:
-            self.connect(rooms)
+        for index, rooms in enumerate(clients):
+            self.connect(rooms, (None, *PRINCIPALS)[index % 4])
 
     def teardown(self) -> None:
         self.posts.close()
@@ -204,11 +212,17 @@ class FanoutMachine(RuleBasedStateMachine):
             return {c.cid for c in self.conns.values() if self.live(c)}
         return {c.cid for c in self.conns.values() if self.live_member(c, room)}
 
+    def users_connections(self, principal: str) -> set[str]:
+        """The live connections of ``principal``."""
+        return {c.cid for c in self.conns.values() if c.principal == principal and self.live(c)}
+
     def expected_rows(self) -> Rows:
         rows: Rows = {}
         for conn in self.conns.values():
             if conn.in_table:
                 rows[(conn.cid, "CONN")] = conn.expires_at
+                if conn.principal is not None:
+                    rows[(conn.cid, "USER")] = conn.expires_at
             for room, expires_at in conn.rooms.items():
                 rows[(conn.cid, f"ROOM#{room}")] = expires_at
         return rows
@@ -248,10 +262,16 @@ class FanoutMachine(RuleBasedStateMachine):
             self.pump.drain(max_polls=200)
             assert self.pump.poll_once() == 0, "messages left on the queue after draining"
 
-    def frames(self, cid: str, text: str) -> list[dict[str, Any]]:
-        """The frames carrying ``text`` that ``cid`` received."""
+    @property
+    def fanout(self) -> Fanout:
+        """What backend code publishes with, over the handlers' runtime."""
+        assert self.runtime is not None
+        return Fanout(runtime=self.runtime)
+
+    def frames(self, cid: str, key: str) -> list[dict[str, Any]]:
+        """The frames of the message ``key`` that ``cid`` received: its text, or its data."""
         decoded = [frames.decode(raw) for raw in self.h.api.connections.inbox(cid)]
-        return [frame for frame in decoded if frame["body"] == text]
+        return [f for f in decoded if f.get("body") == key or f.get("data") == {"key": key}]
 
     def alternate(self, data: st.DataObject) -> bool:
         """True for a room send: alternating unless Hypothesis flips it (its draws of booleans
@@ -287,13 +307,33 @@ class FanoutMachine(RuleBasedStateMachine):
             return
         audience = self.audience(room)
         assert sender in audience
+        self.check_delivery(
+            audience,
+            lambda: self.call(sender, body),
+            key=text,
+            sender=sender,
+            room=room,
+            injected_gone=injected_gone,
+        )
+
+    def check_delivery(
+        self,
+        audience: set[str],
+        act: Callable[[], object],
+        *,
+        key: str,
+        sender: str | None,
+        room: str | None,
+        injected_gone: frozenset[str] = frozenset(),
+    ) -> None:
+        """Run ``act`` (a send or a publish) and check every property of the promise."""
         gone = {cid for cid in audience if not self.conns[cid].open} | set(injected_gone)
         receivers = audience - gone
         handled_before = self.worker.handled.copy()
 
-        response = self.call(sender, body)
+        response = act()
 
-        assert response == OK, response
+        assert response in (OK, None), response
         # Deletions first: a live row deleted mid-send also makes its later pages miss it,
         # and the report should name the cause.
         rows = self.h.rows()
@@ -304,16 +344,16 @@ class FanoutMachine(RuleBasedStateMachine):
         handled = self.worker.handled - handled_before
         frame_ids: set[str] = set()
         for cid in sorted(self.conns):
-            frames = self.frames(cid, text)
+            got = self.frames(cid, key)
             if cid in receivers:
-                assert frames, f"{SKIPPED}: live connection {cid} missed {text!r} (room {room})"
+                assert got, f"{SKIPPED}: live connection {cid} missed {key!r} (room {room})"
                 most = handled[cid] if self.pump is not None else 1
-                assert len(frames) <= most, (
-                    f"{cid} received {text!r} {len(frames)} times; at most {most} allowed"
+                assert len(got) <= most, (
+                    f"{cid} received {key!r} {len(got)} times; at most {most} allowed"
                 )
             else:
-                assert frames == [], f"{cid} is outside the live audience yet received {text!r}"
-            for frame in frames:
+                assert got == [], f"{cid} is outside the live audience yet received {key!r}"
+            for frame in got:
                 assert (frame["from"], frame["room"]) == (sender, room), frame
                 frame_ids.add(frame["id"])
         assert len(frame_ids) == (1 if receivers else 0), f"one send, frame ids {frame_ids}"
@@ -332,15 +372,21 @@ class FanoutMachine(RuleBasedStateMachine):
     # -- rules ---------------------------------------------------------------------------
 
     @precondition(can_connect)
-    @rule(rooms=st.lists(st.sampled_from(ROOMS), max_size=3))
-    def connect(self, rooms: list[str]) -> None:
+    @rule(
+        rooms=st.lists(st.sampled_from(ROOMS), max_size=3),
+        principal=st.sampled_from((None, *PRINCIPALS)),
+    )
+    def connect(self, rooms: list[str], principal: str | None = None) -> None:
         count_step("connect")
         cid = connection_id(self.opened)
         self.opened += 1
         self.h.api.connections.open(cid)
-        assert handlers.websocket(connect_event(cid, rooms=rooms), None) == OK
+        event = connect_event(cid, rooms=rooms, principal=principal)
+        assert handlers.websocket(event, None) == OK
         expires_at = int(self.clock.now) + TTL
-        self.conns[cid] = Conn(cid, expires_at, dict.fromkeys(rooms, expires_at))
+        self.conns[cid] = Conn(
+            cid, expires_at, dict.fromkeys(rooms, expires_at), principal=principal
+        )
 
     @precondition(lambda self: any(c.open or c.in_table for c in self.conns.values()))
     @rule(data=st.data())
@@ -442,6 +488,62 @@ class FanoutMachine(RuleBasedStateMachine):
         count_step("chat_in_room" if to_room else "chat_to_everyone")
         sender, room = self.draw_sender_and_room(data, to_room=to_room)
         self.send(sender, room, data.draw(message_texts(), label="text"))
+
+    @precondition(lambda self: bool(self.conns))
+    @rule(data=st.data())
+    def publish(self, data: st.DataObject) -> None:
+        """Backend code publishes to a room, a user, chosen connections or everyone."""
+        kind = data.draw(st.sampled_from(PUBLISH_KINDS), label="kind")
+        count_step(f"publish_to_{kind}")
+        self.sends += 1
+        key = f"{self.sends}|publish"
+        known = sorted(self.conns)
+        exclude = data.draw(st.lists(st.sampled_from(known), max_size=2, unique=True), "exclude")
+        target: dict[str, Any] = {}
+        if kind == "room":
+            target["room"] = data.draw(st.sampled_from(ROOMS), label="room")
+            audience = self.audience(target["room"])
+        elif kind == "user":
+            target["user"] = data.draw(st.sampled_from(PRINCIPALS), label="user")
+            audience = self.users_connections(target["user"])
+        elif kind == "connections":
+            chosen = st.sampled_from([*known, NEVER_CONNECTED])
+            ids = data.draw(st.lists(chosen, min_size=1, max_size=4), label="connections")
+            target["connections"] = ids
+            audience = {cid for cid in ids if cid in self.conns and self.live(self.conns[cid])}
+        else:
+            audience = self.audience(None)
+
+        def publish() -> None:
+            self.fanout.publish({"key": key}, exclude=exclude, **target)
+            self.drain()
+
+        self.check_delivery(
+            audience - set(exclude), publish, key=key, sender=None, room=target.get("room")
+        )
+
+    @precondition(lambda self: any(c.principal for c in self.conns.values()))
+    @rule(data=st.data())
+    def disconnect_user(self, data: st.DataObject) -> None:
+        """Backend code closes every live connection of a user and deletes their rows."""
+        count_step("disconnect_user")
+        users = sorted({c.principal for c in self.conns.values() if c.principal})
+        user = data.draw(st.sampled_from(users), label="user")
+        live = self.users_connections(user)
+        still_open = {cid for cid in live if self.conns[cid].open}
+
+        result = self.fanout.disconnect_user(user)
+
+        assert (result.connections, result.closed, result.gone, result.failed) == (
+            len(live),
+            len(still_open),
+            len(live - still_open),
+            0,
+        ), result
+        for cid in sorted(live):
+            assert not self.h.api.connections.is_open(cid), f"{cid} of {user} is still open"
+            self.forget(cid)
+        assert self.posts.take() == [], "disconnect_user posted a frame"
 
     # -- after every step ----------------------------------------------------------------
 

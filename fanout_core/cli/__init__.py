@@ -7,15 +7,13 @@ import contextlib
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
 
+from fanout_core.cli.arguments import options
+from fanout_core.cli.cost import add_cost_command
+from fanout_core.cli.publish import add_publish_commands
 from fanout_core.errors import FanoutError
 
-
-def _options(args: argparse.Namespace, *names: str) -> dict[str, Any]:
-    """The parsed values of ``names``, as keyword arguments of the same names."""
-    return {name: getattr(args, name) for name in names}
+__all__ = ["add_cost_command", "add_publish_commands", "build_parser", "main"]
 
 
 def _table_create(args: argparse.Namespace) -> int:
@@ -40,8 +38,8 @@ def _serve(args: argparse.Namespace) -> int:
     from fanout_core.local.serve import LocalDeployment, serve_forever
 
     deployment = LocalDeployment(
-        **_options(args, "host", "port", "management_port", "stage", "handlers"),
-        **_options(args, "dynamodb_endpoint", "strategy", "idle_timeout", "max_lifetime"),
+        **options(args, "host", "port", "management_port", "stage", "handlers", "authorizer"),
+        **options(args, "dynamodb_endpoint", "strategy", "idle_timeout", "max_lifetime"),
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(deployment, lambda line: print(line, flush=True)))
@@ -120,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--max-lifetime", type=float, default=7200, help="seconds (default %(default)s, as AWS)"
     )
+    serve.add_argument(
+        "--authorizer",
+        metavar="MODULE:FUNCTION",
+        help="a $connect REQUEST authorizer: its principalId and context reach every event",
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(
@@ -135,78 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--strategy", help="full_scan, gsi_query, parallel_scan or sqs_batched")
     demo.set_defaults(run=_demo)
 
+    add_publish_commands(commands)
     add_cost_command(commands)
-    return parser
-
-
-# -- fanout cost -----------------------------------------------------------------------
-
-
-def _cost(args: argparse.Namespace) -> int:
-    from fanout_core.cost import Workload, cost_table, format_table
-
-    workload = Workload(
-        **_options(args, "connections", "room_size", "messages_per_day", "everyone"),
-        **_options(args, "frame_bytes", "concurrency", "lambda_memory_mb", "segments"),
-        post_latency_seconds=args.post_latency_ms / 1000,
-        post_cpu_seconds=args.post_cpu_ms / 1000,
-    )
-    costs = cost_table(workload)
-    if args.json:
-        data: list[dict[str, Any]] = [
-            {
-                **asdict(c),
-                "per_million": c.per_million,
-                "per_day": c.per_message * args.messages_per_day,
-            }
-            for c in costs
-        ]
-        print(json.dumps(data, indent=2))
-    else:
-        print(format_table(workload, costs))
-    return 0
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(raw: str) -> float:
-    value = float(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def add_cost_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``fanout cost`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "cost",
-        help="dollars per million messages for each strategy",
-        description="Model the cost of fanning messages out with each strategy: DynamoDB read "
-        "units (from item sizes, 0.5 per 4 KB per page), API Gateway messages, Lambda time and "
-        "requests, SQS requests. Prices: us-east-1 on demand, without free tiers "
-        "(fanout_core/cost.py cites them).",
-    )
-    parser.add_argument("--connections", type=_positive_int, required=True, metavar="N")
-    parser.add_argument(
-        "--room-size", type=_positive_int, required=True, metavar="K", help="members per room"
-    )
-    parser.add_argument("--messages-per-day", type=_non_negative, required=True, metavar="M")
-    parser.add_argument("--everyone", action="store_true", help="each message to everyone")
-    parser.add_argument("--frame-bytes", type=_positive_int, default=200, help="default 200")
-    parser.add_argument("--concurrency", type=_positive_int, default=32, help="default 32")
-    parser.add_argument("--post-latency-ms", type=_non_negative, default=20.0, help="default 20")
-    parser.add_argument(
-        "--post-cpu-ms", type=_non_negative, default=0.2, help="CPU per post (default 0.2)"
-    )
-    parser.add_argument("--lambda-memory-mb", type=_positive_int, default=256, help="default 256")
-    parser.add_argument("--segments", type=_positive_int, default=4, help="parallel_scan's")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.set_defaults(run=_cost)
     return parser
 
 
@@ -223,7 +156,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"fanout: {error}", file=sys.stderr)
         return 2
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
