@@ -237,7 +237,6 @@ def throughput(api: str, concurrency: int, posts: int, path: str) -> dict[str, f
     """Posts per second and CPU per post, through one delivery path."""
     targets = [Target(bench_id(i), ENDPOINT) for i in range(posts)]
     data = b'{"id":"bench","body":"' + b"x" * 100 + b'"}'
-    store = cast(ConnectionStore, None)  # no 410s here: the store is never used
     if path == "boto3 thread pool":
         client = management_client(f"{api}/prod", pool_size=concurrency)
 
@@ -255,7 +254,7 @@ def throughput(api: str, concurrency: int, posts: int, path: str) -> dict[str, f
         poster = AsyncHttpPoster(override=f"{api}/prod", pool_size=concurrency)
     else:
         poster = BotoPoster(override=f"{api}/prod", pool_size=concurrency)
-    deliverer = Deliverer(poster, on_gone=store.disconnect, concurrency=concurrency)
+    deliverer = Deliverer(poster, concurrency=concurrency)  # no 410s here: nothing to delete
     try:
         deliverer.deliver_targets(targets[:200], data, FanoutResult("t", None, "warm"))
         result = FanoutResult("t", None, "m")
@@ -264,9 +263,7 @@ def throughput(api: str, concurrency: int, posts: int, path: str) -> dict[str, f
         elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     finally:
         deliverer.close()
-        close = getattr(poster, "close", None)
-        if close is not None:
-            close()
+        poster.close()
     if result.delivered != posts:
         raise SystemExit(f"{path}: {result.delivered} of {posts} delivered: {result.summary()}")
     return {"posts_per_second": posts / elapsed, "cpu_ms_per_post": cpu / posts * 1000}
