@@ -57,9 +57,9 @@ class Deliverer:
         self._cleanup: ThreadPoolExecutor | None = None
         self._loop = LoopThread("fanout-post-loop")
         self._build_lock = threading.Lock()
-        # Held while a post is handed to the loop, and by close() to stop that for good.
+        # Held while a post is handed to the loop, and by close() while it stops the loop: a
+        # fan-out that outlives its loop then sees a new one (or none) and ends.
         self._schedule_lock = threading.Lock()
-        self._closed = False
 
     def deliver(self, pages: Iterable[Page], data: bytes, result: FanoutResult) -> None:
         """Post ``data`` to every target of every page; count pages and posts in ``result``."""
@@ -94,7 +94,7 @@ class Deliverer:
                 slots.acquire()
                 try:
                     with self._schedule_lock:
-                        if self._closed:
+                        if self._loop.current is not loop:
                             raise RuntimeError("the Deliverer was closed during a fan-out")
                         future = asyncio.run_coroutine_threadsafe(
                             self._deliver_one(post, target, data, result), loop
@@ -201,13 +201,9 @@ class Deliverer:
     def close(self) -> None:
         """Stop the loop and the threads; close the loop's connections. Usable again after."""
         with self._schedule_lock:
-            self._closed = True
-        self._loop.stop(self._shutdown_loop)
+            self._loop.stop(self._shutdown_loop)
         for attribute in ("_posts", "_cleanup"):
             pool = getattr(self, attribute)
             if pool is not None:
                 pool.shutdown(wait=True)
                 setattr(self, attribute, None)
-        with self._schedule_lock:
-            # A fan-out still holding the old loop fails fast; a new one builds a new loop.
-            self._closed = False

@@ -20,6 +20,11 @@ class LoopThread:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
+    @property
+    def current(self) -> asyncio.AbstractEventLoop | None:
+        """The running loop, or None: nothing is started."""
+        return self._loop
+
     def get(self) -> asyncio.AbstractEventLoop:
         """The running loop, started now if it is not."""
         if self._loop is None:
