@@ -21,6 +21,8 @@ DEFAULT_SEGMENTS = 4
 DEFAULT_MAX_ATTEMPTS = 5
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*")
+DEFAULT_POLICY = "open"
 
 
 def _int_var(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
@@ -48,6 +50,38 @@ def _endpoint_var(env: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
+def _bool_var(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """``count`` sends in any ``seconds`` (``FANOUT_RATE_LIMIT=COUNT/SECONDS``)."""
+
+    count: int
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 < self.seconds <= 86_400:
+            raise ConfigError("FANOUT_RATE_LIMIT", f"{self.count}/{self.seconds} is no rate")
+
+    @classmethod
+    def parse(cls, raw: str) -> RateLimit:
+        """``"10/1"``: ten sends a second."""
+        match = _RATE.fullmatch(raw)
+        if match is None:
+            raise ConfigError("FANOUT_RATE_LIMIT", f"expected COUNT/SECONDS, got {raw!r}")
+        return cls(int(match.group(1)), float(match.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.seconds:g}"
+
+
 def is_loopback(url: str | None) -> bool:
     """True for an endpoint on this machine (a local backend, not AWS)."""
     return url is not None and urlsplit(url).hostname in _LOOPBACK_HOSTS
@@ -69,6 +103,9 @@ class FanoutConfig:
     queue_url: str | None = None  # sqs_batched's queue
     sqs_endpoint: str | None = None
     management_endpoint: str | None = None  # overrides every connection's callback URL
+    policy: str = DEFAULT_POLICY  # a built-in policy's name, or package.module:function
+    rate_limit: RateLimit | None = None  # per connection, on sendMessage; None: off
+    presence_events: bool = False  # post presence.join / presence.leave to a room's members
 
     def __post_init__(self) -> None:
         if not _TABLE_NAME.fullmatch(self.table):
@@ -109,4 +146,11 @@ class FanoutConfig:
             management_endpoint=_endpoint_var(
                 env, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "AWS_ENDPOINT_URL"
             ),
+            policy=env.get("FANOUT_POLICY", "").strip() or DEFAULT_POLICY,
+            rate_limit=(
+                RateLimit.parse(env["FANOUT_RATE_LIMIT"])
+                if env.get("FANOUT_RATE_LIMIT", "").strip()
+                else None
+            ),
+            presence_events=_bool_var(env, "FANOUT_PRESENCE_EVENTS"),
         )

@@ -261,6 +261,7 @@ class Workload:
     lambda_memory_mb: int = 256  # template.yaml's MemorySize
     segments: int = 4
     sizes: ItemSizes = field(default_factory=ItemSizes.sample)
+    rate_limit: bool = False  # FANOUT_RATE_LIMIT: the sender's bucket, one write per send
 
 
 @dataclass(frozen=True)
@@ -275,6 +276,7 @@ class StrategyCost:
     lambda_invocations: int
     lambda_gb_seconds: float
     dollars: dict[str, float]  # per message, by service
+    write_units: float = 0.0  # besides the fan-out's: the send bucket
 
     @property
     def per_message(self) -> float:
@@ -334,14 +336,29 @@ def strategy_cost(strategy: str, workload: Workload) -> StrategyCost:
     else:
         # Pages are read while earlier targets are posted: the longer of the two is billed.
         gb_seconds = max(read_seconds, _post_seconds(posts, workload)) * memory_gb
+    # The bucket row is under 1 KB: one write unit per send, passed or not (a refused
+    # conditional update is billed too). A burst sends a second update: not modelled.
+    write_units = 1.0 if workload.rate_limit else 0.0
     dollars = {
-        "dynamodb": reads.read_units * DYNAMODB_READ_PER_MILLION_RRU / 1e6,
+        "dynamodb": (
+            reads.read_units * DYNAMODB_READ_PER_MILLION_RRU
+            + write_units * DYNAMODB_WRITE_PER_MILLION_WRU
+        )
+        / 1e6,
         "apigateway": apigw_messages * APIGW_MESSAGE_PER_MILLION / 1e6,
         "lambda": invocations * LAMBDA_REQUEST_PER_MILLION / 1e6 + gb_seconds * LAMBDA_GB_SECOND,
         "sqs": sqs_requests * SQS_REQUEST_PER_MILLION / 1e6,
     }
     return StrategyCost(
-        strategy, reads, posts, apigw_messages, sqs_requests, invocations, gb_seconds, dollars
+        strategy,
+        reads,
+        posts,
+        apigw_messages,
+        sqs_requests,
+        invocations,
+        gb_seconds,
+        dollars,
+        write_units,
     )
 
 
@@ -354,33 +371,3 @@ def connection_minutes_per_day(workload: Workload) -> tuple[float, float]:
 def cost_table(workload: Workload) -> list[StrategyCost]:
     """The model for every built-in strategy."""
     return [strategy_cost(name, workload) for name in STRATEGIES]
-
-
-def format_table(workload: Workload, costs: list[StrategyCost]) -> str:
-    """A Markdown table of ``costs``."""
-    audience = "everyone" if workload.everyone else f"a room of {workload.room_size:,}"
-    lines = [
-        f"{workload.connections:,} connections, each message to {audience}, "
-        f"{workload.messages_per_day:,.0f} messages a day (us-east-1, on demand, no free tier)",
-        "",
-        "| strategy | read units / msg | DynamoDB requests / msg | posts / msg "
-        "| SQS requests / msg | Lambda GB-s / msg | DynamoDB $ | API Gateway $ | Lambda $ | SQS $ "
-        "| $ / million msgs | $ / day |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for c in costs:
-        per_million = {k: v * 1e6 for k, v in c.dollars.items()}
-        lines.append(
-            f"| {c.strategy} | {c.reads.read_units:,.1f} | {c.reads.requests:,} | {c.posts:,} "
-            f"| {c.sqs_requests:,} | {c.lambda_gb_seconds:.4f} | {per_million['dynamodb']:,.2f} "
-            f"| {per_million['apigateway']:,.2f} | {per_million['lambda']:,.2f} "
-            f"| {per_million['sqs']:,.2f} | {c.per_million:,.2f} "
-            f"| {c.per_message * workload.messages_per_day:,.2f} |"
-        )
-    minutes, dollars = connection_minutes_per_day(workload)
-    lines += [
-        "",
-        "Service columns are dollars per million messages. Connection minutes, the same for every "
-        f"strategy: {minutes:,.0f} a day if all stay connected, ${dollars:,.2f} a day.",
-    ]
-    return "\n".join(lines)

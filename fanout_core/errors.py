@@ -99,3 +99,25 @@ class NotAMemberError(FanoutError):
         super().__init__(f"connection {connection_id!r} is not a member of room {room!r}")
         self.connection_id = connection_id
         self.room = room
+
+
+class ForbiddenError(FanoutError):
+    """The access policy denied the action: answered 403 ``forbidden`` with its reason."""
+
+    def __init__(self, action: str, reason: str) -> None:
+        super().__init__(reason)
+        self.action = action
+        self.reason = reason
+
+
+class PolicyError(FanoutError):
+    """The access policy raised or answered something else than allow or deny: a 500."""
+
+
+class RateLimitedError(FanoutError):
+    """The connection sent over its rate: answered 429 ``rate_limited`` with ``retry_after``."""
+
+    def __init__(self, connection_id: str, retry_after: float) -> None:
+        super().__init__(f"too many messages; retry after {retry_after:.3f} s")
+        self.connection_id = connection_id
+        self.retry_after = retry_after

@@ -6,7 +6,7 @@ import base64
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fanout_core import keys
@@ -35,6 +35,9 @@ class WebSocketRequest:
     route_key: str
     endpoint: str  # https://{domainName}/{stage}
     principal: str | None
+    # The authorizer's context: what API Gateway put beside principalId (strings, numbers,
+    # booleans). Identity comes from here only, never from a body.
+    context: Mapping[str, str | int | float | bool] = field(default_factory=dict)
 
 
 def _mapping(value: object, what: str) -> Mapping[str, Any]:
@@ -57,12 +60,20 @@ def websocket_request(event: object) -> WebSocketRequest:
         raise RequestError(400, "malformed_event", "requestContext.stage is not a stage name")
     route_key = context.get("routeKey")
     authorizer = context.get("authorizer")
-    principal = authorizer.get("principalId") if isinstance(authorizer, Mapping) else None
+    if not isinstance(authorizer, Mapping):
+        authorizer = {}
+    principal = authorizer.get("principalId")
+    claims = {
+        str(name): value
+        for name, value in authorizer.items()
+        if name != "principalId" and isinstance(value, str | int | float | bool)
+    }
     return WebSocketRequest(
         connection_id=connection_id,
         route_key=route_key if isinstance(route_key, str) else "",
         endpoint=f"https://{domain}/{stage}",
         principal=principal if isinstance(principal, str) and principal else None,
+        context=claims,
     )
 
 

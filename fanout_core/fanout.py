@@ -100,7 +100,9 @@ class Fanout:
         )
         message = Message(None, room=room, event=validate_event(event), data=data)
         message.frame()  # TypeError and PayloadTooLargeError before the runtime is built
-        return self.runtime.strategy.fanout(message, audience)
+        result = self.runtime.strategy.fanout(message, audience)
+        self.runtime.presence.settle()  # presence.leave for connections found gone
+        return result
 
     def members(self, room: str, *, page_size: int | None = None) -> Iterator[Member]:
         """The live connections of ``room`` with their principals, read page by page."""
@@ -125,7 +127,9 @@ class Fanout:
                     continue
                 closed += outcome.status is PostStatus.OK
                 gone += outcome.status is PostStatus.GONE
-                rows += runtime.store.disconnect(target.connection_id)
+                departure = runtime.store.remove(target.connection_id)
+                rows += departure.rows
+                runtime.presence.left(departure)
         return DisconnectResult(user, found, closed, gone, failed, rows)
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from fanout_core.errors import (
     ConfigError,
+    ForbiddenError,
     InvalidConnectionIdError,
     InvalidEventError,
     InvalidPrincipalError,
@@ -22,9 +23,12 @@ from fanout_core.errors import (
     NotAMemberError,
     NotConnectedError,
     PayloadTooLargeError,
+    PolicyError,
+    RateLimitedError,
 )
 from fanout_core.events import (
     RequestError,
+    WebSocketRequest,
     json_body,
     optional_room,
     query_rooms,
@@ -32,8 +36,10 @@ from fanout_core.events import (
     websocket_request,
 )
 from fanout_core.message import DEFAULT_EVENT, Message, validate_event
+from fanout_core.policy import AccessRequest, Action, enforce
 from fanout_core.queue import process_records
-from fanout_core.runtime import get_runtime
+from fanout_core.runtime import Runtime, get_runtime
+from fanout_core.store import Departure
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ Event = dict[str, Any]
 Response = dict[str, Any]
 Handler = Callable[[Any, Any], Response]
 
-ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping")
+ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping", "presence")
 _THROTTLED = {
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
@@ -55,12 +61,12 @@ def ok() -> Response:
     return {"statusCode": 200}
 
 
-def error_response(status: int, code: str, message: str) -> Response:
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
     """A JSON error answer."""
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"error": code, "message": message}),
+        "body": json.dumps({"error": code, "message": message, **extra}),
     }
 
 
@@ -74,6 +80,19 @@ def _backend_code(error: BaseException) -> str:
     return str(code or "")
 
 
+# What each of the library's errors is answered with (the first class that matches).
+_ANSWERED: tuple[tuple[type[Exception], int, str], ...] = (
+    (InvalidRoomNameError, 400, "invalid_room"),
+    (InvalidConnectionIdError, 400, "invalid_connection_id"),
+    (InvalidPrincipalError, 400, "invalid_principal"),
+    (InvalidEventError, 400, "invalid_event"),
+    (ForbiddenError, 403, "forbidden"),
+    (NotAMemberError, 403, "not_a_member"),
+    (NotConnectedError, 403, "not_connected"),
+    (PayloadTooLargeError, 413, "payload_too_large"),
+)
+
+
 def _answers(handler: Callable[[Any], Response]) -> Handler:
     """Turn every error into the answer the client should get."""
 
@@ -83,24 +102,18 @@ def _answers(handler: Callable[[Any], Response]) -> Handler:
             return handler(event)
         except RequestError as error:
             return error_response(error.status, error.code, str(error))
-        except InvalidRoomNameError as error:
-            return error_response(400, "invalid_room", str(error))
-        except InvalidConnectionIdError as error:
-            return error_response(400, "invalid_connection_id", str(error))
-        except InvalidPrincipalError as error:
-            return error_response(400, "invalid_principal", str(error))
-        except InvalidEventError as error:
-            return error_response(400, "invalid_event", str(error))
-        except NotAMemberError as error:
-            return error_response(403, "not_a_member", str(error))
-        except NotConnectedError as error:
-            return error_response(403, "not_connected", str(error))
-        except PayloadTooLargeError as error:
-            return error_response(413, "payload_too_large", str(error))
+        except RateLimitedError as error:
+            retry_after = round(error.retry_after, 3)
+            return error_response(429, "rate_limited", str(error), retry_after=retry_after)
+        except PolicyError as error:
+            return error_response(500, "policy_failed", str(error))  # logged where it failed
         except ConfigError as error:
             log.error("misconfigured: %s", error)
             return error_response(500, "misconfigured", str(error))
         except Exception as error:
+            for kind, status, code in _ANSWERED:
+                if isinstance(error, kind):
+                    return error_response(status, code, str(error))
             if _backend_code(error) in _THROTTLED:
                 log.warning("backend throttled %s: %s", handler.__name__, error)
                 return error_response(503, "throttled", "the backend is busy; try again")
@@ -110,21 +123,49 @@ def _answers(handler: Callable[[Any], Response]) -> Handler:
     return wrapper
 
 
+def _allowed(
+    request: WebSocketRequest,
+    action: Action,
+    room: str | None = None,
+    *,
+    is_member: bool | None = None,
+) -> Runtime:
+    """The runtime, once its policy allowed ``action``; ForbiddenError or PolicyError if not."""
+    runtime = get_runtime()
+    enforce(
+        runtime.policy,
+        AccessRequest(
+            action,
+            request.connection_id,
+            request.principal,
+            request.context,
+            room,
+            is_member,
+        ),
+    )
+    return runtime
+
+
 @_answers
 def connect(event: Any) -> Response:
-    """``$connect``: store the connection, joined to ``?room=`` rooms if asked."""
+    """``$connect``: store the connection, joined to ``?room=`` rooms if asked and allowed."""
     request = websocket_request(event)
     rooms = query_rooms(event)
-    get_runtime().store.connect(
+    runtime = _allowed(request, "connect")
+    for room in rooms:  # a room denied refuses the connection: nothing is written
+        _allowed(request, "join", room)
+    runtime.store.connect(
         request.connection_id, request.endpoint, rooms=rooms, principal=request.principal
     )
+    runtime.presence.joined(request.connection_id, request.principal, rooms)
     return ok()
 
 
 @_answers
 def disconnect(event: Any) -> Response:
-    """``$disconnect``: delete the connection and all its memberships."""
-    get_runtime().store.disconnect(websocket_request(event).connection_id)
+    """``$disconnect``: delete the connection and all its rows."""
+    runtime = get_runtime()
+    runtime.presence.left(runtime.store.remove(websocket_request(event).connection_id))
     return ok()
 
 
@@ -134,7 +175,7 @@ def send_message(event: Any) -> Response:
     request = websocket_request(event)
     body = json_body(event)
     message = message_of(request.connection_id, body)
-    runtime = get_runtime()
+    runtime = _allowed(request, "send", message.room)
     if message.room is not None and not runtime.store.is_member(
         request.connection_id, message.room
     ):
@@ -143,7 +184,10 @@ def send_message(event: Any) -> Response:
         message.frame()  # over 128 KB raises PayloadTooLargeError: a 413
     except TypeError:
         raise RequestError(400, "invalid_data", "'data' holds text that is not Unicode") from None
+    if runtime.limiter is not None:  # last: a send refused for any reason costs no token
+        runtime.limiter.take(request.connection_id)
     result = runtime.strategy.fanout(message)
+    runtime.presence.settle()
     log.info("fanout %s", json.dumps(result.summary()))
     return ok()
 
@@ -173,7 +217,10 @@ def text_of(body: dict[str, Any]) -> str:
 def join_room(event: Any) -> Response:
     """``joinRoom``: add the connection to ``room``."""
     request = websocket_request(event)
-    get_runtime().store.join(request.connection_id, required_room(json_body(event)))
+    room = required_room(json_body(event))
+    runtime = _allowed(request, "join", room)
+    runtime.store.join(request.connection_id, room)
+    runtime.presence.joined(request.connection_id, request.principal, [room])
     return ok()
 
 
@@ -181,7 +228,23 @@ def join_room(event: Any) -> Response:
 def leave_room(event: Any) -> Response:
     """``leaveRoom``: remove the connection from ``room`` (fine if it was not in it)."""
     request = websocket_request(event)
-    get_runtime().store.leave(request.connection_id, required_room(json_body(event)))
+    room = required_room(json_body(event))
+    runtime = get_runtime()
+    if runtime.store.leave(request.connection_id, room):
+        runtime.presence.left(Departure(request.connection_id, request.principal, (room,), 1))
+    return ok()
+
+
+@_answers
+def presence(event: Any) -> Response:
+    """``presence``: post the room's live members to the caller, if the policy allows."""
+    request = websocket_request(event)
+    room = required_room(json_body(event))
+    runtime = get_runtime()
+    is_member = runtime.store.is_member(request.connection_id, room)
+    _allowed(request, "presence", room, is_member=is_member)
+    runtime.presence.answer(request.connection_id, request.endpoint, room)
+    runtime.presence.settle()
     return ok()
 
 
@@ -214,6 +277,7 @@ ROUTES: dict[str, Handler] = {
     "joinRoom": join_room,
     "leaveRoom": leave_room,
     "ping": ping,
+    "presence": presence,
 }
 
 
@@ -234,8 +298,10 @@ def websocket(event: Any, context: Any = None) -> Response:
 
 def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
     """SQS worker for ``sqs_batched``: post each record, report only failed ones."""
+    runtime = get_runtime()
     try:
-        response, results = process_records(event, get_runtime().deliverer)
+        response, results = process_records(event, runtime.deliverer)
+        runtime.presence.settle()
     except Exception:
         log.exception("unreadable SQS event")
         records = event.get("Records") if isinstance(event, dict) else None

@@ -34,6 +34,7 @@ EVERYONE_PREFIX = "ALL#"
 USER_PREFIX = "USER#"
 CONNECTION_SK = "CONN"
 USER_SK = "USER"  # the row that lists a connection under its principal
+RATE_SK = "RATE"  # the connection's send bucket
 
 # Every connection row is also listed under one of EVERYONE_SHARDS index partitions.
 # One partition for all connections would be a hot key: every $connect and $disconnect

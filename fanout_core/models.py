@@ -21,6 +21,7 @@ AUDIENCE_INDEX = "audience"
 CONNECTION_TYPE = "connection"
 MEMBERSHIP_TYPE = "membership"
 USER_TYPE = "user"
+RATE_TYPE = "rate"
 # What the audience index carries besides its keys: all a fan-out needs to post and to
 # skip expired rows, so a fan-out never reads the table itself.
 AUDIENCE_PROJECTED = ("type", "connection_id", "endpoint", "expires_at")
@@ -39,15 +40,17 @@ class AudienceIndex(GlobalSecondaryIndex["TableItem"]):  # type: ignore[no-untyp
 
 
 class TableItem(Model):
-    """Attributes every row has."""
+    """Attributes of the rows: every row has keys and ``expires_at``; a listed row (a
+    connection, a membership, a user's listing) also its index keys, id and endpoint."""
 
+    item_type: DiscriminatorAttribute  # "type": one per family of models (bind_models)
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
-    gsi1pk = UnicodeAttribute()
-    gsi1sk = UnicodeAttribute()
-    connection_id = UnicodeAttribute()
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    connection_id = UnicodeAttribute(null=True)
     # The callback URL of the connection's API (https://{domainName}/{stage}).
-    endpoint = UnicodeAttribute()
+    endpoint = UnicodeAttribute(null=True)
     # TTL attribute, epoch seconds. Reads filter on it: DynamoDB deletes late.
     expires_at = NumberAttribute()
     audience = AudienceIndex()
@@ -67,6 +70,12 @@ class MembershipItem(TableItem):
     joined_at = NumberAttribute()  # epoch milliseconds
 
 
+class RateItem(TableItem):
+    """A connection's send bucket (``fanout_core.ratelimit``): not listed in the index."""
+
+    tat = NumberAttribute()  # GCRA's theoretical arrival time, epoch microseconds
+
+
 class UserItem(TableItem):
     """One row per connection that has a principal: lists it under ``USER#<principal>``."""
 
@@ -81,6 +90,7 @@ class Models:
     connection: type[ConnectionItem]
     membership: type[MembershipItem]
     user: type[UserItem]
+    rate: type[RateItem]
 
 
 @lru_cache(maxsize=64)
@@ -120,16 +130,23 @@ def bind_models(
         f"Membership[{table}]", (item, MembershipItem), dict(module), discriminator=MEMBERSHIP_TYPE
     )
     user = MetaModel(f"User[{table}]", (item, UserItem), dict(module), discriminator=USER_TYPE)
+    rate = MetaModel(f"Rate[{table}]", (item, RateItem), dict(module), discriminator=RATE_TYPE)
     models = Models(
         item=cast(type[TableItem], item),
         connection=cast(type[ConnectionItem], connection),
         membership=cast(type[MembershipItem], membership),
         user=cast(type[UserItem], user),
+        rate=cast(type[RateItem], rate),
     )
     # One connection (one botocore client) for the family, not one per class: each
     # client costs a service-model load at cold start. PynamoDB keeps it on `_connection`.
     shared = models.item._get_connection()
-    for model in (models.connection, models.membership, models.user):
+    for model in (
+        models.connection,
+        models.membership,
+        models.user,
+        models.rate,
+    ):
         model._connection = shared
     return models
 

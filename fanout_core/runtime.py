@@ -9,18 +9,24 @@ from dataclasses import dataclass
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Backoff, Deliverer
 from fanout_core.delivery.posting import BotoPoster, Poster
+from fanout_core.policy import Policy, load_policy
+from fanout_core.presence import Presence
+from fanout_core.ratelimit import RateLimiter
 from fanout_core.store import Clock, ConnectionStore
 from fanout_core.strategy import FanoutStrategy, strategy_class
 
 
 @dataclass
 class Runtime:
-    """Config, store, delivery and the configured strategy."""
+    """Config, store, delivery, the configured strategy, and who may do what."""
 
     config: FanoutConfig
     store: ConnectionStore
     deliverer: Deliverer
     strategy: FanoutStrategy
+    policy: Policy
+    presence: Presence
+    limiter: RateLimiter | None = None  # FANOUT_RATE_LIMIT; None: off
 
     def close(self) -> None:
         """Stop delivery threads and close the poster's connections."""
@@ -47,18 +53,29 @@ def build_runtime(
     poster: Poster | None = None,
     clock: Clock = time.time,
     strategy: str | None = None,
+    policy: Policy | None = None,
 ) -> Runtime:
-    """A runtime from ``config`` (default: the environment); posts through ``default_poster``."""
+    """A runtime from ``config`` (default: the environment); posts through ``default_poster``.
+
+    ``policy`` replaces the one ``FANOUT_POLICY`` names.
+    """
     config = config or FanoutConfig.from_env()
     cls = strategy_class(strategy or config.strategy)  # checked before anything is built
+    policy = policy or load_policy(config.policy)
     store = ConnectionStore(config, clock=clock)
+    presence = Presence(store, events=config.presence_events)
     deliverer = Deliverer(
         poster or default_poster(config),
-        on_gone=store.disconnect,
+        on_gone=presence.gone,
         concurrency=config.concurrency,
         backoff=Backoff(attempts=config.max_attempts),
     )
-    return Runtime(config, store, deliverer, cls(store, deliverer, config))
+    fanout = cls(store, deliverer, config)
+    presence.strategy = fanout
+    limiter = None
+    if config.rate_limit is not None:
+        limiter = RateLimiter(store.models, config.rate_limit, clock)
+    return Runtime(config, store, deliverer, fanout, policy, presence, limiter)
 
 
 def _https_proxy() -> bool:

@@ -20,6 +20,7 @@ from fanout_core.models import (
     MembershipItem,
     Models,
     TableItem,
+    UserItem,
     bind_models,
     connection_row,
     membership_row,
@@ -30,6 +31,7 @@ from fanout_core.reads import AudienceReads, Clock, Member
 __all__ = [
     "Clock",
     "ConnectionStore",
+    "Departure",
     "Member",
     "Page",
     "SweepResult",
@@ -38,6 +40,16 @@ __all__ = [
 ]
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+@dataclass(frozen=True)
+class Departure:
+    """What removing a connection deleted: its rooms and principal, for presence events."""
+
+    connection_id: str
+    principal: str | None
+    rooms: tuple[str, ...]
+    rows: int
 
 
 @dataclass(frozen=True)
@@ -148,11 +160,15 @@ class ConnectionStore(AudienceReads):
             raise
 
     def disconnect(self, connection_id: str) -> int:
-        """Delete the connection and all its memberships; return how many rows went.
+        """Delete the connection and all its rows; return how many rows went.
 
         Idempotent. The connection row goes first, so a concurrent ``join`` either
         sees it gone or leaves a membership this call's query then finds.
         """
+        return self.remove(connection_id).rows
+
+    def remove(self, connection_id: str) -> Departure:
+        """``disconnect``, telling which rooms (and principal) the rows it deleted had."""
         pk = keys.connection_pk(connection_id)
         deleted = 0
         try:
@@ -168,7 +184,12 @@ class ConnectionStore(AudienceReads):
             with self.models.item.batch_write() as batch:
                 for row in rows:
                     batch.delete(row)
-        return deleted + len(rows)
+        return Departure(
+            connection_id,
+            next((row.principal for row in rows if isinstance(row, UserItem)), None),
+            tuple(row.room for row in rows if isinstance(row, MembershipItem)),
+            deleted + len(rows),
+        )
 
     def join(self, connection_id: str, room: str) -> None:
         """Add the connection to ``room``; raise NotConnectedError if it is not live."""
@@ -219,8 +240,8 @@ class ConnectionStore(AudienceReads):
             raise
         item = self.models.item
         for row in item.query(pk, consistent_read=True):
-            if row.sk == keys.CONNECTION_SK:
-                continue  # updated above, under its own condition
+            if row.sk in (keys.CONNECTION_SK, keys.RATE_SK):
+                continue  # the connection row is updated above; a send bucket keeps its own
             try:
                 # A membership left meanwhile must not come back as a bare TTL row.
                 row.update(actions=[item.expires_at.set(expires_at)], condition=item.pk.exists())

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import uuid
 
+import pytest
+
 
 def run_fanout(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -63,3 +65,30 @@ def test_help_explains_itself() -> None:
     assert "table" in result.stdout
     result = run_fanout("table", "create", "--help", env=clean_env())
     assert "idempotent" in result.stdout.lower() or "already exists" in result.stdout
+
+
+@pytest.mark.server  # `fanout demo` runs a WebSocket API, a Management API and moto
+def test_demo_under_a_policy_shows_a_denied_join() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "fanout_core.cli", "demo", "--policy", "owner_rooms"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "403 forbidden: room 'backstage' is not one of this connection's rooms" in done.stdout
+    assert "step 8 / 8" in done.stdout
+
+
+def test_bad_access_options_fail_before_anything_starts() -> None:
+    for args in (["serve", "--policy", "nope"], ["serve", "--rate-limit", "10"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "fanout_core.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert "FANOUT_" in done.stderr

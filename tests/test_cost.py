@@ -158,3 +158,18 @@ def test_cost_command(capsys: pytest.CaptureFixture[str]) -> None:
         parser.parse_args(
             ["cost", "--connections", "0", "--room-size", "1", "--messages-per-day", "1"]
         )
+
+
+def test_a_rate_limit_costs_one_write_unit_per_send() -> None:
+    plain = Workload(connections=1_000, room_size=10, messages_per_day=1, sizes=SIZES)
+    limited = Workload(
+        connections=1_000, room_size=10, messages_per_day=1, sizes=SIZES, rate_limit=True
+    )
+    before, after = strategy_cost("gsi_query", plain), strategy_cost("gsi_query", limited)
+    assert (before.write_units, after.write_units) == (0.0, 1.0)
+    assert after.dollars["dynamodb"] - before.dollars["dynamodb"] == pytest.approx(0.625 / 1e6)
+    parser = argparse.ArgumentParser()
+    cli.add_cost_command(parser.add_subparsers())
+    common = ["--connections", "10", "--room-size", "5", "--messages-per-day", "2"]
+    args = parser.parse_args(["cost", *common, "--rate-limit", "--json"])
+    assert args.run(args) == 0

@@ -58,6 +58,7 @@ from tests.support.machine import (
     MAX_ATTEMPTS,
     POST_TIMEOUT,
     PROPERTY_BACKENDS,
+    ChatMachine,
     FanoutMachine,
     error_of,
     machine_for,
@@ -86,10 +87,10 @@ FAULT_EXAMPLES = 0.1  # per strategy and backend: fast 10, thorough 100 (a timeo
 POST_FAULTS = ["429", "500", "429-any", "500-any", "timeout", "timeout-any", "410"]
 
 
-class FaultyMachine(FanoutMachine):
-    """The base machine plus Management API, DynamoDB and SQS worker faults."""
+class FaultyMachine(ChatMachine):
+    """The chat machine plus Management API, DynamoDB and SQS worker faults."""
 
-    STEPS = (*FanoutMachine.STEPS, "chat_through_post_fault", "throttle")
+    STEPS = (*ChatMachine.STEPS, "chat_through_post_fault", "throttle")
     FAULTED_SENDS = ("chat_through_post_fault", "chat_through_worker_crash")
     answered: ClassVar[Counter[str]]  # over every run of a test: operation -> errors answered
 

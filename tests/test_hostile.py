@@ -61,6 +61,8 @@ DOCUMENTED_ERRORS = {
     "invalid_data",
     "missing_room",
     "not_a_member",
+    "forbidden",
+    "rate_limited",
     "not_connected",
     "payload_too_large",
     "unknown_action",
@@ -72,6 +74,7 @@ HANDLERS: dict[str, handlers.Handler] = {
     "join_room": handlers.join_room,
     "leave_room": handlers.leave_room,
     "ping": handlers.ping,
+    "presence": handlers.presence,
     "default": handlers.default,
     "websocket": handlers.websocket,
 }
@@ -82,6 +85,7 @@ ROUTE_OF = {
     "join_room": "joinRoom",
     "leave_room": "leaveRoom",
     "ping": "ping",
+    "presence": "presence",
     "default": "$default",
 }
 NAME_OF = {route: name for name, route in ROUTE_OF.items()}
@@ -255,6 +259,18 @@ def assert_effect(env: Env, name: str, event: Any, before_items: list[Item]) -> 
         assert (membership in after) == (name == "join_room")
         assert after ^ before <= {membership}
         return name
+    if name == "presence":
+        room = body_of(event)["room"]
+        assert cid in audience_of(room), f"{cid}, no member of {room}, was told its presence"
+        if cid == C:  # dropped: the answer met a 410, which deleted its rows
+            assert after_items == items_after_send(before_items, {C})
+            return name
+        (frame,) = env.frames(cid)
+        members = {m["connection_id"] for m in frame["members"]}
+        assert members == audience_of(room), frame
+        assert (frame["event"], frame["count"]) == ("presence", len(members))
+        assert after_items == before_items
+        return name
     if name == "ping":
         (row,) = [i for i in after_items if (owner(i), i["sk"]["S"]) == (cid, "CONN")]
         assert int(row["expires_at"]["N"]) == int(env.clock.now) + TTL
@@ -307,6 +323,7 @@ ACCEPTED_EXAMPLES: dict[str, list[dict[str, Any]]] = {
     "join_room": [message_event(A, _body("joinRoom", room="r-1"))],
     "leave_room": [message_event(B, _body("leaveRoom", room="r-1"))],
     "ping": [message_event(A, _body("ping"))],
+    "presence": [message_event(B, _body("presence", room="r-1"))],
     "send_message": [
         message_event(A, _body("sendMessage", text="to all")),
         message_event(B, _body("sendMessage", text="to r-1", room="r-1")),
@@ -325,6 +342,7 @@ ACCEPTED_PATHS: dict[str, set[str]] = {
     "join_room": {"join_room"},
     "leave_room": {"leave_room"},
     "ping": {"ping"},
+    "presence": {"presence"},
     "send_message": {"send_message to everyone", "send_message to a room"},
     "default": set(),
 }

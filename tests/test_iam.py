@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from fanout_core import handlers
+from fanout_core.config import RateLimit
 from fanout_core.fanout import Fanout
 from fanout_core.local.management_api import LocalManagementApi
 from strategies.sqs_batched import SqsBatched
@@ -21,7 +22,7 @@ from tests.support.backends import STRATEGIES, Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.harness import Chat, make_chat
-from tests.test_template import EXPECTED_ACTIONS, PUBLISHER_ACTIONS
+from tests.test_template import PUBLISHER_ACTIONS, expected_actions
 
 # Calls the event source mapping makes for the worker, not the worker's own code.
 _SQS_ACTION = {"SendMessageBatch": "SendMessage", "SendMessage": "SendMessage"}
@@ -60,20 +61,25 @@ def drain_as_worker(chat: Chat, recorder: Recorder) -> None:
             recorder.current = ""
 
 
+@pytest.mark.parametrize("settings", ["defaults", "presence events and a rate limit"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_handlers_call_only_what_their_policy_allows(
     strategy: str,
+    settings: str,
     local_api: LocalManagementApi,
     clock: FakeClock,
     moto_server_url: str,
     dynalite_url: str,
 ) -> None:
+    extras = settings != "defaults"
     chat: Chat = make_chat(
         Backend("dynalite", dynalite_url),
         local_api,
         clock,
         strategy,
         sqs_endpoint=moto_server_url,
+        presence_events=extras,
+        rate_limit=RateLimit(100, 1) if extras else None,
     )
     recorder = Recorder()
     client = chat.runtime.store.models.item._get_connection().connection.client
@@ -92,6 +98,9 @@ def test_handlers_call_only_what_their_policy_allows(
     assert recorder.run("leave_room", leave) == {"statusCode": 200}
     assert recorder.run("ping", message_event(a, {"action": "ping"})) == {"statusCode": 200}
     assert recorder.run("default", message_event(a, {"action": "x"}))["statusCode"] == 400
+    ask = message_event(a, {"action": "presence", "room": "r"})
+    assert recorder.run("presence", ask) == {"statusCode": 200}
+    drain_as_worker(chat, recorder)
 
     local_api.connections.close(b)  # gone: the room fan-out meets 410
     local_api.connections.close(c)  # gone: the everyone fan-out meets 410
@@ -108,8 +117,9 @@ def test_handlers_call_only_what_their_policy_allows(
     assert recorder.run("sweep", {}) == {"connections": 1, "memberships": 1}
 
     recorder.calls.pop("", None)  # the test's own reads
+    expected = expected_actions(presence_events=extras, rate_limit=extras)
     for handler, calls in recorder.calls.items():
-        allowed = EXPECTED_ACTIONS[handler]
+        allowed = expected[handler]
         for action, on_index in calls:
             assert action in allowed, f"{handler} calls {action}, which its policy denies"
             if on_index:
@@ -122,6 +132,15 @@ def test_handlers_call_only_what_their_policy_allows(
     assert {"dynamodb:GetItem", "dynamodb:PutItem"} <= made["join_room"]
     assert "dynamodb:UpdateItem" in made["ping"]
     assert "default" not in made
+    assert {"dynamodb:GetItem", "dynamodb:BatchGetItem"} <= made["presence"]
+    if extras:
+        assert "dynamodb:UpdateItem" in made["send_message"]  # the send bucket
+        # presence.join / presence.leave fan-outs from the handlers that see joins and leaves:
+        # each reads the room (a room nobody else is in is posted nothing).
+        scans = strategy in ("full_scan", "parallel_scan")
+        fanned = "dynamodb:Scan" if scans else "dynamodb:Query"
+        for handler in ("connect", "join_room", "leave_room", "disconnect"):
+            assert fanned in made[handler], (handler, made[handler])
     cleanup = made["sqs_worker"] if chat.pump is not None else made["send_message"]
     assert {"dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"} <= cleanup
     if strategy == "sqs_batched":

@@ -17,12 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Deliverer that uses both.
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "config", "keys", "audience", "message"),
-    ("models", "result"),
+    ("models", "result", "policy"),
     ("delivery.backoff", "delivery.posting", "delivery._private", "delivery.loop"),
     ("delivery.http_poster",),
     ("delivery.deliverer", "delivery"),
-    ("reads", "store"),
+    ("reads", "store", "ratelimit"),
     ("strategy", "queue", "strategies"),
+    ("presence",),
     ("runtime", "table", "cost"),
     ("fanout",),
     ("events", "handlers"),

@@ -339,3 +339,48 @@ def test_a_second_process_publishes_to_served_clients(strategy: str) -> None:
                 await ws.close()
 
     run(scenario())
+
+
+def test_policy_rate_limit_and_presence_on_fanout_serve() -> None:
+    """owner_rooms, 2 sends a minute and presence events, as `fanout serve` runs them."""
+    settings = {
+        "FANOUT_POLICY": "owner_rooms",
+        "FANOUT_RATE_LIMIT": "2/60",
+        "FANOUT_PRESENCE_EVENTS": "true",
+    }
+
+    async def scenario() -> None:
+        async with LocalDeployment(
+            port=0, authorizer=authorizers.by_token, settings=settings
+        ) as deployment:
+            alice, alice_id = await open_client(deployment, "?token=alice&room=lobby")
+            await send(alice, action="joinRoom", room="payroll")
+            refused = await frame(alice)
+            assert (refused["error"], refused["message"]) == (
+                "forbidden",
+                "room 'payroll' is not one of this connection's rooms",
+            )
+            await send(alice, action="sendMessage", text="to all")
+            assert (await frame(alice))["error"] == "forbidden"
+            bob, bob_id = await open_client(deployment, "?token=bob&room=lobby")
+            joined = await frame(alice)
+            assert (joined["event"], joined["data"]["connection_id"]) == ("presence.join", bob_id)
+            await send(alice, action="presence", room="lobby")
+            listed = await frame(alice)
+            assert listed["event"] == "presence"
+            assert {m["connection_id"] for m in listed["members"]} == {alice_id, bob_id}
+            for n in range(2):
+                await send(alice, action="sendMessage", text=f"m{n}", room="lobby")
+                assert (await frame(alice))["body"] == f"m{n}"
+                assert (await frame(bob))["body"] == f"m{n}"
+            await send(alice, action="sendMessage", text="m2", room="lobby")
+            limited = await frame(alice)
+            assert limited["error"] == "rate_limited"
+            assert 0 < limited["retry_after"] <= 30
+            await no_frame(bob)
+            await bob.close()
+            left = await frame(alice)
+            assert (left["event"], left["data"]["connection_id"]) == ("presence.leave", bob_id)
+            await alice.close()
+
+    run(scenario())

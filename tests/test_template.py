@@ -102,7 +102,48 @@ EXPECTED_ACTIONS: dict[str, dict[str, frozenset[str]]] = {
         "dynamodb:Query": TABLE,
         "dynamodb:BatchWriteItem": TABLE,
     },
+    "presence": {
+        "dynamodb:GetItem": TABLE,  # the caller's membership
+        "dynamodb:Query": TABLE_AND_INDEX,  # the room's members; 410 cleanup
+        "dynamodb:BatchGetItem": TABLE,  # their principals
+        "dynamodb:DeleteItem": TABLE,  # 410 cleanup
+        "dynamodb:BatchWriteItem": TABLE,
+        "execute-api:ManageConnections": CONNECTIONS,
+    },
 }
+
+# What the conditional statements add: a fan-out of presence.join / presence.leave from the
+# handlers that see someone join or leave (PresenceEvents=true), and the send bucket
+# (RateLimit set).
+FANOUT_ACTIONS: dict[str, frozenset[str]] = {
+    "dynamodb:Query": TABLE_AND_INDEX,
+    "dynamodb:Scan": TABLE,
+    "dynamodb:DeleteItem": TABLE,
+    "dynamodb:BatchWriteItem": TABLE,
+    "sqs:SendMessage": QUEUE,
+    "execute-api:ManageConnections": CONNECTIONS,
+}
+WITH_PRESENCE_EVENTS: dict[str, dict[str, frozenset[str]]] = {
+    **dict.fromkeys(("connect", "disconnect", "join_room", "leave_room"), FANOUT_ACTIONS),
+    "presence": {"dynamodb:Scan": TABLE, "sqs:SendMessage": QUEUE},
+    "sqs_worker": {"dynamodb:Query": frozenset({"index"}), "sqs:SendMessage": QUEUE},
+}
+WITH_RATE_LIMIT: dict[str, dict[str, frozenset[str]]] = {
+    "send_message": {"dynamodb:UpdateItem": TABLE},
+}
+
+
+def expected_actions(
+    *, presence_events: bool, rate_limit: bool
+) -> dict[str, dict[str, frozenset[str]]]:
+    """EXPECTED_ACTIONS with what the two settings add."""
+    expected = {handler: dict(actions) for handler, actions in EXPECTED_ACTIONS.items()}
+    for on, extra in ((presence_events, WITH_PRESENCE_EVENTS), (rate_limit, WITH_RATE_LIMIT)):
+        for handler, actions in extra.items() if on else ():
+            for action, resources in actions.items():
+                expected[handler][action] = expected[handler].get(action, frozenset()) | resources
+    return expected
+
 
 # What a function of the user's may do with PublisherPolicy: what Fanout.publish (every
 # strategy, every audience, 410 cleanup), members and disconnect_user call.
@@ -356,6 +397,14 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
     assert parameters["Concurrency"]["Default"] == defaults.DEFAULT_CONCURRENCY
     assert parameters["Segments"]["Default"] == defaults.DEFAULT_SEGMENTS
     assert parameters["TtlSeconds"]["Default"] == defaults.DEFAULT_TTL_SECONDS
+    assert parameters["Policy"]["Default"] == defaults.DEFAULT_POLICY
+    assert parameters["RateLimit"]["Default"] == ""
+    assert parameters["PresenceEvents"]["AllowedValues"] == ["false", "true"]
+    pattern = re.compile(parameters["RateLimit"]["AllowedPattern"])
+    for value in ("", "10/1", "3/0.5"):
+        assert pattern.fullmatch(value)
+        if value:
+            defaults.RateLimit.parse(value)  # what the template accepts, the library reads
     variables = source["Globals"]["Function"]["Environment"]["Variables"]
     assert variables == {
         "FANOUT_TABLE": {"Ref": "Table"},
@@ -364,6 +413,9 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
         "FANOUT_SEGMENTS": {"Ref": "Segments"},
         "FANOUT_TTL_SECONDS": {"Ref": "TtlSeconds"},
         "FANOUT_QUEUE_URL": {"Ref": "Queue"},
+        "FANOUT_POLICY": {"Ref": "Policy"},
+        "FANOUT_RATE_LIMIT": {"Ref": "RateLimit"},
+        "FANOUT_PRESENCE_EVENTS": {"Ref": "PresenceEvents"},
     }
 
 
@@ -405,8 +457,25 @@ def _managed_arn(value: Any) -> str:
     return str(value)
 
 
-def granted_actions(template: dict[str, Any]) -> dict[str, dict[str, frozenset[str]]]:
-    """Handler -> action -> resource names, from each function's role."""
+def resolve_conditions(value: Any, conditions: dict[str, bool]) -> Any:
+    """``value`` with every Fn::If decided and every AWS::NoValue dropped."""
+    if isinstance(value, dict):
+        if set(value) == {"Fn::If"}:
+            name, when_true, when_false = value["Fn::If"]
+            return resolve_conditions(when_true if conditions[name] else when_false, conditions)
+        return {k: resolve_conditions(v, conditions) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [resolve_conditions(v, conditions) for v in value]
+        return [item for item in items if item != {"Ref": "AWS::NoValue"}]
+    return value
+
+
+def granted_actions(
+    template: dict[str, Any], *, presence_events: bool = False, rate_limit: bool = False
+) -> dict[str, dict[str, frozenset[str]]]:
+    """Handler -> action -> resource names, from each function's role, for the settings."""
+    conditions = {"PresenceEventsOn": presence_events, "RateLimitOn": rate_limit}
+    template = resolve_conditions(template, conditions)
     roles = of_type(template, "AWS::IAM::Role")
     granted: dict[str, dict[str, frozenset[str]]] = {}
     for function_id, handler in function_handlers(template).items():
@@ -443,6 +512,15 @@ def statement_actions(statements: list[Any], where: str) -> dict[str, frozenset[
 
 def test_each_function_may_do_exactly_what_its_handler_does(transformed: dict[str, Any]) -> None:
     assert granted_actions(transformed) == EXPECTED_ACTIONS
+
+
+@pytest.mark.parametrize("presence_events", [False, True])
+@pytest.mark.parametrize("rate_limit", [False, True])
+def test_presence_events_and_the_rate_limit_grant_exactly_what_they_call(
+    transformed: dict[str, Any], presence_events: bool, rate_limit: bool
+) -> None:
+    granted = granted_actions(transformed, presence_events=presence_events, rate_limit=rate_limit)
+    assert granted == expected_actions(presence_events=presence_events, rate_limit=rate_limit)
 
 
 def test_publisher_policy_allows_exactly_what_fanout_calls(transformed: dict[str, Any]) -> None:

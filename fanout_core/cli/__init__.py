@@ -40,16 +40,35 @@ def _serve(args: argparse.Namespace) -> int:
     deployment = LocalDeployment(
         **options(args, "host", "port", "management_port", "stage", "handlers", "authorizer"),
         **options(args, "dynamodb_endpoint", "strategy", "idle_timeout", "max_lifetime"),
+        settings=access_settings(args),
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(deployment, lambda line: print(line, flush=True)))
     return 0
 
 
+def access_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The FANOUT_* variables the access options ask for (checked as the handlers read them)."""
+    from fanout_core.config import FanoutConfig
+
+    settings = {}
+    if args.policy:
+        settings["FANOUT_POLICY"] = args.policy
+    if getattr(args, "rate_limit", None):
+        settings["FANOUT_RATE_LIMIT"] = args.rate_limit
+    if getattr(args, "presence_events", False):
+        settings["FANOUT_PRESENCE_EVENTS"] = "true"
+    config = FanoutConfig.from_env(settings)  # a bad value fails here, before anything runs
+    from fanout_core.policy import load_policy
+
+    load_policy(config.policy)
+    return settings
+
+
 def _demo(args: argparse.Namespace) -> int:
     from fanout_core.local.demo import run_demo
 
-    return run_demo(args.connect, args.send, args.strategy)
+    return run_demo(args.connect, args.send, args.strategy, settings=access_settings(args))
 
 
 def _needs_local_extra(error: ImportError) -> int:
@@ -119,6 +138,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-lifetime", type=float, default=7200, help="seconds (default %(default)s, as AWS)"
     )
     serve.add_argument(
+        "--policy",
+        metavar="NAME_OR_MODULE:FUNCTION",
+        help="who may connect, join, send and ask presence: open (default), authenticated, "
+        "owner_rooms, or package.module:function (FANOUT_POLICY)",
+    )
+    serve.add_argument(
+        "--rate-limit", metavar="COUNT/SECONDS", help="per connection (FANOUT_RATE_LIMIT)"
+    )
+    serve.add_argument(
+        "--presence-events",
+        action="store_true",
+        help="post presence.join / presence.leave to rooms (FANOUT_PRESENCE_EVENTS)",
+    )
+    serve.add_argument(
         "--authorizer",
         metavar="MODULE:FUNCTION",
         help="a $connect REQUEST authorizer: its principalId and context reach every event",
@@ -136,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--connect", type=int, default=2, metavar="N", help="clients")
     demo.add_argument("--send", type=int, default=1, metavar="M", help="messages")
     demo.add_argument("--strategy", help="full_scan, gsi_query, parallel_scan or sqs_batched")
+    demo.add_argument(
+        "--policy",
+        metavar="NAME_OR_MODULE:FUNCTION",
+        help="run under this policy, each client with a principal and a rooms claim; one "
+        "more stage shows a join it denies",
+    )
     demo.set_defaults(run=_demo)
 
     add_publish_commands(commands)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fanout_core.cli.arguments import non_negative, options, positive_int
 
+if TYPE_CHECKING:
+    from fanout_core.cost import StrategyCost, Workload
+
 
 def _cost(args: argparse.Namespace) -> int:
-    from fanout_core.cost import Workload, cost_table, format_table
+    from fanout_core.cost import Workload, cost_table
 
     workload = Workload(
         **options(args, "connections", "room_size", "messages_per_day", "everyone"),
         **options(args, "frame_bytes", "concurrency", "lambda_memory_mb", "segments"),
         post_latency_seconds=args.post_latency_ms / 1000,
         post_cpu_seconds=args.post_cpu_ms / 1000,
+        rate_limit=args.rate_limit,
     )
     costs = cost_table(workload)
     if args.json:
@@ -59,6 +63,42 @@ def add_cost_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--lambda-memory-mb", type=positive_int, default=256, help="default 256")
     parser.add_argument("--segments", type=positive_int, default=4, help="parallel_scan's")
+    parser.add_argument(
+        "--rate-limit", action="store_true", help="with FANOUT_RATE_LIMIT: a write per send"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=_cost)
     return parser
+
+
+def format_table(workload: Workload, costs: list[StrategyCost]) -> str:
+    """A Markdown table of ``costs``."""
+    audience = "everyone" if workload.everyone else f"a room of {workload.room_size:,}"
+    lines = [
+        f"{workload.connections:,} connections, each message to {audience}, "
+        f"{workload.messages_per_day:,.0f} messages a day (us-east-1, on demand, no free tier)",
+        "",
+        "| strategy | read units / msg | write units / msg | DynamoDB requests / msg | posts / msg "
+        "| SQS requests / msg | Lambda GB-s / msg | DynamoDB $ | API Gateway $ | Lambda $ | SQS $ "
+        "| $ / million msgs | $ / day |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in costs:
+        per_million = {k: v * 1e6 for k, v in c.dollars.items()}
+        lines.append(
+            f"| {c.strategy} | {c.reads.read_units:,.1f} | {c.write_units:,.1f} "
+            f"| {c.reads.requests:,} | {c.posts:,} "
+            f"| {c.sqs_requests:,} | {c.lambda_gb_seconds:.4f} | {per_million['dynamodb']:,.2f} "
+            f"| {per_million['apigateway']:,.2f} | {per_million['lambda']:,.2f} "
+            f"| {per_million['sqs']:,.2f} | {c.per_million:,.2f} "
+            f"| {c.per_message * workload.messages_per_day:,.2f} |"
+        )
+    from fanout_core.cost import connection_minutes_per_day
+
+    minutes, dollars = connection_minutes_per_day(workload)
+    lines += [
+        "",
+        "Service columns are dollars per million messages. Connection minutes, the same for every "
+        f"strategy: {minutes:,.0f} a day if all stay connected, ${dollars:,.2f} a day.",
+    ]
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from rich.text import Text
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from fanout_core import handlers
 from fanout_core.local.gateway import GatewayEvent
 from fanout_core.local.serve import LocalDeployment
 
@@ -39,6 +40,7 @@ class DemoClient:
     expected: list[str] = field(default_factory=list)
     live: bool = True
     reader: asyncio.Task[None] | None = None
+    errors: list[dict[str, Any]] = field(default_factory=list)  # answers to refused requests
 
     async def read(self) -> None:
         try:
@@ -46,14 +48,42 @@ class DemoClient:
                 frame = json.loads(raw)
                 if isinstance(frame, dict) and "body" in frame:
                     self.inbox.append(frame)
+                elif isinstance(frame, dict) and "error" in frame:
+                    self.errors.append(frame)
         except ConnectionClosed:
             pass
+
+
+DEMO_ROOM = "lobby"
+
+
+def demo_authorizer(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """What the demo's clients sign in with under a policy: a principal, rooms: lobby."""
+    name = (event.get("queryStringParameters") or {}).get("name", "anonymous")
+    return {
+        "principalId": f"demo-{name}",
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": event["methodArn"]}
+            ],
+        },
+        "context": {"rooms": DEMO_ROOM},
+    }
 
 
 class Demo:
     """The walkthrough; ``run`` returns the process exit code."""
 
-    def __init__(self, connect: int, send: int, *, strategy: str | None, console: Console) -> None:
+    def __init__(
+        self,
+        connect: int,
+        send: int,
+        *,
+        strategy: str | None,
+        console: Console,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         if connect < 1 or send < 0:
             raise ValueError("--connect must be at least 1 and --send at least 0")
         self.n = connect
@@ -62,11 +92,20 @@ class Demo:
         self.console = console
         self.clients: list[DemoClient] = []
         self.step = 0
-        # N connects, a send and a delivery stage per message, then drop, 410, self-clean.
-        self.total = connect + 2 * send + 3
+        # Under a policy, clients sign in (a principal, rooms: lobby) and talk in the lobby.
+        self.policy = (settings or {}).get("FANOUT_POLICY")
+        self.room = DEMO_ROOM if self.policy else None
+        # N connects, a send and a delivery stage per message, then drop, 410, self-clean;
+        # under a policy, a join it denies.
+        self.total = connect + 2 * send + 3 + (1 if self.policy else 0)
         self.lambdas: list[str] = []
         self.posts: list[tuple[str, int]] = []
-        self.deployment = LocalDeployment(strategy=strategy, on_event=self._on_event)
+        self.deployment = LocalDeployment(
+            strategy=strategy,
+            on_event=self._on_event,
+            settings=settings,
+            authorizer=demo_authorizer if self.policy else None,
+        )
         self.problems: list[str] = []
 
     def _on_event(self, event: GatewayEvent) -> None:
@@ -173,7 +212,7 @@ class Demo:
         ran = self.lambdas[since:]
         if not ran:
             return "lambda · none ran"
-        names = {"$connect": "connect", "$disconnect": "disconnect", "sendMessage": "send_message"}
+        names = {route: handler.__name__ for route, handler in handlers.ROUTES.items()}
         return "lambda · " + ", ".join(
             f"{route} → fanout_core.handlers.{names.get(route, route)}" for route in ran
         )
@@ -185,7 +224,8 @@ class Demo:
         assert self.deployment.gateway is not None
         before = len(self.lambdas)
         opened = len(self.deployment.gateway.opened)
-        websocket = await connect(self.deployment.ws_url)
+        query = f"?room={self.room}&name={name}" if self.room else ""
+        websocket = await connect(self.deployment.ws_url + query)
         await self._settle(lambda: len(self.deployment.gateway.opened) > opened, "the socket")  # type: ignore[union-attr]
         client = DemoClient(name, websocket, self.deployment.gateway.opened[opened])
         client.reader = asyncio.create_task(client.read())
@@ -196,7 +236,7 @@ class Demo:
         before = len(self.lambdas)
         self.posts.clear()
         audience = [c for c in self.clients if c.live]
-        body = {"action": "sendMessage", "text": text}
+        body = {"action": "sendMessage", "text": text, **({"room": self.room} if self.room else {})}
         # The posts land while the Lambda runs; this stage shows the inboxes before them.
         inboxes = self._inboxes("clients · before delivery")
         await sender.websocket.send(json.dumps(body))
@@ -246,6 +286,8 @@ class Demo:
         self.posts.clear()
         audience = [c for c in self.clients if c.live]
         body = {"action": "sendMessage", "text": "anyone still there?"}
+        if self.room:
+            body["room"] = self.room
         for client in audience:
             client.expected.append(body["text"])
         # The self-clean happens inside this Lambda run; the next stage shows the table after.
@@ -264,6 +306,26 @@ class Demo:
             rows=rows,
         )
 
+    async def _denied_join(self, client: DemoClient) -> None:
+        before = len(self.lambdas)
+        errors = len(client.errors)
+        body = {"action": "joinRoom", "room": "backstage"}
+        await client.websocket.send(json.dumps(body))
+        await self._settle(lambda: len(self.lambdas) > before, "the joinRoom Lambda")
+        deadline = time.monotonic() + 2
+        while len(client.errors) == errors and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        answer = client.errors[-1] if len(client.errors) > errors else None
+        said = (
+            f"403 {answer['error']}: {answer['message']}"
+            if answer
+            else "allowed: this policy lets it join"
+        )
+        self._show(
+            f"{client.name} → APIGW.WS · joinRoom {json.dumps(body)}\n  ← {said}",
+            self._lambda_line(before) + f" · the policy ({self.policy}) is asked first",
+        )
+
     async def run(self) -> int:
         """Run every stage; 0 if every inbox got its messages and no gone row is left."""
         async with self.deployment:
@@ -276,6 +338,8 @@ class Demo:
             )
             for index in range(self.n):
                 await self._connect(index)
+            if self.policy:
+                await self._denied_join(self.clients[0])
             for number in range(self.m):
                 sender = self.clients[number % self.n]
                 audience = await self._send(sender, f"hello from {sender.name} #{number + 1}")
@@ -320,7 +384,10 @@ class Demo:
         return 0
 
 
-def run_demo(connect: int, send: int, strategy: str | None = None) -> int:
+def run_demo(
+    connect: int, send: int, strategy: str | None = None, *, settings: dict[str, str] | None = None
+) -> int:
     """Run the walkthrough in a new event loop."""
     console = Console(highlight=False)
-    return asyncio.run(Demo(connect, send, strategy=strategy, console=console).run())
+    demo = Demo(connect, send, strategy=strategy, console=console, settings=settings)
+    return asyncio.run(demo.run())

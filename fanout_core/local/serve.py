@@ -53,8 +53,12 @@ class LocalDeployment:
         max_lifetime: float = MAX_LIFETIME,
         on_event: Callable[[GatewayEvent], None] | None = None,
         authorizer: str | Authorizer | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         self.host = host
+        # FANOUT_* variables for this run (FANOUT_POLICY, FANOUT_RATE_LIMIT, ...), set as a
+        # deployment's function environment would be.
+        self.settings = dict(settings or {})
         # MODULE:FUNCTION, loaded now: a typo fails before anything starts.
         self.authorizer = load_callable(authorizer) if isinstance(authorizer, str) else authorizer
         self.port = port
@@ -84,6 +88,7 @@ class LocalDeployment:
     def environment(self) -> str:
         """The variables backend code needs to publish here, as ``NAME=value`` words."""
         names = ["FANOUT_TABLE", "FANOUT_STRATEGY", "FANOUT_QUEUE_URL", "AWS_DEFAULT_REGION"]
+        names += ["FANOUT_PRESENCE_EVENTS"]  # publishes announce leaves found on a 410
         names += ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
         names += [f"AWS_ENDPOINT_URL_{s}" for s in ("DYNAMODB", "SQS", "APIGATEWAYMANAGEMENTAPI")]
         assert self.config is not None
@@ -127,6 +132,8 @@ class LocalDeployment:
             self._setenv("FANOUT_TABLE", self.table)
         if self.strategy:
             self._setenv("FANOUT_STRATEGY", self.strategy)
+        for name, value in self.settings.items():
+            self._setenv(name, value)
         self._setenv("AWS_ENDPOINT_URL_DYNAMODB", self.dynamodb_endpoint or self._start_moto())
         self._setenv("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", self.management_url)
         config = FanoutConfig.from_env()
@@ -226,6 +233,11 @@ async def serve_forever(deployment: LocalDeployment, announce: Callable[[str], N
         announce(f"strategy:       {deployment.config.strategy}")
         if deployment.authorizer is not None:
             announce(f"authorizer:     {getattr(deployment.authorizer, '__qualname__', '?')}")
+        announce(f"policy:         {deployment.config.policy}")
+        if deployment.config.rate_limit is not None:
+            announce(f"rate limit:     {deployment.config.rate_limit} per connection")
+        if deployment.config.presence_events:
+            announce("presence:       events on (presence.join, presence.leave)")
         if deployment.queue_url:
             announce(f"SQS queue:      {deployment.queue_url}")
         announce("to publish from another shell (fanout publish, or Fanout.from_env()):")

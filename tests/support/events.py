@@ -32,15 +32,19 @@ def _with_connection(event: dict[str, Any], connection_id: str) -> dict[str, Any
 
 
 def connect_event(
-    connection_id: str, *, rooms: list[str] | None = None, principal: str | None = None
+    connection_id: str,
+    *,
+    rooms: list[str] | None = None,
+    principal: str | None = None,
+    claims: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A ``$connect`` event, with ``?room=`` for each room."""
+    """A ``$connect`` event, with ``?room=`` for each room, and the authorizer's identity."""
     event = _with_connection(fixture("websocket_connect"), connection_id)
     if rooms:
         event["queryStringParameters"] = {"room": rooms[-1]}
         event["multiValueQueryStringParameters"] = {"room": list(rooms)}
-    if principal is not None:
-        event["requestContext"]["authorizer"] = {"principalId": principal}
+    if principal is not None or claims:
+        event["requestContext"]["authorizer"] = {"principalId": principal, **(claims or {})}
     return event
 
 

@@ -22,6 +22,7 @@ from fanout_core import handlers
 from fanout_core.config import FanoutConfig
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.local.sqs_pump import SqsEventSource, SqsHandler
+from fanout_core.policy import Policy
 from fanout_core.runtime import Runtime, build_runtime, set_runtime
 from fanout_core.table import create_table
 from tests.support import frames
@@ -61,6 +62,7 @@ class Harness:
         *,
         worker: SqsHandler = handlers.sqs_worker,
         visibility_timeout: int = 0,
+        policy: Policy | None = None,
         **overrides: Any,
     ) -> Runtime:
         """Build and install the handlers' runtime; for sqs_batched, a new queue and its pump.
@@ -75,7 +77,7 @@ class Harness:
         if self.concurrency is not None:
             overrides["concurrency"] = self.concurrency
         config = dataclasses.replace(self.config, queue_url=self.queue_url, **overrides)
-        self.runtime = build_runtime(config, clock=clock)
+        self.runtime = build_runtime(config, clock=clock, policy=policy)
         if self.install is not None:
             self.install(self.runtime)
         set_runtime(self.runtime)
@@ -164,6 +166,8 @@ class Chat:
     harness: Harness
     clock: FakeClock
     clients: list[str] = field(default_factory=list)
+    # What the authorizer bound to each client: API Gateway repeats it in every event.
+    identities: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def runtime(self) -> Runtime:
@@ -182,16 +186,29 @@ class Chat:
     def pump(self, pump: SqsEventSource | None) -> None:
         self.harness.pump = pump
 
-    def connect(self, rooms: list[str] | None = None) -> str:
+    def connect(
+        self,
+        rooms: list[str] | None = None,
+        *,
+        principal: str | None = None,
+        claims: dict[str, Any] | None = None,
+    ) -> str:
+        """A new client, with its authorizer's principal and context if given."""
         cid = self.api.connections.open()
-        response = handlers.connect(connect_event(cid, rooms=rooms), None)
+        event = connect_event(cid, rooms=rooms, principal=principal, claims=claims)
+        response = handlers.connect(event, None)
         assert response == {"statusCode": 200}, response
         self.clients.append(cid)
+        if principal is not None or claims:
+            self.identities[cid] = {"principalId": principal, **(claims or {})}
         return cid
 
     def call(self, cid: str, body: Any) -> dict[str, Any]:
-        """Send one WebSocket message through the single-entry router."""
-        response = handlers.websocket(message_event(cid, body), None)
+        """Send one WebSocket message through the single-entry router, with its identity."""
+        event = message_event(cid, body)
+        if cid in self.identities:
+            event["requestContext"]["authorizer"] = dict(self.identities[cid])
+        response = handlers.websocket(event, None)
         if self.pump is not None:
             self.pump.drain()
         return response
@@ -229,6 +246,7 @@ def make_chat(
     sqs_endpoint: str | None = None,
     page_size: int = 2,
     visibility_timeout: int = 1,
+    policy: Policy | None = None,
     **overrides: Any,
 ) -> Chat:
     """A chat on a new table: the runtime the handlers will use, started."""
@@ -236,6 +254,7 @@ def make_chat(
     harness.start(
         clock,
         visibility_timeout=visibility_timeout,
+        policy=policy,
         page_size=page_size,
         concurrency=overrides.pop("concurrency", 4),
         **overrides,

@@ -24,7 +24,8 @@ with its own clock, queue and runtime, and leaves the table empty.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -41,9 +42,11 @@ from hypothesis.stateful import (
 from fanout_core import handlers
 from fanout_core.fanout import Fanout
 from fanout_core.local.sqs_pump import SqsEventSource
+from fanout_core.presence import JOIN, LEAVE
 from fanout_core.runtime import Runtime
 from strategies.sqs_batched import SqsBatched
 from tests.support import frames
+from tests.support.access_model import Access, Bucket, PresenceLog, accesses
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.faults import CrashingWorker, PostLog
@@ -88,6 +91,8 @@ class Conn:
     in_table: bool = True  # its rows exist
     open: bool = True  # its client is there: posts to it are delivered, not answered 410
     principal: str | None = None  # what its authorizer said; listed under USER#<principal>
+    claims: tuple[str, ...] = ()  # the rooms its authorizer's context lists (owner_rooms)
+    bucket: Bucket = field(default_factory=Bucket)  # its send bucket, under a rate limit
 
 
 def error_of(response: dict[str, Any]) -> tuple[int, str]:
@@ -129,6 +134,7 @@ class FanoutMachine(RuleBasedStateMachine):
         *(f"publish_to_{kind}" for kind in PUBLISH_KINDS),
         "disconnect_user",
     )
+    DRAW_ACCESS: ClassVar[bool] = False  # AccessMachine draws a policy, a rate limit...
 
     @classmethod
     def steps(cls) -> tuple[str, ...]:
@@ -145,6 +151,11 @@ class FanoutMachine(RuleBasedStateMachine):
         self.sends = 0
         self.worker = CrashingWorker(handlers.sqs_worker)
         self.posts = PostLog(self.h.api)
+        self.access = Access()
+        self.chats = 0  # sends drawn by alternate(): room and everyone in turn
+        self.presence_seen: Counter[str] = Counter()  # presence frames checked, per client
+        self.presence = PresenceLog()  # what the current step must post
+        self.presence_gone: set[str] = set()  # found gone by this step's presence events
 
     @property
     def runtime(self) -> Runtime | None:
@@ -162,6 +173,7 @@ class FanoutMachine(RuleBasedStateMachine):
         concurrency=st.integers(1, 4),
         per_message=st.integers(1, 3),
         clients=st.lists(st.lists(st.sampled_from(ROOMS), max_size=3), min_size=1, max_size=3),
+        access=accesses(),
     )
     def configure(
         self,
@@ -170,18 +182,23 @@ class FanoutMachine(RuleBasedStateMachine):
         concurrency: int,
         per_message: int,
         clients: list[list[str]],
+        access: Access,
     ) -> None:
         """A runtime over the shared table with this run's settings, and the first clients.
 
         A run starts with clients: with none, most rules have nothing to act on.
         """
         count_step("configure")
+        self.access = access if self.DRAW_ACCESS else Access()
         self.h.start(
             self.clock,
             worker=self.worker,
             page_size=page_size,
             segments=segments,
             concurrency=concurrency,
+            policy=self.access.policy(),
+            rate_limit=self.access.rate_limit,
+            presence_events=self.access.presence_events,
         )
         runtime = self.runtime
         assert runtime is not None
@@ -190,7 +207,7 @@ class FanoutMachine(RuleBasedStateMachine):
         if isinstance(runtime.strategy, SqsBatched):
             runtime.strategy.targets_per_message = per_message
         for index, rooms in enumerate(clients):
-            self.connect(rooms, (None, *PRINCIPALS)[index % 4])
+            self.connect(rooms, (None, *PRINCIPALS)[index % 4], (*rooms, *ROOMS[:index]))
 
     def teardown(self) -> None:
         self.posts.close()
@@ -225,6 +242,8 @@ class FanoutMachine(RuleBasedStateMachine):
                     rows[(conn.cid, "USER")] = conn.expires_at
             for room, expires_at in conn.rooms.items():
                 rows[(conn.cid, f"ROOM#{room}")] = expires_at
+            if conn.bucket.expires_at is not None:
+                rows[(conn.cid, "RATE")] = conn.bucket.expires_at
         return rows
 
     def forget(self, cid: str) -> None:
@@ -233,6 +252,43 @@ class FanoutMachine(RuleBasedStateMachine):
         conn.in_table = False
         conn.open = False
         conn.rooms.clear()
+        conn.bucket = Bucket()
+
+    def remove(self, cid: str) -> None:
+        """Its rows deleted (a disconnect, a 410): the rooms it was in hear it left."""
+        rooms = sorted(self.conns[cid].rooms)
+        self.forget(cid)
+        for room in rooms:
+            self.announce(LEAVE, room, cid)
+
+    def announce(self, event: str, room: str, subject: str) -> None:
+        """A presence event to the room's live members but ``subject``, if events are on.
+
+        A member that is gone answers 410: its rows go, and its rooms hear that it left.
+        """
+        if not self.access.presence_events:
+            return
+        for cid in sorted(self.audience(room) - {subject}):
+            if self.conns[cid].open:
+                self.presence.expected.add((cid, event, subject, room))
+            else:
+                self.presence_gone.add(cid)
+                self.remove(cid)
+
+    def identity(self, cid: str) -> dict[str, Any] | None:
+        """``requestContext.authorizer`` of the client's events, as its authorizer made it."""
+        conn = self.conns.get(cid)
+        if conn is None or (conn.principal is None and not conn.claims):
+            return None
+        return {"principalId": conn.principal, "rooms": ",".join(conn.claims)}
+
+    def allows(self, cid: str, action: str, room: str | None) -> bool:
+        """What this run's policy must answer for ``cid``."""
+        conn = self.conns[cid]
+        member = self.live_member(conn, room) if room is not None else None
+        return self.access.allows(
+            action, room, principal=conn.principal, claims=conn.claims, is_member=member
+        )
 
     def ids(self, predicate: Callable[[Conn], bool]) -> list[str]:
         return sorted(c.cid for c in self.conns.values() if predicate(c))
@@ -253,9 +309,19 @@ class FanoutMachine(RuleBasedStateMachine):
 
     def call(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
         """One WebSocket message through the single-entry router, then the SQS workers."""
-        response = handlers.websocket(message_event(cid, body), None)
+        event = message_event(cid, body)
+        identity = self.identity(cid)
+        if identity is not None:
+            event["requestContext"]["authorizer"] = identity
+        response = handlers.websocket(event, None)
         self.drain()
         return response
+
+    def refused(self, response: dict[str, Any], status: int, code: str, step: str) -> None:
+        """A refusal that wrote nothing and posted nothing (the invariant checks the table)."""
+        assert error_of(response) == (status, code), response
+        assert self.posts.take() == [], f"a refused {step} posted"
+        count_step("denied" if code == "forbidden" else code)
 
     def drain(self) -> None:
         if self.pump is not None:
@@ -277,7 +343,8 @@ class FanoutMachine(RuleBasedStateMachine):
         """True for a room send: alternating unless Hypothesis flips it (its draws of booleans
         lean to False, and few examples would then send only to rooms, or only to everyone).
         """
-        return (self.sends % 2 == 0) != data.draw(st.booleans(), label="flip")
+        self.chats += 1
+        return (self.chats % 2 == 1) != data.draw(st.booleans(), label="flip")
 
     def draw_sender_and_room(self, data: st.DataObject, to_room: bool) -> tuple[str, str | None]:
         sender = data.draw(st.sampled_from(self.senders()), label="sender")
@@ -301,9 +368,16 @@ class FanoutMachine(RuleBasedStateMachine):
         body: dict[str, Any] = {"action": "sendMessage", "text": text}
         if room is not None:
             body["room"] = room
+        if not self.allows(sender, "send", room):
+            self.refused(self.call(sender, body), 403, "forbidden", "send")
+            return
         if room is not None and not self.live_member(self.conns[sender], room):
             assert error_of(self.call(sender, body)) == (403, "not_a_member")
             assert self.posts.take() == [], "a refused send posted"
+            return
+        limit = self.access.rate_limit
+        if limit is not None and not self.conns[sender].bucket.take(limit, self.clock.now):
+            self.refused(self.call(sender, body), 429, "rate_limited", "send")
             return
         audience = self.audience(room)
         assert sender in audience
@@ -357,6 +431,11 @@ class FanoutMachine(RuleBasedStateMachine):
                 assert (frame["from"], frame["room"]) == (sender, room), frame
                 frame_ids.add(frame["id"])
         assert len(frame_ids) == (1 if receivers else 0), f"one send, frame ids {frame_ids}"
+        for cid in sorted(gone):
+            left = sorted(sk for owner, sk in rows if owner == cid)
+            assert not left, f"{cid} answered 410 but these rows were not deleted: {left}"
+            self.remove(cid)  # presence.leave to its rooms, maybe more 410s
+        gone |= self.presence_gone
         answered_gone = {cid for cid, status in self.posts.take() if status == 410}
         skipped = sorted(gone - answered_gone)
         assert not skipped, (
@@ -364,10 +443,6 @@ class FanoutMachine(RuleBasedStateMachine):
         )
         unexpected = sorted(answered_gone - gone)
         assert not unexpected, f"{WRONG}: live connections answered 410: {unexpected}"
-        for cid in sorted(gone):
-            left = sorted(sk for owner, sk in rows if owner == cid)
-            assert not left, f"{cid} answered 410 but these rows were not deleted: {left}"
-            self.forget(cid)
 
     # -- rules ---------------------------------------------------------------------------
 
@@ -375,18 +450,44 @@ class FanoutMachine(RuleBasedStateMachine):
     @rule(
         rooms=st.lists(st.sampled_from(ROOMS), max_size=3),
         principal=st.sampled_from((None, *PRINCIPALS)),
+        claims=st.lists(st.sampled_from(ROOMS), max_size=3),
+        claims_all=st.sampled_from([True, True, False]),
     )
-    def connect(self, rooms: list[str], principal: str | None = None) -> None:
+    def connect(
+        self,
+        rooms: list[str],
+        principal: str | None = None,
+        claims: Sequence[str] = (),
+        claims_all: bool = True,
+    ) -> None:
+        """A client connects; its authorizer's ``rooms`` claim lists the rooms it asks for
+        (under owner_rooms, mostly: else the connect is refused) and maybe others."""
         count_step("connect")
+        if claims_all:
+            claims = sorted({*rooms, *claims})
         cid = connection_id(self.opened)
         self.opened += 1
         self.h.api.connections.open(cid)
-        event = connect_event(cid, rooms=rooms, principal=principal)
-        assert handlers.websocket(event, None) == OK
-        expires_at = int(self.clock.now) + TTL
-        self.conns[cid] = Conn(
-            cid, expires_at, dict.fromkeys(rooms, expires_at), principal=principal
+        conn = Conn(cid, int(self.clock.now) + TTL, principal=principal, claims=tuple(claims))
+        self.conns[cid] = conn
+        identity = self.identity(cid) or {}
+        event = connect_event(cid, rooms=rooms)
+        if identity:
+            event["requestContext"]["authorizer"] = identity
+        allowed = self.allows(cid, "connect", None) and all(
+            self.allows(cid, "join", room) for room in rooms
         )
+        response = handlers.websocket(event, None)
+        self.drain()
+        if not allowed:  # refused: the handshake fails, nothing is written
+            del self.conns[cid]
+            self.h.api.connections.close(cid)
+            self.refused(response, 403, "forbidden", "connect")
+            return
+        assert response == OK, response
+        conn.rooms = dict.fromkeys(rooms, conn.expires_at)
+        for room in rooms:
+            self.announce(JOIN, room, cid)
 
     @precondition(lambda self: any(c.open or c.in_table for c in self.conns.values()))
     @rule(data=st.data())
@@ -396,7 +497,8 @@ class FanoutMachine(RuleBasedStateMachine):
         cid = data.draw(st.sampled_from(self.ids(lambda c: c.open or c.in_table)), label="cid")
         self.h.api.connections.close(cid)
         assert handlers.websocket(disconnect_event(cid), None) == OK
-        self.forget(cid)
+        self.drain()
+        self.remove(cid)
 
     @precondition(has_open)
     @rule(data=st.data())
@@ -415,11 +517,15 @@ class FanoutMachine(RuleBasedStateMachine):
 
     def join_room(self, cid: str, room: str) -> None:
         count_step("join")
+        allowed = self.allows(cid, "join", room)
         response = self.call(cid, {"action": "joinRoom", "room": room})
         conn = self.conns[cid]
-        if self.live(conn):
+        if not allowed:
+            self.refused(response, 403, "forbidden", "join")
+        elif self.live(conn):
             assert response == OK, response
             conn.rooms[room] = conn.expires_at
+            self.announce(JOIN, room, cid)
         else:
             assert error_of(response) == (403, "not_connected")
 
@@ -432,7 +538,8 @@ class FanoutMachine(RuleBasedStateMachine):
     def leave_room(self, cid: str, room: str) -> None:
         count_step("leave")
         assert self.call(cid, {"action": "leaveRoom", "room": room}) == OK
-        self.conns[cid].rooms.pop(room, None)
+        if self.conns[cid].rooms.pop(room, None) is not None:
+            self.announce(LEAVE, room, cid)
 
     @precondition(has_open)
     @rule(data=st.data())
@@ -465,7 +572,12 @@ class FanoutMachine(RuleBasedStateMachine):
         self.clock.advance(self.conns[cid].expires_at - self.clock.now)
 
     def has_expired(self) -> bool:
-        return any(c.in_table and not self.live(c) for c in self.conns.values())
+        now = self.clock.now
+        return any(
+            (c.in_table and not self.live(c))
+            or (c.bucket.expires_at is not None and c.bucket.expires_at <= now)
+            for c in self.conns.values()
+        )
 
     @precondition(has_expired)
     @rule()
@@ -479,15 +591,23 @@ class FanoutMachine(RuleBasedStateMachine):
         for conn in expired:
             conn.in_table = False
             conn.rooms.clear()
+            conn.bucket = Bucket()
+        for conn in self.conns.values():  # a send bucket expires on its own
+            if conn.bucket.expires_at is not None and conn.bucket.expires_at <= now:
+                conn.bucket = Bucket()
 
     @precondition(has_sender)
     @rule(data=st.data())
     def chat(self, data: st.DataObject) -> None:
-        """A live client sends to one of its rooms, to another room, or to everyone."""
+        """A live client sends to one of its rooms, to another room, or to everyone: once,
+        or a few times in a row (what a rate limit meets)."""
         to_room = self.alternate(data)
         count_step("chat_in_room" if to_room else "chat_to_everyone")
         sender, room = self.draw_sender_and_room(data, to_room=to_room)
-        self.send(sender, room, data.draw(message_texts(), label="text"))
+        for _ in range(data.draw(st.sampled_from([2, 1, 3]), label="times")):
+            if not (self.conns[sender].open and self.live(self.conns[sender])):
+                break  # a 410 in its own room's presence events took it
+            self.send(sender, room, data.draw(message_texts(), label="text"))
 
     @precondition(lambda self: bool(self.conns))
     @rule(data=st.data())
@@ -540,12 +660,44 @@ class FanoutMachine(RuleBasedStateMachine):
             len(live - still_open),
             0,
         ), result
-        for cid in sorted(live):
+        for cid in sorted(live):  # in the order of its index partition: CONN#<id>
             assert not self.h.api.connections.is_open(cid), f"{cid} of {user} is still open"
-            self.forget(cid)
-        assert self.posts.take() == [], "disconnect_user posted a frame"
+            self.conns[cid].open = False
+            self.remove(cid)
+        self.drain()
+        posts = self.posts.take()
+        if not self.access.presence_events:
+            assert posts == [], "disconnect_user posted a frame"
+        gone = {cid for cid, status in posts if status == 410}
+        assert gone == self.presence_gone, (gone, self.presence_gone)
 
     # -- after every step ----------------------------------------------------------------
+
+    def all_frames(self, cid: str) -> list[dict[str, Any]]:
+        return [frames.decode(raw) for raw in self.h.api.connections.inbox(cid)]
+
+    @invariant()
+    def presence_events_reached_exactly_the_live_members(self) -> None:
+        """The presence events of the last step: each to the room's other live members."""
+        received: set[tuple[str, str, str, str]] = set()
+        for cid in sorted(self.conns):
+            events = [f for f in self.all_frames(cid) if f["event"] in (JOIN, LEAVE)]
+            for frame in events[self.presence_seen[cid] :]:
+                assert frame["from"] is None, frame
+                received.add((cid, frame["event"], frame["data"]["connection_id"], frame["room"]))
+            self.presence_seen[cid] = len(events)
+        expected, self.presence.expected = self.presence.expected, set()
+        gone, self.presence_gone = self.presence_gone, set()
+        # Posts no check of the step took: only presence events, to whom they were due.
+        for cid, status in self.posts.take():
+            if status == 410:
+                assert cid in gone, f"{WRONG}: {cid} answered 410 to a presence event"
+            else:
+                assert any(r == cid for r, *_ in expected), f"{cid} was posted {status}"
+        more, missed = sorted(received - expected), sorted(expected - received)
+        assert (more, missed) == ([], []), f"presence events: {more} more, {missed} missed"
+        if received:
+            count_step("presence_event")
 
     @invariant()
     def table_matches_model(self) -> None:
@@ -556,6 +708,74 @@ class FanoutMachine(RuleBasedStateMachine):
         extra = sorted(actual.keys() - expected.keys())
         assert not extra, f"rows that should have been deleted: {extra}"
         assert actual == expected, "expires_at differs from the model"
+
+
+class ChatMachine(FanoutMachine):
+    """The machine with clients' chat only, no backend publishes: for the fault tests and
+    the bug hunts, whose own steps the others would thin out (they have few examples)."""
+
+    STEPS = tuple(
+        step
+        for step in FanoutMachine.STEPS
+        if not step.startswith("publish_to_") and step != "disconnect_user"
+    )
+
+    # Not rules here: plain methods in place of the rules of the same names.
+    def publish(self, data: st.DataObject) -> None:
+        raise AssertionError("not a rule of ChatMachine")
+
+    disconnect_user = publish
+
+
+class AccessMachine(ChatMachine):
+    """The chat machine under a policy, a rate limit and presence events drawn per run.
+
+    A frame never reaches a connection whose connect or join was denied (it has no row);
+    a denied or rate-limited action writes nothing and posts nothing; presence lists
+    exactly the room's live members; presence events reach exactly the others.
+    """
+
+    DRAW_ACCESS = True
+    STEPS = (*ChatMachine.STEPS, "presence", "denied", "rate_limited", "presence_event")
+
+    def has_rate_limit(self) -> bool:
+        return self.access.rate_limit is not None and self.has_sender()
+
+    @precondition(has_rate_limit)
+    @rule(data=st.data())
+    def chat_burst(self, data: st.DataObject) -> None:
+        """One more send in a row than the bucket holds: the last ones are refused (429)."""
+        limit = self.access.rate_limit
+        assert limit is not None
+        to_room = self.alternate(data)
+        count_step("chat_in_room" if to_room else "chat_to_everyone")
+        sender, room = self.draw_sender_and_room(data, to_room=to_room)
+        for n in range(limit.count + 1):
+            if not (self.conns[sender].open and self.live(self.conns[sender])):
+                break
+            self.send(sender, room, f"burst {n}")
+
+    @precondition(FanoutMachine.has_sender)
+    @rule(data=st.data())
+    def ask_presence(self, data: st.DataObject) -> None:
+        """A live client asks who is in a room."""
+        count_step("presence")
+        cid, room = self.draw_sender_and_room(data, to_room=True)
+        assert room is not None
+        body = {"action": "presence", "room": room}
+        if not self.allows(cid, "presence", room):
+            self.refused(self.call(cid, body), 403, "forbidden", "presence")
+            return
+        members = self.audience(room)
+        assert self.call(cid, body) == OK
+        answers = [f for f in self.all_frames(cid) if f["event"] == "presence"]
+        assert answers, f"{cid} got no presence answer for {room}"
+        last = answers[-1]
+        listed = {m["connection_id"] for m in last["members"]}
+        assert (listed, last["count"], last["room"]) == (members, len(members), room), last
+        principals = {m["connection_id"]: m["principal"] for m in last["members"]}
+        assert principals == {m: self.conns[m].principal for m in members}
+        assert self.posts.take() == [(cid, 200)]
 
 
 def machine_for(harness: Harness, base: type[FanoutMachine] = FanoutMachine) -> type[FanoutMachine]:

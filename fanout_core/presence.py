@@ -1,0 +1,120 @@
+"""Presence: who is in a room, and (``FANOUT_PRESENCE_EVENTS``) who joins and leaves it.
+
+``{"action": "presence", "room": R}`` is answered with frames ``{"event": "presence", "room":
+R, "members": [...], "count": N, "part": i, "parts": n}``, each under 128 KB, every one with
+the exact total ``count``. With events on, ``presence.join`` and ``presence.leave`` frames
+(``data``: the connection id and principal) go to the room's live members when a connection
+joins, leaves, disconnects, or is found gone on a 410. A connection is never posted its own
+join (on ``$connect`` it could not receive it yet: API Gateway would answer 410).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from fanout_core.audience import Audience, Target
+from fanout_core.message import MAX_PAYLOAD_BYTES, Message, encode_json, new_message_id
+from fanout_core.reads import Member
+from fanout_core.result import FanoutResult
+from fanout_core.store import ConnectionStore, Departure
+
+if TYPE_CHECKING:
+    from fanout_core.strategy import FanoutStrategy
+
+PRESENCE = "presence"
+JOIN = "presence.join"
+LEAVE = "presence.leave"
+# The bytes a presence frame has besides its members: id, event, room (up to 200), counts.
+_ENVELOPE_BYTES = 512
+
+
+def presence_frames(room: str, members: Sequence[Member]) -> list[bytes]:
+    """The answer to a presence request: the members in frames under 128 KB, in order."""
+    entries = [
+        encode_json({"connection_id": m.connection_id, "principal": m.principal}) for m in members
+    ]
+    parts: list[list[str]] = [[]]
+    size = 0
+    for entry in entries:
+        if parts[-1] and size + len(entry.encode()) + 1 > MAX_PAYLOAD_BYTES - _ENVELOPE_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(entry)
+        size += len(entry.encode()) + 1
+    frames = []
+    for number, part in enumerate(parts, start=1):
+        head = encode_json({"id": new_message_id(), "event": PRESENCE, "room": room, "from": None})[
+            :-1
+        ]
+        tail = f',"count":{len(members)},"part":{number},"parts":{len(parts)}}}'
+        frames.append(f'{head},"members":[{",".join(part)}]{tail}'.encode())
+    return frames
+
+
+class Presence:
+    """Presence answers and events for one runtime (its store, strategy and deliverer)."""
+
+    def __init__(self, store: ConnectionStore, *, events: bool) -> None:
+        self.store = store
+        self.events = events
+        self.strategy: FanoutStrategy | None = None  # set once the runtime has built it
+        self._lock = threading.Lock()
+        self._departed: list[Departure] = []  # found gone on a 410, not announced yet
+
+    def answer(self, connection_id: str, endpoint: str, room: str) -> FanoutResult:
+        """Post the room's live members to the asking connection."""
+        assert self.strategy is not None
+        members = [m for page in self.store.members(room) for m in page]
+        result = FanoutResult(strategy=PRESENCE, room=room, message_id="", audience="caller")
+        target = [Target(connection_id, endpoint)]
+        for frame in presence_frames(room, members):
+            self.strategy.deliverer.deliver_targets(target, frame, result)
+        return result
+
+    def joined(self, connection_id: str, principal: str | None, rooms: Iterable[str]) -> None:
+        """Tell each room's other members that ``connection_id`` joined."""
+        for room in rooms:
+            self._announce(JOIN, room, connection_id, principal)
+        self.settle()
+
+    def left(self, departure: Departure) -> None:
+        """Tell the remaining members of each of its rooms that the connection left."""
+        for room in departure.rooms:
+            self._announce(LEAVE, room, departure.connection_id, departure.principal)
+        self.settle()
+
+    def gone(self, connection_id: str) -> None:
+        """The Deliverer's 410 callback: delete the connection; announce it after the fan-out.
+
+        Announcing from inside a fan-out would start one fan-out in another's cleanup
+        thread; ``settle`` runs once the outer one has ended.
+        """
+        departure = self.store.remove(connection_id)
+        if self.events and departure.rooms:
+            with self._lock:
+                self._departed.append(departure)
+
+    def settle(self) -> None:
+        """Announce the departures 410s found, including those the announcements find."""
+        while True:
+            with self._lock:
+                if not self._departed:
+                    return
+                departure = self._departed.pop()
+            for room in departure.rooms:
+                self._announce(LEAVE, room, departure.connection_id, departure.principal)
+
+    def _announce(self, event: str, room: str, connection_id: str, principal: str | None) -> None:
+        if not self.events:
+            return
+        assert self.strategy is not None
+
+        message = Message(
+            None,
+            room=room,
+            event=event,
+            data={"connection_id": connection_id, "principal": principal},
+        )
+        self.strategy.fanout(message, Audience(room=room, exclude=frozenset({connection_id})))

@@ -1,0 +1,114 @@
+"""The state machine's model of access control: a drawn policy, the rate limit, presence.
+
+``Access`` is what one run draws: a policy (``open``, ``owner_rooms``, or ``open`` with a
+random set of denied (action, room) pairs), maybe a rate limit, maybe presence events. Its
+``allows`` decides as the library's policy must, from what the model knows; ``Bucket``
+keeps a connection's token bucket as ``fanout_core.ratelimit`` must.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import strategies as st
+
+from fanout_core.config import RateLimit
+from fanout_core.policy import AccessRequest, Decision, deny, open_policy, owner_rooms
+from tests.support.hyp_strategies import ROOMS
+
+POLICY_KINDS = ("open", "owner_rooms", "deny_set")
+MICROS = 1_000_000
+Pair = tuple[str, str | None]  # (action, room or None for everyone / a bare connect)
+
+
+@dataclass(frozen=True)
+class Access:
+    """One run's access settings."""
+
+    kind: str = "open"
+    denied: frozenset[Pair] = frozenset()
+    rate_limit: RateLimit | None = None
+    presence_events: bool = False
+
+    def policy(self) -> Any:
+        """The callable the runtime is built with."""
+        if self.kind == "owner_rooms":
+            return owner_rooms
+        if self.kind == "open":
+            return open_policy
+        denied = self.denied
+
+        def deny_set(request: AccessRequest) -> Decision:
+            if (request.action, request.room) in denied:
+                return deny(f"{request.action} {request.room} is in this run's deny set")
+            return open_policy(request)
+
+        return deny_set
+
+    def allows(
+        self,
+        action: str,
+        room: str | None,
+        *,
+        principal: str | None,
+        claims: tuple[str, ...],
+        is_member: bool | None = None,
+    ) -> bool:
+        """What the policy must answer, computed from the model alone."""
+        members_only = action in ("presence", "history")
+        if self.kind == "owner_rooms" and not (action == "connect" and room is None):
+            mine = set(claims) | ({f"user:{principal}"} if principal else set())
+            if room is None or room not in mine:
+                return False
+        if self.kind == "deny_set" and (action, room) in self.denied:
+            return False
+        return not members_only or bool(is_member)
+
+
+def accesses() -> st.SearchStrategy[Access]:
+    """What a run draws: mostly with something switched on, so each check is met."""
+    # Not ("connect", None): a run in which nobody can connect checks nothing.
+    pairs = st.tuples(
+        st.sampled_from(["join", "send", "presence"]), st.sampled_from([None, *ROOMS])
+    )
+    limits = st.none() | st.builds(
+        RateLimit, st.sampled_from([1, 1, 2, 3]), st.sampled_from([5.0, 30.0])
+    )
+    return st.builds(
+        Access,
+        kind=st.sampled_from(POLICY_KINDS),
+        denied=st.frozensets(pairs, max_size=4),
+        rate_limit=limits,
+        presence_events=st.booleans(),
+    )
+
+
+@dataclass
+class Bucket:
+    """A connection's send bucket, as GCRA keeps it: the theoretical arrival time."""
+
+    tat: int | None = None  # epoch microseconds
+    expires_at: int | None = None  # of its row; None: no row
+
+    def take(self, limit: RateLimit, now: float) -> bool:
+        """Take a token at ``now``; False (nothing changes) if the bucket is empty."""
+        interval = max(1, round(limit.seconds * MICROS / limit.count))
+        burst = interval * (limit.count - 1)
+        at = int(now * MICROS)
+        if self.tat is None or self.tat <= at:
+            self.tat = at + interval
+        elif self.tat <= at + burst:
+            self.tat += interval
+        else:
+            return False
+        self.expires_at = math.ceil((at + burst + interval) / MICROS)
+        return True
+
+
+@dataclass
+class PresenceLog:
+    """The presence frames the model expects one step to post: (receiver, event, subject, room)."""
+
+    expected: set[tuple[str, str, str, str]] = field(default_factory=set)
