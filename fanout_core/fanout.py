@@ -17,6 +17,7 @@ from fanout_core.audience import Audience
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery.posting import BotoPoster, Poster, PostStatus
 from fanout_core.message import DEFAULT_EVENT, Message, validate_event
+from fanout_core.policy import Policy
 from fanout_core.reads import Clock, Member
 from fanout_core.result import FanoutResult
 from fanout_core.runtime import Runtime, build_runtime, current_runtime, get_runtime
@@ -39,7 +40,10 @@ class Fanout:
 
     ``Fanout()`` and ``Fanout.from_env()`` use the container's runtime, the one the handlers
     use: clients are built once, on first use, and shared. ``Fanout(config)`` (or
-    ``from_env(mapping)``) builds a runtime of its own for that config, on first use.
+    ``from_env(mapping)``), or a ``poster`` or ``policy`` of its own, builds a runtime of its
+    own on first use. ``policy`` is that runtime's access policy in place of the one
+    ``FANOUT_POLICY`` names, for handlers that run on it (``runtime.set_runtime``); backend
+    code is trusted: ``publish`` never asks a policy.
     """
 
     def __init__(
@@ -48,11 +52,15 @@ class Fanout:
         *,
         runtime: Runtime | None = None,
         poster: Poster | None = None,
+        policy: Policy | None = None,
         clock: Clock = time.time,
     ) -> None:
+        if runtime is not None and (config, poster, policy) != (None, None, None):
+            raise ValueError("give a runtime, or what to build one from, not both")
         self._config = config
         self._runtime = runtime
         self._poster = poster
+        self._policy = policy
         self._clock = clock
         self._lock = threading.Lock()
 
@@ -67,12 +75,14 @@ class Fanout:
         if self._runtime is None:
             with self._lock:
                 if self._runtime is None:
-                    if self._config is None and self._poster is None:
+                    if (self._config, self._poster, self._policy) == (None, None, None):
                         self._runtime = get_runtime()
                     else:
-                        config = self._config or FanoutConfig.from_env()
                         self._runtime = build_runtime(
-                            config, poster=self._poster, clock=self._clock
+                            self._config or FanoutConfig.from_env(),
+                            poster=self._poster,
+                            clock=self._clock,
+                            policy=self._policy,
                         )
         return self._runtime
 

@@ -13,6 +13,7 @@ request is refused with 500 and nothing changes. Identity comes only from the au
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -84,13 +85,25 @@ def authenticated(request: AccessRequest) -> Decision:
 
 
 def claimed_rooms(request: AccessRequest) -> set[str]:
-    """The rooms the authorizer's ``rooms`` claim lists (comma-separated), valid names only,
-    and the connection's own ``user:<principal>``."""
-    claim = request.context.get("rooms", "")
-    rooms = set()
-    for name in str(claim).split(","):
+    """The rooms the authorizer's ``rooms`` claim lists, valid names only, and the
+    connection's own ``user:<principal>``.
+
+    The claim is comma-separated (``"lobby,ops"``), or a JSON array of names
+    (``'["a,b", "lobby"]'``) for names that hold a comma: an authorizer's context values
+    are strings, numbers and booleans only.
+    """
+    claim = str(request.context.get("rooms", ""))
+    names: list[object] = list(claim.split(","))
+    if claim.lstrip().startswith("["):
         try:
-            rooms.add(keys.validate_room(name.strip()))
+            parsed = json.loads(claim)
+        except ValueError:
+            parsed = []  # a broken array grants nothing
+        names = parsed if isinstance(parsed, list) else []
+    rooms = set()
+    for name in names:
+        try:
+            rooms.add(keys.validate_room(name.strip() if isinstance(name, str) else name))
         except InvalidKeyError:
             continue  # an invalid name in a claim grants nothing
     if request.principal is not None:

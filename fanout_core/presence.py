@@ -5,11 +5,13 @@ R, "members": [...], "count": N, "part": i, "parts": n}``, each under 128 KB, ev
 the exact total ``count``. With events on, ``presence.join`` and ``presence.leave`` frames
 (``data``: the connection id and principal) go to the room's live members when a connection
 joins, leaves, disconnects, or is found gone on a 410. A connection is never posted its own
-join (on ``$connect`` it could not receive it yet: API Gateway would answer 410).
+join (on ``$connect`` it could not receive it yet: API Gateway would answer 410). Events are
+best effort: one that cannot be fanned out is logged and fails nothing else.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
@@ -22,6 +24,8 @@ from fanout_core.store import ConnectionStore, Departure
 
 if TYPE_CHECKING:
     from fanout_core.strategy import FanoutStrategy
+
+log = logging.getLogger(__name__)
 
 PRESENCE = "presence"
 JOIN = "presence.join"
@@ -117,4 +121,9 @@ class Presence:
             event=event,
             data={"connection_id": connection_id, "principal": principal},
         )
-        self.strategy.fanout(message, Audience(room=room, exclude=frozenset({connection_id})))
+        try:
+            self.strategy.fanout(message, Audience(room=room, exclude=frozenset({connection_id})))
+        except Exception:
+            # Best effort: the join or leave it tells of is done; failing its handler now
+            # would refuse a $connect whose rows are written, or retry a $disconnect.
+            log.exception("could not announce %s of %s in %r", event, connection_id, room)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,12 +13,15 @@ import pytest
 from fanout_core import handlers
 from fanout_core.config import FanoutConfig, RateLimit
 from fanout_core.errors import ConfigError
+from fanout_core.fanout import Fanout
+from fanout_core.keys import CONNECTION_ID_MAX, PRINCIPAL_MAX, ROOM_NAME_MAX
 from fanout_core.local.management_api import LocalManagementApi
-from fanout_core.message import MAX_PAYLOAD_BYTES
+from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.policy import (
     AccessRequest,
     Decision,
     authenticated,
+    claimed_rooms,
     deny,
     load_policy,
     open_policy,
@@ -24,8 +29,9 @@ from fanout_core.policy import (
 )
 from fanout_core.presence import presence_frames
 from fanout_core.reads import Member
+from fanout_core.runtime import set_runtime
 from tests.support import frames
-from tests.support.backends import Backend
+from tests.support.backends import STRATEGIES, Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event
 from tests.support.harness import Chat, make_chat
@@ -35,6 +41,7 @@ OK = {"statusCode": 200}
 
 def error_of(response: dict[str, Any]) -> tuple[int, str, dict[str, Any]]:
     body = json.loads(response["body"])
+    frames.check(body, "errorAnswer")
     return response["statusCode"], body["error"], body
 
 
@@ -84,6 +91,29 @@ def test_owner_rooms(action: Any, room: str | None, allowed: bool) -> None:
     assert got.allowed is allowed, got
 
 
+@pytest.mark.parametrize(
+    ("claim", "rooms"),
+    [
+        ('["a,b", "lobby", "bad#name", 7]', {"a,b", "lobby"}),
+        ('["unclosed', set()),
+        ('{"lobby": 1}', set()),
+        ("a,b", {"a", "b"}),
+    ],
+)
+def test_a_rooms_claim_may_be_a_json_array_for_names_with_commas(
+    claim: str, rooms: set[str]
+) -> None:
+    got = claimed_rooms(request("join", "x", principal="alice", context={"rooms": claim}))
+    assert got == {*rooms, "user:alice"}
+
+
+def test_the_docs_show_the_built_in_policies_as_they_are() -> None:
+    """docs/access.md offers the built-ins to copy: the copy is the code that runs."""
+    page = (Path(__file__).parent.parent / "docs" / "access.md").read_text()
+    for policy in (open_policy, authenticated, claimed_rooms, owner_rooms):
+        assert inspect.getsource(policy) in page, policy.__name__
+
+
 def test_loading_policies_by_name_and_by_path() -> None:
     assert load_policy("open") is open_policy
     assert load_policy("owner_rooms") is owner_rooms
@@ -111,10 +141,16 @@ def deny_payroll(request: AccessRequest) -> Decision:
 
 @pytest.fixture
 def chat_with(
-    backend: Backend, local_api: LocalManagementApi, clock: FakeClock
+    backend: Backend,
+    local_api: LocalManagementApi,
+    clock: FakeClock,
+    request: pytest.FixtureRequest,
 ) -> Callable[..., Chat]:
-    def make(**settings: Any) -> Chat:
-        return make_chat(backend, local_api, clock, "gsi_query", **settings)
+    def make(strategy: str = "gsi_query", **settings: Any) -> Chat:
+        sqs = None
+        if strategy == "sqs_batched":
+            sqs = request.getfixturevalue("moto_server_url")
+        return make_chat(backend, local_api, clock, strategy, sqs_endpoint=sqs, **settings)
 
     return make
 
@@ -123,7 +159,6 @@ def rows(chat: Chat) -> list[tuple[str, str]]:
     return sorted((row.connection_id, row.sk) for row in chat.runtime.store.rows())
 
 
-@pytest.mark.parametrize("backend", ["moto"], indirect=True)
 def test_a_denied_action_answers_403_with_the_reason_and_changes_nothing(
     chat_with: Callable[..., Chat],
 ) -> None:
@@ -153,7 +188,6 @@ def raises(request: AccessRequest) -> Decision:
     raise RuntimeError("the policy's own bug")
 
 
-@pytest.mark.parametrize("backend", ["moto"], indirect=True)
 @pytest.mark.parametrize(
     "policy",
     [raises, lambda r: True, lambda r: None, lambda r: "allow", lambda r: Decision("yes", "")],  # type: ignore[arg-type]
@@ -169,7 +203,6 @@ def test_a_policy_that_fails_fails_closed(
     assert rows(chat) == []
 
 
-@pytest.mark.parametrize("backend", ["moto"], indirect=True)
 def test_identity_comes_from_the_authorizer_never_from_the_body(
     chat_with: Callable[..., Chat],
 ) -> None:
@@ -185,6 +218,27 @@ def test_identity_comes_from_the_authorizer_never_from_the_body(
     )
     assert chat.call(a, {"action": "sendMessage", "text": "hi", "room": "lobby"}) == OK
     assert [f["body"] for f in chat.frames(a)] == ["hi"]
+
+
+def test_a_fanout_builds_its_runtime_with_the_policy_it_is_given(
+    backend: Backend, local_api: LocalManagementApi, clock: FakeClock
+) -> None:
+    chat = make_chat(backend, local_api, clock, "gsi_query")
+    fanout = Fanout(chat.runtime.config, policy=deny_payroll, clock=clock)
+    assert fanout.runtime.policy is deny_payroll
+    previous = set_runtime(fanout.runtime)  # the handlers now run on it
+    try:
+        a = chat.connect(rooms=["lobby"])
+        assert error_of(chat.call(a, {"action": "joinRoom", "room": "payroll"}))[:2] == (
+            403,
+            "forbidden",
+        )
+        assert fanout.publish({"n": 1}, room="payroll").room == "payroll"  # never asked
+    finally:
+        set_runtime(previous)
+        fanout.close()
+    with pytest.raises(ValueError, match="not both"):
+        Fanout(runtime=chat.runtime, policy=deny_payroll)
 
 
 # -- the rate limit --------------------------------------------------------------------
@@ -208,22 +262,25 @@ def counted_calls(chat_with: Callable[..., Chat]) -> Callable[[Chat], list[str]]
     return attach
 
 
-@pytest.mark.parametrize("backend", ["moto", "dynalite"], indirect=True)
 def test_over_the_rate_a_send_answers_429_and_fans_out_nothing(
     chat_with: Callable[..., Chat], counted_calls: Callable[[Chat], list[str]]
 ) -> None:
     chat = chat_with(rate_limit=RateLimit(3, 10))
     a = chat.connect(rooms=["r"])
     calls = counted_calls(chat)
-    for n in range(3):  # a burst of three
+    for n in range(3):  # a burst of three: one conditional update each
+        calls.clear()
         assert chat.send(a, f"m{n}", room="r") == OK
+        assert calls == ["GetItem", "UpdateItem", "Query"], n
     posts = chat.api.total("POST")
+    calls.clear()
     status, code, body = error_of(chat.send(a, "one too many", room="r"))
     assert (status, code) == (429, "rate_limited")
+    # Refused: the one update fails its condition; a read of the bucket gives retry_after.
+    assert calls == ["GetItem", "UpdateItem", "GetItem"]
     # A bucket of 3 refilled at 3 per 10 s: the next token comes 10 s / 3 after the burst.
     assert 3.33 <= body["retry_after"] <= 3.34
     assert chat.api.total("POST") == posts
-    frames.check(body, "errorAnswer")
     chat.clock.advance(3.34)
     assert chat.send(a, "later", room="r") == OK
     assert [f["body"] for f in chat.frames(a)] == ["m0", "m1", "m2", "later"]
@@ -237,32 +294,71 @@ def test_over_the_rate_a_send_answers_429_and_fans_out_nothing(
     assert rows(chat) == []  # the bucket goes with the connection
 
 
+def test_a_container_that_never_saw_the_bucket_pays_one_more_update_in_a_burst(
+    chat_with: Callable[..., Chat], counted_calls: Callable[[Chat], list[str]]
+) -> None:
+    """Another container's sends left the bucket mid-burst: "idle" fails, "burst" passes."""
+    chat = chat_with(rate_limit=RateLimit(3, 10))
+    a = chat.connect(rooms=["r"])
+    assert chat.send(a, "first", room="r") == OK
+    limiter = chat.runtime.limiter
+    assert limiter is not None
+    limiter._seen.clear()  # what a fresh container knows
+    calls = counted_calls(chat)
+    assert chat.send(a, "second", room="r") == OK
+    assert calls == ["GetItem", "UpdateItem", "UpdateItem", "Query"]
+    calls.clear()
+    assert chat.send(a, "third", room="r") == OK  # now it knows
+    assert calls == ["GetItem", "UpdateItem", "Query"]
+    assert error_of(chat.send(a, "fourth", room="r"))[:2] == (429, "rate_limited")
+    handlers.disconnect(json_disconnect(a), None)
+    b = chat.connect(rooms=["r"])
+    assert chat.send(b, "a new connection has a full bucket", room="r") == OK
+
+
 def json_disconnect(cid: str) -> dict[str, Any]:
     from tests.support.events import disconnect_event
 
     return disconnect_event(cid)
 
 
-@pytest.mark.parametrize("backend", ["moto"], indirect=True)
-def test_with_open_and_no_rate_limit_a_send_makes_todays_calls(
-    chat_with: Callable[..., Chat], counted_calls: Callable[[Chat], list[str]]
-) -> None:
-    chat = chat_with()
-    a = chat.connect(rooms=["r"])
-    calls = counted_calls(chat)
-    assert chat.send(a, "room", room="r") == OK
-    assert calls == ["GetItem", "Query"]  # the membership, the room's one page
+def calls_of(calls: list[str], action: Callable[[], object]) -> list[str]:
     calls.clear()
-    assert chat.send(a, "all") == OK
-    assert calls == ["Query"] * 16  # the everyone-shards, and no read of the sender
+    action()
+    made = list(calls)
+    calls.clear()
+    return made
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_with_open_and_no_rate_limit_a_send_makes_todays_calls(
+    chat_with: Callable[..., Chat], counted_calls: Callable[[Chat], list[str]], strategy: str
+) -> None:
+    """The handler adds to the fan-out's own reads only the sender's membership, as before
+    access control: the policy `open` and an absent rate limit cost no call."""
+    chat = chat_with(strategy, page_size=None)  # 1 MB pages: one per read
+    a = chat.connect(rooms=["r"])
+    chat.connect(rooms=["r"])
+    chat.connect()
+    calls = counted_calls(chat)
+    fanout = chat.runtime.strategy.fanout
+    to_room = calls_of(calls, lambda: chat.send(a, "room", room="r"))
+    assert to_room == ["GetItem", *calls_of(calls, lambda: fanout(Message(a, "room", "r")))]
+    to_all = calls_of(calls, lambda: chat.send(a, "all"))
+    assert to_all == calls_of(calls, lambda: fanout(Message(a, "all")))  # no read of the sender
+    if strategy == "gsi_query":
+        assert to_room == ["GetItem", "Query"]  # the membership, the room's one page
+        assert to_all == ["Query"] * 16  # the everyone-shards
 
 
 # -- presence ---------------------------------------------------------------------------
 
 
 def test_presence_frames_split_under_the_limit_with_the_exact_count() -> None:
-    members = [Member(f"conn{i:012d}=", f"user-{i}-" + "p" * 100) for i in range(3000)]
-    parts = presence_frames("big-room", members)
+    # The longest room name, ids and principals: the frames' margin is what the check meets.
+    room = "r" * ROOM_NAME_MAX
+    members = [Member(f"{i:0{CONNECTION_ID_MAX}d}", f"{i:0{PRINCIPAL_MAX}d}") for i in range(3000)]
+    parts = presence_frames(room, members)
     assert len(parts) > 1
     decoded = [frames.decode(part) for part in parts]
     assert all(len(part) < MAX_PAYLOAD_BYTES for part in parts)
@@ -274,7 +370,6 @@ def test_presence_frames_split_under_the_limit_with_the_exact_count() -> None:
     assert presence_frames("empty", [])[0].count(b'"members":[]') == 1
 
 
-@pytest.mark.parametrize("backend", ["moto", "dynalite"], indirect=True)
 def test_presence_lists_the_live_members_to_a_member_only(chat_with: Callable[..., Chat]) -> None:
     chat = chat_with()
     a = chat.connect(rooms=["r"], principal="alice")
@@ -306,7 +401,6 @@ def presence_events(chat: Chat, cid: str) -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize("backend", ["moto", "dynalite"], indirect=True)
 def test_presence_events_reach_the_other_live_members(chat_with: Callable[..., Chat]) -> None:
     chat = chat_with(presence_events=True)
     a = chat.connect(rooms=["r"])
@@ -326,3 +420,26 @@ def test_presence_events_reach_the_other_live_members(chat_with: Callable[..., C
     assert presence_events(chat, a)[-2:] == [("presence.join", d), ("presence.leave", d)]
     assert chat.row_ids() == {a, c}
     assert presence_events(chat, c) == []  # it had left r before anything else happened
+
+
+def test_a_presence_event_that_fails_fails_nothing_else(
+    chat_with: Callable[..., Chat],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Best effort: a $connect whose rows are written is not refused for its announcement."""
+    chat = chat_with(presence_events=True)
+    a = chat.connect(rooms=["r"])
+    strategy = chat.runtime.presence.strategy
+    assert strategy is not None
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the room's read is throttled")
+
+    monkeypatch.setattr(strategy, "fanout", broken)
+    b = chat.connect(rooms=["r"])  # answers 200: asserted by connect
+    assert chat.call(b, {"action": "leaveRoom", "room": "r"}) == OK
+    chat.disconnect(a)
+    assert chat.row_ids() == {b}
+    assert presence_events(chat, a) == []
+    assert caplog.text.count("could not announce") == 3
