@@ -67,21 +67,25 @@ class Access:
         return not members_only or bool(is_member)
 
 
-def accesses() -> st.SearchStrategy[Access]:
-    """What a run draws: mostly with something switched on, so each check is met."""
+def accesses(*, lean_on: bool = False) -> st.SearchStrategy[Access]:
+    """What a run draws: mostly with something switched on, so each check is met.
+
+    Draws lean to the first of their choices: ``lean_on`` puts a rate limit and presence
+    events first, for the access machine; the others keep the draws they were tuned with.
+    """
     # Not ("connect", None): a run in which nobody can connect checks nothing.
     pairs = st.tuples(
         st.sampled_from(["join", "send", "presence"]), st.sampled_from([None, *ROOMS])
     )
-    limits = st.none() | st.builds(
-        RateLimit, st.sampled_from([1, 1, 2, 3]), st.sampled_from([5.0, 30.0])
-    )
+    limit = st.builds(RateLimit, st.sampled_from([1, 1, 2, 3]), st.sampled_from([5.0, 30.0]))
+    limits = (limit | st.none()) if lean_on else (st.none() | limit)
+    events = st.sampled_from([True, False]) if lean_on else st.booleans()
     return st.builds(
         Access,
         kind=st.sampled_from(POLICY_KINDS),
         denied=st.frozensets(pairs, max_size=4),
         rate_limit=limits,
-        presence_events=st.booleans(),
+        presence_events=events,
     )
 
 
