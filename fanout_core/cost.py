@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from pynamodb.attributes import Attribute
+
 from fanout_core import keys, queue
 from fanout_core.models import (
     AUDIENCE_PROJECTED,
+    AudienceIndex,
+    TableItem,
     bind_models,
     connection_row,
     membership_row,
@@ -115,7 +119,18 @@ def layout_items(
     return [_plain(row) for row in rows]
 
 
-INDEX_ATTRIBUTES = ("pk", "sk", "gsi1pk", "gsi1sk", *AUDIENCE_PROJECTED)
+def _key_names(owner: type) -> tuple[str, ...]:
+    """The hash key's attribute name, then the range key's, of a PynamoDB model or index."""
+    found = [
+        value
+        for value in vars(owner).values()
+        if isinstance(value, Attribute) and (value.is_hash_key or value.is_range_key)
+    ]
+    return tuple(key.attr_name for key in sorted(found, key=lambda key: not key.is_hash_key))
+
+
+# The table's keys (DynamoDB projects them into every index), the index's, and the rest.
+INDEX_ATTRIBUTES = (*_key_names(TableItem), *_key_names(AudienceIndex), *AUDIENCE_PROJECTED)
 
 
 def index_entry(item: Mapping[str, str | int]) -> dict[str, str | int]:
@@ -296,9 +311,11 @@ def _post_seconds(posts: int, workload: Workload) -> float:
 
 
 def queue_message_bytes(ids: int, workload: Workload) -> int:
-    """Approximate body of one sqs_batched message: the frame, the endpoint, ``ids`` ids."""
-    id_bytes = len(SAMPLE_CONNECTION_ID) + 3  # quotes and comma
-    return 40 + workload.frame_bytes + len(SAMPLE_ENDPOINT) + ids * id_bytes
+    """Body bytes of one sqs_batched message of ``ids`` ids, as ``fanout_core.queue`` encodes it."""
+    # A frame of plain characters: the quotes of a real one, escaped in the body, add a few.
+    frame = b"x" * workload.frame_bytes
+    batch = queue.Batch(frame, SAMPLE_ENDPOINT, (SAMPLE_CONNECTION_ID,) * ids)
+    return len(batch.encode().encode())
 
 
 def strategy_cost(strategy: str, workload: Workload) -> StrategyCost:
