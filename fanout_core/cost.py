@@ -44,7 +44,7 @@ SQS_CHUNK_BYTES = 64 * 1024  # cloudburn.io/blog/amazon-sqs-pricing: each 64 KB 
 READ_UNIT_BYTES = 4096
 READ_UNIT_EVENTUAL = 0.5
 PAGE_BYTES = 1024 * 1024
-LAMBDA_BATCH_SIZE = 10  # the SQS event source's default batch
+LAMBDA_BATCH_SIZE = 10  # template.yaml's BatchSize for the sqs_worker (tests/test_template.py)
 TARGETS_PER_QUEUE_MESSAGE = queue.TARGETS_PER_MESSAGE
 ENTRIES_PER_SEND_CALL = queue.MAX_ENTRIES_PER_CALL
 STRATEGIES = tuple(BUILTIN_STRATEGIES)
@@ -273,7 +273,7 @@ class Workload:
     post_cpu_seconds: float = 0.0002
     read_request_seconds: float = 0.010  # one Query/Scan page round trip (assumed)
     sqs_request_seconds: float = 0.010  # one SendMessageBatch round trip (assumed)
-    lambda_memory_mb: int = 256  # template.yaml's MemorySize
+    lambda_memory_mb: int = 256  # template.yaml's MemorySize (tests/test_template.py)
     segments: int = 4
     sizes: ItemSizes = field(default_factory=ItemSizes.sample)
     rate_limit: bool = False  # FANOUT_RATE_LIMIT: the sender's bucket, one write per send
