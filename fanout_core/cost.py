@@ -29,16 +29,17 @@ from fanout_core.models import (
 )
 from fanout_core.strategy import BUILTIN_STRATEGIES
 
-# Prices: us-east-1, on demand, looked up 2026-11-28; one line each, with its source.
+# Prices: us-east-1, on demand, looked up 2026-11-28; one line each, with its source (figures
+# as published on that page).
 DYNAMODB_READ_PER_MILLION_RRU = 0.125  # aws.amazon.com/dynamodb/pricing/on-demand (Nov 2024 cut)
 DYNAMODB_WRITE_PER_MILLION_WRU = 0.625  # aws.amazon.com/dynamodb/pricing/on-demand (Nov 2024 cut)
-APIGW_MESSAGE_PER_MILLION = 1.00  # awsforengineers.com/blog/aws-api-gateway-pricing-explained
-APIGW_MESSAGE_INCREMENT_BYTES = 32 * 1024  # aws.amazon.com/api-gateway/pricing: 32 KB increments
-APIGW_CONNECTION_MINUTE_PER_MILLION = 0.25  # amnic.com/blogs/aws-api-gateway-pricing (only)
+APIGW_MESSAGE_PER_MILLION = 1.00  # aws.amazon.com/api-gateway/pricing (WebSocket, first billion)
+APIGW_MESSAGE_INCREMENT_BYTES = 32 * 1024  # aws.amazon.com/api-gateway/pricing: 32 KB units
+APIGW_CONNECTION_MINUTE_PER_MILLION = 0.25  # aws.amazon.com/api-gateway/pricing (WebSocket)
 LAMBDA_GB_SECOND = 0.0000166667  # aws.amazon.com/lambda/pricing (x86)
 LAMBDA_REQUEST_PER_MILLION = 0.20  # aws.amazon.com/lambda/pricing
-SQS_REQUEST_PER_MILLION = 0.40  # cloudburn.io/blog/amazon-sqs-pricing (standard queue)
-SQS_CHUNK_BYTES = 64 * 1024  # cloudburn.io/blog/amazon-sqs-pricing: each 64 KB is a request
+SQS_REQUEST_PER_MILLION = 0.40  # aws.amazon.com/sqs/pricing (standard queue)
+SQS_CHUNK_BYTES = 64 * 1024  # aws.amazon.com/sqs/pricing: each 64 KB chunk is a request
 
 # -- DynamoDB read accounting (developer guide: "Read/write operations", "Query", "Scan") --
 READ_UNIT_BYTES = 4096
