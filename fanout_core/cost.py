@@ -270,7 +270,7 @@ class Workload:
     concurrency: int = 32
     post_latency_seconds: float = 0.020  # one Management API round trip (assumed)
     # CPU per post in the function: AsyncHttpPoster measured 0.2-0.3 ms on the benchmark
-    # machine, BotoPoster ~1 ms (README, benchmarks): pass your own.
+    # machine, BotoPoster ~1 ms (docs/benchmarks.md, "Delivery throughput"): pass your own.
     post_cpu_seconds: float = 0.0002
     read_request_seconds: float = 0.010  # one Query/Scan page round trip (assumed)
     sqs_request_seconds: float = 0.010  # one SendMessageBatch round trip (assumed)
