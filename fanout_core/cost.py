@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
+from pynamodb.attributes import Attribute
+
 from fanout_core import keys, queue
 from fanout_core.models import (
     AUDIENCE_PROJECTED,
+    AudienceIndex,
+    TableItem,
     bind_models,
     connection_row,
     membership_row,
@@ -25,22 +29,23 @@ from fanout_core.models import (
 )
 from fanout_core.strategy import BUILTIN_STRATEGIES
 
-# Prices: us-east-1, on demand, looked up 2026-11-28; one line each, with its source.
+# Prices: us-east-1, on demand, looked up 2026-11-28; one line each, with its source (figures
+# as published on that page).
 DYNAMODB_READ_PER_MILLION_RRU = 0.125  # aws.amazon.com/dynamodb/pricing/on-demand (Nov 2024 cut)
 DYNAMODB_WRITE_PER_MILLION_WRU = 0.625  # aws.amazon.com/dynamodb/pricing/on-demand (Nov 2024 cut)
-APIGW_MESSAGE_PER_MILLION = 1.00  # awsforengineers.com/blog/aws-api-gateway-pricing-explained
-APIGW_MESSAGE_INCREMENT_BYTES = 32 * 1024  # aws.amazon.com/api-gateway/pricing: 32 KB increments
-APIGW_CONNECTION_MINUTE_PER_MILLION = 0.25  # amnic.com/blogs/aws-api-gateway-pricing (only)
+APIGW_MESSAGE_PER_MILLION = 1.00  # aws.amazon.com/api-gateway/pricing (WebSocket, first billion)
+APIGW_MESSAGE_INCREMENT_BYTES = 32 * 1024  # aws.amazon.com/api-gateway/pricing: 32 KB units
+APIGW_CONNECTION_MINUTE_PER_MILLION = 0.25  # aws.amazon.com/api-gateway/pricing (WebSocket)
 LAMBDA_GB_SECOND = 0.0000166667  # aws.amazon.com/lambda/pricing (x86)
 LAMBDA_REQUEST_PER_MILLION = 0.20  # aws.amazon.com/lambda/pricing
-SQS_REQUEST_PER_MILLION = 0.40  # cloudburn.io/blog/amazon-sqs-pricing (standard queue)
-SQS_CHUNK_BYTES = 64 * 1024  # cloudburn.io/blog/amazon-sqs-pricing: each 64 KB is a request
+SQS_REQUEST_PER_MILLION = 0.40  # aws.amazon.com/sqs/pricing (standard queue)
+SQS_CHUNK_BYTES = 64 * 1024  # aws.amazon.com/sqs/pricing: each 64 KB chunk is a request
 
 # -- DynamoDB read accounting (developer guide: "Read/write operations", "Query", "Scan") --
 READ_UNIT_BYTES = 4096
 READ_UNIT_EVENTUAL = 0.5
 PAGE_BYTES = 1024 * 1024
-LAMBDA_BATCH_SIZE = 10  # the SQS event source's default batch
+LAMBDA_BATCH_SIZE = 10  # template.yaml's BatchSize for the sqs_worker (tests/test_template.py)
 TARGETS_PER_QUEUE_MESSAGE = queue.TARGETS_PER_MESSAGE
 ENTRIES_PER_SEND_CALL = queue.MAX_ENTRIES_PER_CALL
 STRATEGIES = tuple(BUILTIN_STRATEGIES)
@@ -115,7 +120,18 @@ def layout_items(
     return [_plain(row) for row in rows]
 
 
-INDEX_ATTRIBUTES = ("pk", "sk", "gsi1pk", "gsi1sk", *AUDIENCE_PROJECTED)
+def _key_names(owner: type) -> tuple[str, ...]:
+    """The hash key's attribute name, then the range key's, of a PynamoDB model or index."""
+    found = [
+        value
+        for value in vars(owner).values()
+        if isinstance(value, Attribute) and (value.is_hash_key or value.is_range_key)
+    ]
+    return tuple(key.attr_name for key in sorted(found, key=lambda key: not key.is_hash_key))
+
+
+# The table's keys (DynamoDB projects them into every index), the index's, and the rest.
+INDEX_ATTRIBUTES = (*_key_names(TableItem), *_key_names(AudienceIndex), *AUDIENCE_PROJECTED)
 
 
 def index_entry(item: Mapping[str, str | int]) -> dict[str, str | int]:
@@ -254,11 +270,11 @@ class Workload:
     concurrency: int = 32
     post_latency_seconds: float = 0.020  # one Management API round trip (assumed)
     # CPU per post in the function: AsyncHttpPoster measured 0.2-0.3 ms on the benchmark
-    # machine, BotoPoster ~1 ms (README, benchmarks): pass your own.
+    # machine, BotoPoster ~1 ms (docs/benchmarks.md, "Delivery throughput"): pass your own.
     post_cpu_seconds: float = 0.0002
     read_request_seconds: float = 0.010  # one Query/Scan page round trip (assumed)
     sqs_request_seconds: float = 0.010  # one SendMessageBatch round trip (assumed)
-    lambda_memory_mb: int = 256  # template.yaml's MemorySize
+    lambda_memory_mb: int = 256  # template.yaml's MemorySize (tests/test_template.py)
     segments: int = 4
     sizes: ItemSizes = field(default_factory=ItemSizes.sample)
     rate_limit: bool = False  # FANOUT_RATE_LIMIT: the sender's bucket, one write per send
@@ -296,9 +312,11 @@ def _post_seconds(posts: int, workload: Workload) -> float:
 
 
 def queue_message_bytes(ids: int, workload: Workload) -> int:
-    """Approximate body of one sqs_batched message: the frame, the endpoint, ``ids`` ids."""
-    id_bytes = len(SAMPLE_CONNECTION_ID) + 3  # quotes and comma
-    return 40 + workload.frame_bytes + len(SAMPLE_ENDPOINT) + ids * id_bytes
+    """Body bytes of one sqs_batched message of ``ids`` ids, as ``fanout_core.queue`` encodes it."""
+    # A frame of plain characters: the quotes of a real one, escaped in the body, add a few.
+    frame = b"x" * workload.frame_bytes
+    batch = queue.Batch(frame, SAMPLE_ENDPOINT, (SAMPLE_CONNECTION_ID,) * ids)
+    return len(batch.encode().encode())
 
 
 def strategy_cost(strategy: str, workload: Workload) -> StrategyCost:

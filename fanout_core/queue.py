@@ -38,6 +38,8 @@ SEND_BACKOFF = Backoff(attempts=5, base=0.1, cap=2.0)
 BODY_VERSION = 1
 
 SqsResponse = dict[str, list[dict[str, str]]]
+# An entry of a SendMessageBatch call and how many connection ids its message carries.
+_Entry = tuple["SendMessageBatchRequestEntryTypeDef", int]
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ class BatchSender:
         self.result = result
         self.backoff = backoff
         self.sleep = sleep
-        self.entries: list[tuple[SendMessageBatchRequestEntryTypeDef, int]] = []
+        self.entries: list[_Entry] = []
         self.pending_bytes = 0
 
     def add(self, batch: Batch) -> None:
@@ -134,26 +136,30 @@ class BatchSender:
         """Send what is queued; raise if SQS refuses an entry or keeps failing some."""
         pending = self.entries
         self.entries, self.pending_bytes = [], 0
-        delays = self.backoff.delays()
-        while pending:
-            response = self.client.send_message_batch(
-                QueueUrl=self.queue_url, Entries=[entry for entry, _ in pending]
-            )
-            by_id = {entry["Id"]: (entry, count) for entry, count in pending}
-            for ok in response.get("Successful", []):
-                _, count = by_id.pop(ok["Id"])
-                self.result.enqueued += count
-                self.result.queue_messages += 1
-            failed = response.get("Failed", [])
-            # A sender fault (bad entry) will not pass on retry: stop at once.
-            if any(f.get("SenderFault") for f in failed):
-                raise RuntimeError(f"SQS refused a batch entry: {failed[0]}")
-            pending = list(by_id.values())
-            if pending:
-                delay = next(delays, None)
-                if delay is None:
-                    raise RuntimeError(f"SQS did not take {len(pending)} messages after retries")
-                self.sleep(delay)
+        self.backoff.until_done(
+            self._send,
+            pending,
+            gave_up=lambda left: RuntimeError(
+                f"SQS did not take {len(left)} messages after retries"
+            ),
+            sleep=self.sleep,
+        )
+
+    def _send(self, pending: list[_Entry]) -> list[_Entry]:
+        """Send ``pending`` in one call; the entries SQS did not take."""
+        response = self.client.send_message_batch(
+            QueueUrl=self.queue_url, Entries=[entry for entry, _ in pending]
+        )
+        by_id = {entry["Id"]: (entry, count) for entry, count in pending}
+        for ok in response.get("Successful", []):
+            _, count = by_id.pop(ok["Id"])
+            self.result.enqueued += count
+            self.result.queue_messages += 1
+        failed = response.get("Failed", [])
+        # A sender fault (bad entry) will not pass on retry: stop at once.
+        if any(f.get("SenderFault") for f in failed):
+            raise RuntimeError(f"SQS refused a batch entry: {failed[0]}")
+        return list(by_id.values())
 
 
 def process_records(

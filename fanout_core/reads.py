@@ -6,7 +6,6 @@ skipped: DynamoDB deletes expired items only within about two days, local backen
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -166,8 +165,9 @@ class AudienceReads:
         }
         items: list[dict[str, Any]] = []
         units: float | None = None
-        delays = UNPROCESSED_BACKOFF.delays()
-        while request:
+
+        def read(request: dict[str, Any]) -> dict[str, Any]:
+            nonlocal units
             response = self._client.batch_get_item(
                 RequestItems=request, ReturnConsumedCapacity="TOTAL"
             )
@@ -175,13 +175,14 @@ class AudienceReads:
             for consumed in response.get("ConsumedCapacity", []):
                 if "CapacityUnits" in consumed:
                     units = (units or 0.0) + float(consumed["CapacityUnits"])
-            request = dict(response.get("UnprocessedKeys") or {})
-            if request:
-                # DynamoDB returns what it could not read under load: read it again, later.
-                delay = next(delays, None)
-                if delay is None:
-                    raise RuntimeError("DynamoDB left keys unprocessed after every retry")
-                time.sleep(delay)
+            # DynamoDB returns what it could not read under load: read it again, later.
+            return dict(response.get("UnprocessedKeys") or {})
+
+        UNPROCESSED_BACKOFF.until_done(
+            read,
+            request,
+            gave_up=lambda _: RuntimeError("DynamoDB left keys unprocessed after every retry"),
+        )
         return items, units
 
     def _pages(self, result: ResultIterator[Any]) -> Iterator[Page]:

@@ -61,7 +61,8 @@ class FanoutStrategy(ABC):
         try:
             pages = counted(self.pages_of(audience), result)
             if audience.exclude:
-                pages = without(pages, audience.exclude)
+                exclude = audience.exclude
+                pages = pages.then(lambda read: without(read, exclude))
             self.dispatch(pages, data, result)
         finally:
             result.elapsed_seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ for _name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "FANOUT_TABLE"):
     os.environ.pop(_name, None)
 
 from collections.abc import Callable, Iterator  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
 
 import moto  # noqa: E402
 import pytest  # noqa: E402
@@ -42,6 +42,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if backend in SERVER_BACKENDS or fixtures & SERVER_FIXTURES:
             item.add_marker(pytest.mark.server)
+
+
+@pytest.fixture(autouse=True)
+def _no_backend_process_unless_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test not marked `server` fails if it starts dynalite or a moto server after all."""
+    if request.node.get_closest_marker("server") is not None:
+        return
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise RuntimeError(f"{request.node.nodeid} starts a backend process: mark it `server`")
+
+    monkeypatch.setattr(backends, "dynalite", refuse)
+    monkeypatch.setattr(backends, "moto_server", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,9 @@ import pytest
 
 from tests.support import backends
 
+# Each test starts a dynalite of its own, not through a fixture the automatic marking sees.
+pytestmark = pytest.mark.server
+
 
 def abort_mid_request(url: str) -> None:
     """Send half a DynamoDB request, then reset the connection (as a killed process does)."""

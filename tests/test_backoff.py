@@ -44,6 +44,27 @@ def test_pause_runs_sync_and_async_sleeps() -> None:
     assert slept == [0.25, -0.5]
 
 
+def test_until_done_calls_again_on_what_is_left_then_gives_up() -> None:
+    slept: list[float] = []
+    calls: list[list[int]] = []
+
+    def step(pending: list[int]) -> list[int]:
+        calls.append(pending)
+        return pending[1:]
+
+    Backoff(attempts=5).until_done(step, [1, 2, 3], gave_up=RuntimeError, sleep=slept.append)
+    assert calls == [[1, 2, 3], [2, 3], [3]]
+    assert len(slept) == 2  # a wait before each call after the first
+    calls.clear()
+    with pytest.raises(RuntimeError) as raised:
+        Backoff(attempts=2).until_done(step, [1, 2, 3], gave_up=RuntimeError, sleep=slept.append)
+    assert calls == [[1, 2, 3], [2, 3]]
+    assert raised.value.args == ([3],)  # what was left, for the error to name
+    nothing: list[int] = []
+    Backoff().until_done(step, nothing, gave_up=RuntimeError, sleep=slept.append)
+    assert len(calls) == 2  # nothing pending: no call
+
+
 class RefusingSqs:
     """Fails every entry with a server fault (a retryable one)."""
 

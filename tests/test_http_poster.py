@@ -15,7 +15,8 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import NoCredentialsError
 
-from fanout_core.delivery import Backoff, Deliverer, http_poster
+from fanout_core.delivery import Backoff, Deliverer
+from fanout_core.delivery import http_poster as http_module
 from fanout_core.delivery.http_poster import AsyncHttpPoster
 from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus, async_poster
 from fanout_core.local.management_api import LocalManagementApi
@@ -31,7 +32,7 @@ HOSTILE_IDS = ["a+b/c=", "L0SM9cOFvHcCIhw=", "x/y/z", "++==//", "A_b-C"]
 
 
 @pytest.fixture
-def fast(local_api: LocalManagementApi) -> Iterator[AsyncHttpPoster]:
+def http_poster(local_api: LocalManagementApi) -> Iterator[AsyncHttpPoster]:
     poster = AsyncHttpPoster(override=f"{local_api.url}/prod", timeout=1.0)
     yield poster
     poster.close()
@@ -150,34 +151,36 @@ def frozen_time(monkeypatch: pytest.MonkeyPatch) -> datetime.datetime:
 
 
 def test_delivers_and_answers_410_for_an_unknown_connection(
-    fast: AsyncHttpPoster, local_api: LocalManagementApi
+    http_poster: AsyncHttpPoster, local_api: LocalManagementApi
 ) -> None:
     cid = local_api.connections.open()
-    assert fast.post(ENDPOINT, cid, b"hello") == PostOutcome(PostStatus.OK)
+    assert http_poster.post(ENDPOINT, cid, b"hello") == PostOutcome(PostStatus.OK)
     assert local_api.connections.inbox(cid) == [b"hello"]
-    assert fast.post(ENDPOINT, "nobody", b"x") == PostOutcome(PostStatus.GONE, "410 GoneException")
+    assert http_poster.post(ENDPOINT, "nobody", b"x") == PostOutcome(
+        PostStatus.GONE, "410 GoneException"
+    )
 
 
 @pytest.mark.parametrize("status", [403, 410, 413, 429, 500])
 def test_every_injected_error_maps_like_the_boto3_client(
-    fast: AsyncHttpPoster, local_api: LocalManagementApi, status: int
+    http_poster: AsyncHttpPoster, local_api: LocalManagementApi, status: int
 ) -> None:
     cid = local_api.connections.open()
     boto = BotoPoster(override=f"{local_api.url}/prod", timeout=1.0)
     local_api.faults.add(status, connection_id=cid)
     expected = boto.post(ENDPOINT, cid, b"x")
     local_api.faults.add(status, connection_id=cid)
-    assert fast.post(ENDPOINT, cid, b"x") == expected
+    assert http_poster.post(ENDPOINT, cid, b"x") == expected
     assert expected.status is not PostStatus.OK
 
 
 def test_oversized_post_is_413_like_the_boto3_client(
-    fast: AsyncHttpPoster, local_api: LocalManagementApi
+    http_poster: AsyncHttpPoster, local_api: LocalManagementApi
 ) -> None:
     cid = local_api.connections.open()
-    outcome = fast.post(ENDPOINT, cid, b"x" * (MAX_PAYLOAD_BYTES + 1))
+    outcome = http_poster.post(ENDPOINT, cid, b"x" * (MAX_PAYLOAD_BYTES + 1))
     assert outcome == PostOutcome(PostStatus.TOO_LARGE, "413 PayloadTooLargeException")
-    assert fast.post(ENDPOINT, cid, b"y" * MAX_PAYLOAD_BYTES) == PostOutcome(PostStatus.OK)
+    assert http_poster.post(ENDPOINT, cid, b"y" * MAX_PAYLOAD_BYTES) == PostOutcome(PostStatus.OK)
 
 
 @pytest.mark.parametrize(
@@ -237,13 +240,15 @@ def test_chunked_and_close_delimited_answers_are_read(
 
 
 def test_no_answer_in_time_is_a_read_timeout(
-    fast: AsyncHttpPoster, local_api: LocalManagementApi
+    http_poster: AsyncHttpPoster, local_api: LocalManagementApi
 ) -> None:
     cid = local_api.connections.open()
     local_api.faults.add(0, connection_id=cid, hang_seconds=3)
-    assert fast.post(ENDPOINT, cid, b"x") == PostOutcome(PostStatus.NO_ANSWER, "ReadTimeoutError")
+    assert http_poster.post(ENDPOINT, cid, b"x") == PostOutcome(
+        PostStatus.NO_ANSWER, "ReadTimeoutError"
+    )
     # The next post opens a new connection and is delivered.
-    assert fast.post(ENDPOINT, cid, b"y") == PostOutcome(PostStatus.OK)
+    assert http_poster.post(ENDPOINT, cid, b"y") == PostOutcome(PostStatus.OK)
     assert local_api.connections.inbox(cid) == [b"y"]  # a hung post delivers nothing
 
 
@@ -323,7 +328,7 @@ def test_connections_idle_past_the_limit_are_not_reused(
         assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(PostStatus.OK)
         assert poster.post(ENDPOINT, "b", b"x") == PostOutcome(PostStatus.OK)
         assert server.connections == 1  # reused while fresh
-        monkeypatch.setattr(http_poster, "_MAX_IDLE_SECONDS", 0.0)
+        monkeypatch.setattr(http_module, "_MAX_IDLE_SECONDS", 0.0)
         assert poster.post(ENDPOINT, "c", b"x") == PostOutcome(PostStatus.OK)
     finally:
         poster.close()
@@ -432,11 +437,11 @@ def test_signature_and_url_match_the_boto3_client(
 
 
 def test_ids_with_plus_slash_and_equals_reach_their_connection(
-    fast: AsyncHttpPoster, local_api: LocalManagementApi
+    http_poster: AsyncHttpPoster, local_api: LocalManagementApi
 ) -> None:
     for cid in HOSTILE_IDS:
         local_api.connections.open(cid)
-        assert fast.post(ENDPOINT, cid, cid.encode()) == PostOutcome(PostStatus.OK)
+        assert http_poster.post(ENDPOINT, cid, cid.encode()) == PostOutcome(PostStatus.OK)
         assert local_api.connections.inbox(cid) == [cid.encode()]
 
 
@@ -531,7 +536,7 @@ def test_deliverer_uses_the_loop_path_bounded_retried_and_cleaned(
             assert len(local_api.connections.inbox(cid)) == 1
 
 
-def test_build_runtime_posts_with_fast_poster_by_default(
+def test_build_runtime_posts_with_the_async_http_poster_by_default(
     store: ConnectionStore, local_api: LocalManagementApi
 ) -> None:
     config = store.config.__class__(

@@ -8,6 +8,9 @@ and nothing below imports them.
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lower first. Within delivery: the contract and its helpers, then the poster, then the
 # Deliverer that uses both.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "config", "keys", "audience", "message"),
+    ("_lazy", "errors", "config", "keys", "audience", "message"),
     ("models", "result", "policy"),
     ("delivery.backoff", "delivery.posting", "delivery._private", "delivery.loop"),
     ("delivery.http_poster",),
@@ -98,6 +101,19 @@ def test_no_import_runs_back_up(path: Path) -> None:
         if rank > own:
             upward.append(f"{target} (layer {rank})")
     assert not upward, f"{module_name(path)} (layer {own}) imports upward: {upward}"
+
+
+def test_importing_a_poster_loads_nothing_above_it() -> None:
+    """The packages re-export lazily: their ``__init__`` brings no upper layer along."""
+    code = (
+        "import json, sys, fanout_core.delivery.posting\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('fanout_core'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    loaded = [package_modules(name) for name in json.loads(out)]
+    assert loaded == ["", "_lazy", "delivery", "delivery.posting"]
 
 
 def test_every_module_has_a_layer() -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
-from fanout_core import keys
+from fanout_core import keys, reads
+from fanout_core.delivery import Backoff
 from fanout_core.errors import InvalidConnectionIdError, InvalidRoomNameError, NotConnectedError
 from fanout_core.store import ConnectionStore, Page
 from tests.support.clock import FakeClock
@@ -140,6 +145,46 @@ def test_room_page_count_includes_trailing_empty_page(store: ConnectionStore) ->
     # moto ends on a full page; dynalite adds an empty last page: both are read whole.
     assert [len(p.targets) for p in pages] in ([2, 2], [2, 2, 0])
     assert all(p.scanned >= len(p.targets) for p in pages)
+
+
+@contextlib.contextmanager
+def unprocessed_batch_gets(store: ConnectionStore, times: int) -> Iterator[list[int]]:
+    """The next ``times`` BatchGetItem calls read nothing and leave every key unprocessed."""
+    events = store.models.item._get_connection().connection.client.meta.events
+    requested: list[Any] = []
+    calls: list[int] = []
+
+    def remember(params: dict[str, Any], **_: Any) -> None:
+        requested.append(params["RequestItems"])
+
+    def leave_unprocessed(parsed: dict[str, Any], **_: Any) -> None:
+        calls.append(len(calls))
+        if len(calls) <= times:
+            parsed["Responses"] = {}
+            parsed["UnprocessedKeys"] = requested[-1]
+
+    events.register("before-parameter-build.dynamodb.BatchGetItem", remember)
+    events.register("after-call.dynamodb.BatchGetItem", leave_unprocessed)
+    try:
+        yield calls
+    finally:
+        events.unregister("before-parameter-build.dynamodb.BatchGetItem", remember)
+        events.unregister("after-call.dynamodb.BatchGetItem", leave_unprocessed)
+
+
+def test_unprocessed_keys_are_read_again(
+    store: ConnectionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for cid in ("a", "b", "c"):
+        store.connect(cid, ENDPOINT)
+    monkeypatch.setattr(reads, "UNPROCESSED_BACKOFF", Backoff(attempts=3, base=0))
+    with unprocessed_batch_gets(store, times=2) as calls:
+        assert ids(list(store.connection_pages(["a", "b", "c"]))) == ["a", "b", "c"]
+    assert len(calls) == 3
+    with unprocessed_batch_gets(store, times=3) as calls, pytest.raises(RuntimeError) as raised:
+        list(store.connection_pages(["a", "b", "c"]))
+    assert str(raised.value) == "DynamoDB left keys unprocessed after every retry"
+    assert len(calls) == 3
 
 
 def test_parallel_scan_segments_cover_everyone_once(store: ConnectionStore) -> None:

@@ -34,6 +34,7 @@ from samtranslator.translator.translator import (  # type: ignore[import-untyped
 )
 
 from fanout_core import config as defaults
+from fanout_core import cost
 from fanout_core import handlers as library_handlers
 from fanout_core.config import FanoutConfig
 from fanout_core.strategy import BUILTIN_STRATEGIES
@@ -417,6 +418,14 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
         "FANOUT_RATE_LIMIT": {"Ref": "RateLimit"},
         "FANOUT_PRESENCE_EVENTS": {"Ref": "PresenceEvents"},
     }
+
+
+def test_the_cost_model_prices_the_functions_as_deployed(source: dict[str, Any]) -> None:
+    workload = cost.Workload(connections=1, room_size=1, messages_per_day=1)
+    assert source["Globals"]["Function"]["MemorySize"] == workload.lambda_memory_mb
+    worker = source["Resources"]["SqsWorkerFunction"]["Properties"]
+    assert worker.get("MemorySize", workload.lambda_memory_mb) == workload.lambda_memory_mb
+    assert worker["Events"]["Batches"]["Properties"]["BatchSize"] == cost.LAMBDA_BATCH_SIZE
 
 
 def test_sweep_runs_hourly(transformed: dict[str, Any]) -> None:

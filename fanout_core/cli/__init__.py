@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time WebSocket fan-out on AWS: manage the table, run it locally.",
         epilog="Settings come from the environment: FANOUT_TABLE, FANOUT_STRATEGY, "
         "FANOUT_TTL_SECONDS, FANOUT_CONCURRENCY, AWS_ENDPOINT_URL_DYNAMODB (or "
-        "AWS_ENDPOINT_URL), AWS_REGION. See README.md.",
+        "AWS_ENDPOINT_URL), AWS_REGION. See docs/configuration.md.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     table = commands.add_parser("table", help="create or describe the DynamoDB table")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import inspect
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 # A sleep as the caller runs it: ``time.sleep`` on a thread, ``asyncio.sleep`` on a loop, or a
 # test's own. An async one is awaited; a plain one is called as it is, also from a loop.
 Sleep = Callable[[float], Awaitable[None] | None]
+Pending = TypeVar("Pending")
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,28 @@ class Backoff:
         """The wait before each retry: ``attempts - 1`` of them."""
         for retry in range(1, self.attempts):
             yield self.delay(retry)
+
+    def until_done(
+        self,
+        step: Callable[[Pending], Pending],
+        pending: Pending,
+        *,
+        gave_up: Callable[[Pending], Exception],
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Call ``step`` on what is pending, then on what it leaves, waiting between calls.
+
+        For batch calls that do part of their work under load (SQS entries, DynamoDB keys):
+        raises ``gave_up(left)`` when ``attempts`` calls left something undone.
+        """
+        delays = self.delays()
+        while pending:
+            pending = step(pending)
+            if pending:
+                delay = next(delays, None)
+                if delay is None:
+                    raise gave_up(pending)
+                sleep(delay)
 
 
 async def pause(sleep: Sleep, seconds: float) -> None:

@@ -62,7 +62,7 @@ class Deliverer:
         self._schedule_lock = threading.Lock()
 
     def deliver(self, pages: Iterable[Page], data: bytes, result: FanoutResult) -> None:
-        """Post ``data`` to every target of every page; count pages and posts in ``result``."""
+        """Post ``data`` to every target of every page; count posts, and pages not yet counted."""
         self.deliver_targets(targets_of(counted(pages, result)), data, result)
 
     def deliver_targets(self, targets: Iterable[Target], data: bytes, result: FanoutResult) -> None:

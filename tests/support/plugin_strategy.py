@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from fanout_core.result import FanoutResult
 from fanout_core.store import Page
 from fanout_core.strategy import FanoutStrategy
+from strategies.gsi_query import GsiQuery
 
 
 class ShardByShard(FanoutStrategy):
@@ -17,6 +19,15 @@ class ShardByShard(FanoutStrategy):
         if room is None:
             return self.store.everyone_pages(page_size=1)
         return self.store.scan_pages(room, page_size=1)
+
+
+class DeliversItself(GsiQuery):
+    """Written before the base counted pages: its ``dispatch`` hands them to ``deliver``."""
+
+    name = "delivers_itself"
+
+    def dispatch(self, pages: Iterator[Page], data: bytes, result: FanoutResult) -> None:
+        self.deliverer.deliver(pages, data, result)
 
 
 class Misnamed(ShardByShard):
