@@ -125,6 +125,39 @@ def test_members_and_disconnect_user(chat: Chat) -> None:
     assert fanout.disconnect_user("alice").connections == 0
 
 
+def test_disconnect_user_keeps_the_rows_of_a_connection_it_could_not_close(chat: Chat) -> None:
+    alice = [connect(chat, rooms=["lobby", "ops"], principal="alice") for _ in range(3)]
+    bob = connect(chat, rooms=["lobby"])
+    stuck = alice[1]
+    rows_of_stuck = {key: e for key, e in chat.harness.rows().items() if key[0] == stuck}
+    assert len(rows_of_stuck) >= 3  # the connection and its two rooms at least
+    with pytest.raises(ValueError, match="no fault for method 'PUT'"):
+        chat.api.faults.add(500, connection_id=stuck, method="PUT")
+    chat.api.faults.add(500, connection_id=stuck, method="DELETE")
+    assert publish(chat, {"x": 1}, user="alice") == 3  # a fault on DELETE spares posts
+    assert chat.api.faults.pending() == 1
+    fanout = Fanout(runtime=chat.runtime)
+
+    result = fanout.disconnect_user("alice")
+
+    assert (result.connections, result.closed, result.gone, result.failed) == (3, 2, 0, 1)
+    assert chat.api.total("DELETE", 500) == 1
+    assert chat.api.faults.pending() == 0
+    assert [cid for cid in alice if chat.api.connections.is_open(cid)] == [stuck]
+    assert chat.row_ids() == {stuck, bob}
+    assert {k: e for k, e in chat.harness.rows().items() if k[0] == stuck} == rows_of_stuck
+    assert sorted(m.connection_id for m in fanout.members("ops")) == [stuck]
+
+    chat.api.faults.clear()
+    again = fanout.disconnect_user("alice")
+
+    assert (again.connections, again.closed, again.gone, again.failed) == (1, 1, 0, 0)
+    assert again.rows_deleted == len(rows_of_stuck)
+    assert not chat.api.connections.is_open(stuck)
+    assert chat.row_ids() == {bob}
+    assert chat.api.total("DELETE", 204) == 3
+
+
 def _unserialisable() -> list[Any]:
     cycle: list[Any] = []
     cycle.append(cycle)
