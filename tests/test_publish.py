@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -21,6 +22,8 @@ from fanout_core import (
     InvalidRoomNameError,
     PayloadTooLargeError,
 )
+from fanout_core.delivery.http_poster import AsyncHttpPoster
+from fanout_core.delivery.posting import BotoPoster, Poster, PostOutcome
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from tests.support.backends import STRATEGIES, Backend
@@ -156,6 +159,100 @@ def test_disconnect_user_keeps_the_rows_of_a_connection_it_could_not_close(chat:
     assert not chat.api.connections.is_open(stuck)
     assert chat.row_ids() == {bob}
     assert chat.api.total("DELETE", 204) == 3
+
+
+DEAD = "http://127.0.0.1:9"  # nothing listens there: a close sent there would fail
+
+
+class ClosingPoster(BotoPoster):
+    """boto3's poster, noting the connections it is asked to close."""
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.deleted: list[str] = []
+
+    def delete(self, endpoint: str, connection_id: str) -> PostOutcome:
+        self.deleted.append(connection_id)
+        return super().delete(endpoint, connection_id)
+
+
+class PostOnlyPoster:
+    """A poster of one's own that posts and cannot close."""
+
+    def __init__(self, inner: Poster) -> None:
+        self.inner = inner
+
+    def post(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
+        return self.inner.post(endpoint, connection_id, data)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def own_fanout(chat: Chat, poster: Poster, **config: Any) -> Fanout:
+    """A Fanout with a runtime of its own over the chat's table, posting through ``poster``."""
+    return Fanout(
+        dataclasses.replace(chat.runtime.config, **config), poster=poster, clock=chat.clock
+    )
+
+
+@pytest.mark.parametrize("chat", ["gsi_query"], indirect=True)
+def test_disconnect_user_closes_through_an_injected_poster_that_can(chat: Chat) -> None:
+    a = connect(chat, principal="alice")
+    poster = ClosingPoster(override=f"{chat.api.url}/prod")
+    fanout = own_fanout(chat, poster, management_endpoint=DEAD)
+    try:
+        assert fanout.closer is poster
+        result = fanout.disconnect_user("alice")
+    finally:
+        fanout.close()
+    assert (result.closed, result.failed) == (1, 0)
+    assert poster.deleted == [a]
+    assert not chat.api.connections.is_open(a)
+
+
+@pytest.mark.parametrize("chat", ["gsi_query"], indirect=True)
+def test_disconnect_user_closes_where_the_runtime_poster_posts(chat: Chat) -> None:
+    a = connect(chat, principal="alice")
+    poster = AsyncHttpPoster(
+        override=f"{chat.api.url}/prod", pool_size=3, timeout=2.5, region="eu-west-1"
+    )
+    fanout = own_fanout(chat, poster, management_endpoint=DEAD)
+    try:
+        closer = fanout.closer
+        assert isinstance(closer, BotoPoster)
+        assert (closer.override, closer.pool_size, closer.timeout, closer.region) == (
+            poster.override,
+            3,
+            2.5,
+            "eu-west-1",
+        )
+        assert fanout.closer is closer  # built once
+        assert fanout.publish({"x": 1}, user="alice").delivered == 1
+        result = fanout.disconnect_user("alice")
+    finally:
+        fanout.close()
+    assert (result.closed, result.failed) == (1, 0)
+    assert not chat.api.connections.is_open(a)
+    assert chat.row_ids() == set()
+
+
+@pytest.mark.parametrize("chat", ["gsi_query"], indirect=True)
+def test_disconnect_user_closes_with_the_config_when_the_poster_cannot(chat: Chat) -> None:
+    a = connect(chat, principal="alice")
+    endpoint = f"{chat.api.url}/prod"
+    inner = BotoPoster(override=endpoint)
+    fanout = own_fanout(chat, PostOnlyPoster(inner), management_endpoint=endpoint, concurrency=3)
+    try:
+        closer = fanout.closer
+        assert isinstance(closer, BotoPoster)
+        assert closer is not inner
+        assert (closer.override, closer.pool_size, closer.region) == (endpoint, 3, "us-east-1")
+        result = fanout.disconnect_user("alice")
+    finally:
+        fanout.close()
+    assert (result.closed, result.failed) == (1, 0)
+    assert not chat.api.connections.is_open(a)
 
 
 def _unserialisable() -> list[Any]:
