@@ -411,6 +411,13 @@ def test_cli_publish_and_members(cli_env: tuple[dict[str, str], Chat]) -> None:
         "publish", "--connection", a, "--connection", b, "--exclude", b, "--data", "3", env=env
     )
     assert (done.returncode, json.loads(done.stdout)["delivered"]) == (0, 1)
+    c = connect(chat)
+    # Several ids after one flag, and the flag repeated.
+    several = ["--connection", a, b, "--connection", c, "--exclude", a, b]
+    done = run_fanout("publish", *several, "--data", "4", env=env)
+    assert (done.returncode, json.loads(done.stdout)["delivered"]) == (0, 1), done.stderr
+    assert [f["data"] for f in data_frames(chat, c)] == [4]
+    assert [f["data"] for f in data_frames(chat, a)] == [{"n": 1}, 3]
     done = run_fanout("members", "lobby", env=env)
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert sorted(lines, key=lambda m: m["principal"] or "") == [
@@ -435,6 +442,10 @@ def test_cli_publish_exits_1_when_a_post_failed(cli_env: tuple[dict[str, str], C
         (["--room", "a#b", "--data", "1"], "invalid room name"),
         (["--user", "a b", "--data", "1"], "invalid principal"),
         (["--connection", "x#y", "--data", "1"], "invalid connection id"),
+        (["--connection", "ok", "x#y", "--data", "1"], "invalid connection id"),
+        (["--everyone", "--exclude", "x#y", "--data", "1"], "invalid connection id"),
+        (["--everyone", "--data", "NaN"], "--data is not JSON: NaN is not a JSON value"),
+        (["--everyone", "--data", '{"x": -Infinity}'], "-Infinity is not a JSON value"),
         (["--everyone", "--event", "history.end", "--data", "1"], "invalid event name"),
         (["--everyone", "--data", "-"], "over the"),  # 128 KB from stdin
         (["--everyone", "--data", "@/nonexistent.json"], "No such file"),
@@ -448,7 +459,17 @@ def test_cli_publish_refuses_bad_input(
     done = run_fanout("publish", *args, env=env, stdin=json.dumps("x" * MAX_PAYLOAD_BYTES))
     assert done.returncode == 2
     assert says in done.stderr
+    assert "Traceback" not in done.stderr
     assert chat.api.total("POST") == 0
+
+
+def test_cli_members_refuses_an_invalid_room(cli_env: tuple[dict[str, str], Chat]) -> None:
+    env, chat = cli_env
+    connect(chat, rooms=["lobby"])
+    done = run_fanout("members", "a#b", env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert "invalid room name" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_cli_publish_needs_exactly_one_audience(cli_env: tuple[dict[str, str], Chat]) -> None:
