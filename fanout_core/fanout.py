@@ -15,7 +15,7 @@ from typing import Any
 
 from fanout_core.audience import Audience
 from fanout_core.config import FanoutConfig
-from fanout_core.delivery.posting import BotoPoster, Poster, PostStatus
+from fanout_core.delivery.posting import BotoPoster, Closer, EndpointPoster, Poster, PostStatus
 from fanout_core.message import DEFAULT_EVENT, Message, validate_event
 from fanout_core.policy import Policy
 from fanout_core.reads import Clock, Member
@@ -63,6 +63,7 @@ class Fanout:
         self._policy = policy
         self._clock = clock
         self._lock = threading.Lock()
+        self._closer: Closer | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Fanout:
@@ -85,6 +86,16 @@ class Fanout:
                             policy=self._policy,
                         )
         return self._runtime
+
+    @property
+    def closer(self) -> Closer:
+        """What ``disconnect_user`` closes connections with (built on first use)."""
+        if self._closer is None:
+            runtime = self.runtime
+            with self._lock:
+                if self._closer is None:
+                    self._closer = _closer_for(runtime.deliverer.poster, runtime.config)
+        return self._closer
 
     def publish(
         self,
@@ -124,9 +135,7 @@ class Fanout:
 
         A connection whose DELETE fails (not 410) keeps its rows, so a retry finds it again.
         """
-        runtime = self.runtime
-        config = runtime.config
-        closer = BotoPoster(override=config.management_endpoint, region=config.region)
+        runtime, closer = self.runtime, self.closer
         found = closed = gone = failed = rows = 0
         for page in list(runtime.store.user_pages(user)):
             for target in page.targets:
@@ -147,6 +156,23 @@ class Fanout:
         if self._runtime is not None and self._runtime is not current_runtime():
             self._runtime.close()
         self._runtime = None
+        self._closer = None
+
+
+def _closer_for(poster: Poster, config: FanoutConfig) -> Closer:
+    """``poster`` if it can close connections, else boto3's client with the same settings."""
+    if isinstance(poster, Closer):
+        return poster
+    if isinstance(poster, EndpointPoster):  # AsyncHttpPoster: it posts, boto3 closes
+        return BotoPoster(
+            override=poster.override,
+            pool_size=poster.pool_size,
+            timeout=poster.timeout,
+            region=poster.region,
+        )
+    return BotoPoster(
+        override=config.management_endpoint, pool_size=config.concurrency, region=config.region
+    )
 
 
 def _ids(values: Iterable[str]) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from fanout_core import handlers
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES
 from fanout_core.runtime import set_runtime
+from tests.support import frames
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event, sqs_event
@@ -41,9 +42,16 @@ def input_chat(_input_chat: Chat) -> Chat:
     return _input_chat
 
 
-def error_of(response: dict[str, Any]) -> tuple[int, str]:
+def error_body(response: dict[str, Any]) -> dict[str, Any]:
+    """The body of a JSON error answer, valid by the schema's ``errorAnswer``."""
     assert response["headers"]["Content-Type"] == "application/json"
-    return response["statusCode"], json.loads(response["body"])["error"]
+    body: dict[str, Any] = frames.check(json.loads(response["body"]), "errorAnswer")
+    return body
+
+
+def error_of(response: dict[str, Any]) -> tuple[int, str]:
+    """(status, error code) of a JSON error answer."""
+    return response["statusCode"], error_body(response)["error"]
 
 
 def table_dump(chat: Chat) -> list[dict[str, Any]]:
@@ -247,7 +255,7 @@ def test_malformed_events_are_400(input_chat: Chat, handler: handlers.Handler, e
     before = table_dump(chat)
     response = handler(event, None)
     assert response["statusCode"] == 400
-    assert json.loads(response["body"])["error"] in ("malformed_event", "invalid_body")
+    assert error_body(response)["error"] in ("malformed_event", "invalid_body")
     assert table_dump(chat) == before
 
 
@@ -264,7 +272,7 @@ def test_websocket_routes_by_route_key_and_default_by_action(chat: Chat) -> None
 def test_default_handler_lists_actions(chat: Chat) -> None:
     a = chat.connect()
     status, code = error_of(handlers.default(message_event(a, {"action": "x"}), None))
-    body = json.loads(handlers.default(message_event(a, {"action": "x"}), None)["body"])
+    body = error_body(handlers.default(message_event(a, {"action": "x"}), None))
     assert (status, code) == (400, "unknown_action")
     assert "sendMessage, joinRoom, leaveRoom, ping" in body["message"]
 

@@ -203,10 +203,8 @@ def assert_answer(response: Any) -> int:
         return status
     assert 400 <= status < 500, f"client input answered {status}: {response}"
     assert response["headers"] == {"Content-Type": "application/json"}
-    error = json.loads(response["body"])
-    assert isinstance(error, dict)
+    error = frames.check(json.loads(response["body"]), "errorAnswer")
     assert error["error"] in DOCUMENTED_ERRORS, error
-    assert isinstance(error["message"], str)
     return status
 
 

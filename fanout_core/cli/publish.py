@@ -18,7 +18,7 @@ def _publish(args: argparse.Namespace) -> int:
         elif raw.startswith("@"):
             with open(raw[1:], encoding="utf-8") as source:
                 raw = source.read()
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_not_json)
     except OSError as error:
         print(f"fanout: --data {args.data}: {error.strerror}", file=sys.stderr)
         return 2
@@ -42,6 +42,11 @@ def _publish(args: argparse.Namespace) -> int:
         fanout.close()
     print(json.dumps(result.summary(), indent=2))
     return 1 if result.failed else 0
+
+
+def _not_json(constant: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON has neither, and no client could parse them.
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _members(args: argparse.Namespace) -> int:
@@ -75,11 +80,21 @@ def add_publish_commands(subparsers: Any) -> None:
     audience.add_argument("--room", metavar="ROOM")
     audience.add_argument("--user", metavar="PRINCIPAL", help="every live connection of a user")
     audience.add_argument(
-        "--connection", metavar="ID", action="append", help="a connection id (repeatable)"
+        "--connection",
+        metavar="ID",
+        nargs="+",
+        action="extend",
+        help="connection ids: several after one flag, or the flag repeated",
     )
     audience.add_argument("--everyone", action="store_true")
     publish.add_argument("--event", default="message", help="the event name (default message)")
-    publish.add_argument("--exclude", metavar="ID", action="append", help="repeatable")
+    publish.add_argument(
+        "--exclude",
+        metavar="ID",
+        nargs="+",
+        action="extend",
+        help="connection ids to leave out, of any audience: several, or the flag repeated",
+    )
     publish.add_argument(
         "--data",
         required=True,

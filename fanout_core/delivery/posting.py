@@ -99,6 +99,18 @@ class Poster(Protocol):
 
 
 @runtime_checkable
+class Closer(Protocol):
+    """Closes one connection; never raises for an answer from the endpoint.
+
+    Apart from ``Poster`` so that a poster which cannot close connections remains a poster.
+    """
+
+    def delete(self, endpoint: str, connection_id: str) -> PostOutcome:
+        """Close ``connection_id`` at ``endpoint`` (``DELETE @connections``); GONE if it was."""
+        ...
+
+
+@runtime_checkable
 class AsyncPoster(Poster, Protocol):
     """A poster that can also post from an event loop without blocking it."""
 

@@ -1,4 +1,4 @@
-"""The connections the local API Gateway knows, and the faults a test injects into posts.
+"""The connections the local API Gateway knows, and the faults a test injects into requests.
 
 Shared by the local Management API (which posts to them) and the local WebSocket API (which
 opens and closes them). Safe to use from any thread.
@@ -24,6 +24,7 @@ ERROR_TYPES = {
     429: "LimitExceededException",
     500: "InternalServerErrorException",
 }
+METHODS = ("POST", "GET", "DELETE")  # post a frame, describe, close: @connections/{id}
 
 
 def new_connection_id() -> str:
@@ -54,6 +55,7 @@ class Fault:
     connection_id: str | None = None  # None: any connection
     times: int = 1
     hang_seconds: float = 30.0  # for status 0: how long to hold the request unanswered
+    method: str = "POST"  # the requests it answers: POST (a post), GET or DELETE
 
 
 class LocalConnections:
@@ -103,7 +105,7 @@ class LocalConnections:
 
 
 class Faults:
-    """Faults and latency to inject into posts; safe to use from any thread."""
+    """Faults to inject into requests, latency into posts; safe to use from any thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -117,15 +119,19 @@ class Faults:
         connection_id: str | None = None,
         times: int = 1,
         hang_seconds: float = 30.0,
+        method: str = "POST",
     ) -> None:
-        """Answer the next ``times`` posts (to ``connection_id``, or any) with ``status``.
+        """Answer the next ``times`` requests (to ``connection_id``, or any) with ``status``.
 
-        ``status`` 0 holds the request unanswered for ``hang_seconds``: a timeout.
+        ``method`` is POST (posts), GET or DELETE (closes). ``status`` 0 holds the request
+        unanswered for ``hang_seconds``: a timeout.
         """
         if status != 0 and status not in ERROR_TYPES:
             raise ValueError(f"no fault for status {status}; use one of {sorted(ERROR_TYPES)}")
+        if method not in METHODS:
+            raise ValueError(f"no fault for method {method!r}; use one of {', '.join(METHODS)}")
         with self._lock:
-            self._faults.append(Fault(status, connection_id, times, hang_seconds))
+            self._faults.append(Fault(status, connection_id, times, hang_seconds, method))
 
     def clear(self) -> None:
         """Remove every pending fault and the latency."""
@@ -133,11 +139,11 @@ class Faults:
             self._faults.clear()
         self.latency = 0.0
 
-    def take(self, connection_id: str) -> Fault | None:
-        """The fault for this post, if any (each fault is used ``times`` times)."""
+    def take(self, connection_id: str, method: str = "POST") -> Fault | None:
+        """The fault for this request, if any (each fault is used ``times`` times)."""
         with self._lock:
             for fault in self._faults:
-                if fault.connection_id in (None, connection_id):
+                if fault.method == method and fault.connection_id in (None, connection_id):
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)

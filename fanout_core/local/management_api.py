@@ -1,9 +1,9 @@
 """A local API Gateway Management API over real HTTP, answering like AWS.
 
 ``POST /{stage}/@connections/{id}`` delivers to a live connection (200), answers 410
-GoneException for an unknown or closed one, 413 over 128 KB, and whatever faults a test
-injects (403, 410, 429, 500, or no answer at all). ``GET`` describes a connection and
-``DELETE`` closes it. moto cannot do this: it accepts a post to any id.
+GoneException for an unknown or closed one, 413 over 128 KB. ``GET`` describes a connection
+and ``DELETE`` closes it. Any of the three answers whatever faults a test injects for it (403,
+410, 429, 500, or no answer at all). moto cannot do this: it accepts a post to any id.
 """
 
 from __future__ import annotations
@@ -69,6 +69,14 @@ def _error(status: int, message: str | None = None) -> _Response:
         json.dumps({"message": message}).encode(),
         {"x-amzn-ErrorType": error_type, "Content-Type": "application/json"},
     )
+
+
+async def _injected(fault: Fault) -> _Response | None:
+    """The fault's error answer; for status 0, none after ``hang_seconds``."""
+    if fault.status == 0:
+        await asyncio.sleep(fault.hang_seconds)
+        return None
+    return _error(fault.status, f"injected {fault.status}")
 
 
 def _iso(timestamp: float) -> str:
@@ -232,6 +240,9 @@ class LocalManagementApi:
         connection_id = path.split(marker, 1)[1]
         if method == "POST":
             return await self._post(connection_id, body)
+        fault = self.faults.take(connection_id, method)
+        if fault is not None:
+            return await _injected(fault)
         connection = self.connections.get(connection_id)
         if connection is None:
             return _error(410)
@@ -265,10 +276,7 @@ class LocalManagementApi:
             await asyncio.sleep(self.faults.latency)
         fault = self.faults.take(connection_id)
         if fault is not None:
-            if fault.status == 0:
-                await asyncio.sleep(fault.hang_seconds)
-                return None
-            return _error(fault.status, f"injected {fault.status}")
+            return await _injected(fault)
         if len(body) > MAX_PAYLOAD_BYTES:
             return _error(413, "Message too long")
         connection = self.connections.get(connection_id)

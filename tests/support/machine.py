@@ -113,7 +113,8 @@ class Conn:
 def error_of(response: dict[str, Any]) -> tuple[int, str]:
     """(status, error code) of a JSON error answer."""
     assert response["headers"]["Content-Type"] == "application/json", response
-    return response["statusCode"], json.loads(response["body"])["error"]
+    body = frames.check(json.loads(response["body"]), "errorAnswer")
+    return response["statusCode"], body["error"]
 
 
 def set_post_timeout(runtime: Runtime) -> None:
