@@ -23,6 +23,8 @@ _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*")
 DEFAULT_POLICY = "open"
+DEFAULT_HISTORY_MAX = 1000
+DEFAULT_DEDUP_SECONDS = 300
 
 
 def _int_var(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
@@ -106,6 +108,16 @@ class FanoutConfig:
     policy: str = DEFAULT_POLICY  # a built-in policy's name, or package.module:function
     rate_limit: RateLimit | None = None  # per connection, on sendMessage; None: off
     presence_events: bool = False  # post presence.join / presence.leave to a room's members
+    history_seconds: int = 0  # keep each room's frames this long, numbered; 0: no history
+    history_max: int = DEFAULT_HISTORY_MAX  # frames kept per room (and for everyone)
+    dedup_seconds: int | None = None  # idempotency keys' window; None: history's, or 5 min
+
+    @property
+    def dedup_window(self) -> int:
+        """Seconds within which a second publish with the same key is a duplicate."""
+        if self.dedup_seconds is not None:
+            return self.dedup_seconds
+        return self.history_seconds or DEFAULT_DEDUP_SECONDS
 
     def __post_init__(self) -> None:
         if not _TABLE_NAME.fullmatch(self.table):
@@ -120,6 +132,13 @@ class FanoutConfig:
         ):
             if value < 1:
                 raise ConfigError(variable, f"must be at least 1, got {value}")
+        for variable, value, low in (
+            ("FANOUT_HISTORY_SECONDS", self.history_seconds, 0),
+            ("FANOUT_HISTORY_MAX", self.history_max, 1),
+            ("FANOUT_DEDUP_SECONDS", 1 if self.dedup_seconds is None else self.dedup_seconds, 1),
+        ):
+            if value < low:
+                raise ConfigError(variable, f"must be at least {low}, got {value}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FanoutConfig:
@@ -153,4 +172,9 @@ class FanoutConfig:
                 else None
             ),
             presence_events=_bool_var(env, "FANOUT_PRESENCE_EVENTS"),
+            history_seconds=_int_var(env, "FANOUT_HISTORY_SECONDS", 0, low=0, high=366 * 86400),
+            history_max=_int_var(
+                env, "FANOUT_HISTORY_MAX", DEFAULT_HISTORY_MAX, low=1, high=1_000_000
+            ),
+            dedup_seconds=_int_var(env, "FANOUT_DEDUP_SECONDS", 0, low=1, high=366 * 86400) or None,
         )

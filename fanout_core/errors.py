@@ -51,6 +51,13 @@ class InvalidPrincipalError(InvalidKeyError):
     field = "principal"
 
 
+class InvalidIdempotencyKeyError(InvalidKeyError):
+    """An idempotency key (a publish's, or a sendMessage's ``id``) outside 1-64 of A-Z a-z
+    0-9 _ -."""
+
+    field = "idempotency key"
+
+
 class NotConnectedError(FanoutError):
     """The connection has no live row: never connected, disconnected, gone or expired."""
 

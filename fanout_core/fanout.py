@@ -7,15 +7,18 @@ consumer, a cron job. It runs through the configured strategy, as a client's
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fanout_core import keys
 from fanout_core.audience import Audience
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery.posting import BotoPoster, Closer, EndpointPoster, Poster, PostStatus
+from fanout_core.errors import ConfigError
 from fanout_core.message import DEFAULT_EVENT, Message, validate_event
 from fanout_core.policy import Policy
 from fanout_core.reads import Clock, Member
@@ -106,12 +109,16 @@ class Fanout:
         connections: Iterable[str] | None = None,
         exclude: Iterable[str] = (),
         event: str = DEFAULT_EVENT,
+        idempotency_key: str | None = None,
     ) -> FanoutResult:
         """Send ``data`` (any JSON value) to one audience; with none given, to everyone.
 
         ``from`` is null in the frame. Raises TypeError if ``data`` is not JSON,
         PayloadTooLargeError if its frame is over 128 KB, ValueError (an InvalidKeyError
         for a bad room, user or id) for a bad audience: all before any read or post.
+        With ``idempotency_key`` (1-64 of A-Z a-z 0-9 _ -), a second publish with the same key
+        to the same audience within FANOUT_DEDUP_SECONDS fans out nothing; its result says
+        ``duplicate``.
         """
         audience = Audience(
             room=room,
@@ -121,9 +128,20 @@ class Fanout:
         )
         message = Message(None, room=room, event=validate_event(event), data=data)
         message.frame()  # TypeError and PayloadTooLargeError before the runtime is built
-        result = self.runtime.strategy.fanout(message, audience)
-        self.runtime.presence.settle()  # presence.leave for connections found gone
-        return result
+        if idempotency_key is not None:
+            keys.validate_idempotency_key(idempotency_key)
+        return self.runtime.publish(message, audience, key=idempotency_key)
+
+    def history(self, room: str | None = None, *, since: int = 0) -> Iterator[dict[str, Any]]:
+        """The retained frames of ``room`` (None: everyone's) after ``since``, in seq order,
+        read page by page; ConfigError if this API keeps no history."""
+        runtime = self.runtime
+        if not runtime.history.enabled:
+            raise ConfigError("FANOUT_HISTORY_SECONDS", "history is off: set it above 0")
+        scope = keys.scope_of(room)
+        latest = runtime.history.position(scope).seq
+        for retained in runtime.history.after(scope, since, latest):
+            yield json.loads(retained.frame)
 
     def members(self, room: str, *, page_size: int | None = None) -> Iterator[Member]:
         """The live connections of ``room`` with their principals, read page by page."""

@@ -13,11 +13,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from fanout_core import keys
 from fanout_core.errors import (
     ConfigError,
     ForbiddenError,
     InvalidConnectionIdError,
     InvalidEventError,
+    InvalidIdempotencyKeyError,
     InvalidPrincipalError,
     InvalidRoomNameError,
     NotAMemberError,
@@ -47,7 +49,7 @@ Event = dict[str, Any]
 Response = dict[str, Any]
 Handler = Callable[[Any, Any], Response]
 
-ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping", "presence")
+ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping", "presence", "history")
 _THROTTLED = {
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
@@ -86,6 +88,7 @@ _ANSWERED: tuple[tuple[type[Exception], int, str], ...] = (
     (InvalidConnectionIdError, 400, "invalid_connection_id"),
     (InvalidPrincipalError, 400, "invalid_principal"),
     (InvalidEventError, 400, "invalid_event"),
+    (InvalidIdempotencyKeyError, 400, "invalid_id"),
     (ForbiddenError, 403, "forbidden"),
     (NotAMemberError, 403, "not_a_member"),
     (NotConnectedError, 403, "not_connected"),
@@ -184,12 +187,20 @@ def send_message(event: Any) -> Response:
         message.frame()  # over 128 KB raises PayloadTooLargeError: a 413
     except TypeError:
         raise RequestError(400, "invalid_data", "'data' holds text that is not Unicode") from None
+    key = None if body.get("id") is None else keys.validate_idempotency_key(body["id"])
     if runtime.limiter is not None:  # last: a send refused for any reason costs no token
         runtime.limiter.take(request.connection_id)
-    result = runtime.strategy.fanout(message)
-    runtime.presence.settle()
+    result = runtime.publish(message, key=key, sender_scope=sender_scope(request))
     log.info("fanout %s", json.dumps(result.summary()))
     return ok()
+
+
+def sender_scope(request: WebSocketRequest) -> str:
+    """Whose idempotency keys a client's key is among: its user's, so that a retry after a
+    reconnect is still a duplicate, or (no principal) its connection's."""
+    if request.principal is not None:
+        return "#" + keys.user_index_pk(request.principal)
+    return f"#{keys.CONNECTION_PREFIX}{request.connection_id}"
 
 
 def message_of(sender: str, body: dict[str, Any]) -> Message:
@@ -236,6 +247,33 @@ def leave_room(event: Any) -> Response:
 
 
 @_answers
+def history(event: Any) -> Response:
+    """``history``: post the retained frames after ``since`` (or the ``last`` N), then
+    ``history.end``, to the caller, if the policy allows (members only by default)."""
+    request = websocket_request(event)
+    body = json_body(event)
+    room = optional_room(body)
+    runtime = get_runtime()
+    if not runtime.history.enabled:
+        raise RequestError(400, "no_history", "this API keeps no history (FANOUT_HISTORY_SECONDS)")
+    since, last, epoch = body.get("since"), body.get("last"), body.get("epoch")
+    if (since is None) == (last is None):
+        raise RequestError(400, "invalid_history", "give 'since' (a seq) or 'last' (a count)")
+    for value in (since, last, epoch):
+        if value is not None and (type(value) is not int or not 0 <= value <= keys.MAX_SEQ):
+            raise RequestError(
+                400, "invalid_history", "'since', 'last' and 'epoch' are integers >= 0"
+            )
+    is_member = room is None or runtime.store.is_member(request.connection_id, room)
+    _allowed(request, "history", room, is_member=is_member)
+    result = runtime.resume(
+        request.connection_id, request.endpoint, room, since=since, last=last, epoch=epoch
+    )
+    log.info("history %s", json.dumps(result.summary()))
+    return ok()
+
+
+@_answers
 def presence(event: Any) -> Response:
     """``presence``: post the room's live members to the caller, if the policy allows."""
     request = websocket_request(event)
@@ -278,6 +316,7 @@ ROUTES: dict[str, Handler] = {
     "leaveRoom": leave_room,
     "ping": ping,
     "presence": presence,
+    "history": history,
 }
 
 

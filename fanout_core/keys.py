@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from fanout_core.errors import (
     InvalidConnectionIdError,
+    InvalidIdempotencyKeyError,
     InvalidKeyError,
     InvalidPrincipalError,
     InvalidRoomNameError,
@@ -35,6 +36,18 @@ USER_PREFIX = "USER#"
 CONNECTION_SK = "CONN"
 USER_SK = "USER"  # the row that lists a connection under its principal
 RATE_SK = "RATE"  # the connection's send bucket
+# History (opt-in): a counter and the frames of each scope, a room's or everyone's, and the
+# idempotency keys of publishes. Each is a partition of its own, outside the index.
+EVERYONE_SCOPE = "ALL"
+COUNTER_PREFIX = "SEQ#"
+COUNTER_SK = "SEQ"
+HISTORY_PREFIX = "HIST#"
+DEDUP_PREFIX = "DEDUP#"
+DEDUP_SK = "DEDUP"
+IDEMPOTENCY_KEY_MAX = 64
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]+")
+SEQ_DIGITS = 20  # sort keys of history items: seq zero-padded, so they sort by number
+MAX_SEQ = 2**53 - 1  # the largest seq a JavaScript client reads exactly
 
 # Every connection row is also listed under one of EVERYONE_SHARDS index partitions.
 # One partition for all connections would be a hot key: every $connect and $disconnect
@@ -70,6 +83,9 @@ _ROOM_RULE = _KeyRule(
 )
 _CONNECTION_ID_RULE = _KeyRule(
     InvalidConnectionIdError, CONNECTION_ID_MAX, _CONNECTION_ID, "A-Z a-z 0-9 + / = _ -"
+)
+_IDEMPOTENCY_RULE = _KeyRule(
+    InvalidIdempotencyKeyError, IDEMPOTENCY_KEY_MAX, _IDEMPOTENCY_KEY, "A-Z a-z 0-9 _ -"
 )
 _PRINCIPAL_RULE = _KeyRule(
     InvalidPrincipalError, PRINCIPAL_MAX, _PRINCIPAL, "A-Z a-z 0-9 _ . : / @ = , ; + | -"
@@ -126,3 +142,35 @@ def everyone_index_pk(shard: int) -> str:
 def index_sk(connection_id: str) -> str:
     """Index sort key: the same for every row of a connection."""
     return CONNECTION_PREFIX + validate_connection_id(connection_id)
+
+
+def validate_idempotency_key(key: object) -> str:
+    """Return ``key`` if it may name a publish, else raise InvalidIdempotencyKeyError."""
+    return _IDEMPOTENCY_RULE.check(key)
+
+
+def scope_of(room: str | None) -> str:
+    """What a room's history (or everyone's, for None) is kept under."""
+    return EVERYONE_SCOPE if room is None else ROOM_PREFIX + validate_room(room)
+
+
+def counter_pk(scope: str) -> str:
+    """The partition of a scope's sequence counter."""
+    return COUNTER_PREFIX + scope
+
+
+def history_pk(scope: str) -> str:
+    """The partition of a scope's retained frames."""
+    return HISTORY_PREFIX + scope
+
+
+def history_sk(seq: int) -> str:
+    """Sort key of the frame numbered ``seq``: zero-padded, so it sorts by number."""
+    if not 0 <= seq < 10**SEQ_DIGITS:
+        raise ValueError(f"seq out of range: {seq}")
+    return f"{seq:0{SEQ_DIGITS}d}"
+
+
+def dedup_pk(scope: str, key: str) -> str:
+    """The partition of one idempotency key within ``scope`` (its audience, its sender)."""
+    return f"{DEDUP_PREFIX}{scope}#{validate_idempotency_key(key)}"

@@ -1,4 +1,5 @@
-"""The envelope every recipient gets: ``id``, ``event``, ``room``, ``from``, and ``data``.
+"""The envelope every recipient gets: ``id``, ``event``, ``room``, ``from``, and ``data``;
+``seq`` too when the room keeps a history.
 
 A text message carries ``body`` instead of ``data``, as the first clients (``{from, body}``)
 expect. ``fanout_core/schema/protocol.json`` describes frames and client requests.
@@ -62,6 +63,7 @@ class Message:
     id: str = field(default_factory=new_message_id)
     event: str = DEFAULT_EVENT
     data: Any = None
+    seq: int | None = None  # its number in its room's history, when history is on
 
     def envelope(self) -> dict[str, Any]:
         """The frame as a JSON object."""
@@ -71,6 +73,8 @@ class Message:
             "room": self.room,
             "from": self.sender,
         }
+        if self.seq is not None:
+            frame["seq"] = self.seq
         if self.text is not None:
             frame["body"] = self.text
         else:

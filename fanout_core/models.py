@@ -1,4 +1,5 @@
-"""PynamoDB models of the single table: connections, room memberships, users' listings.
+"""PynamoDB models of the single table: connections, memberships, users' listings, send
+buckets, and (history on) counters, frames and idempotency keys.
 
 The classes here declare the attributes. ``bind_models`` makes a family of concrete
 models for one table and endpoint, each family with its own discriminator, so two
@@ -22,6 +23,9 @@ CONNECTION_TYPE = "connection"
 MEMBERSHIP_TYPE = "membership"
 USER_TYPE = "user"
 RATE_TYPE = "rate"
+COUNTER_TYPE = "counter"
+HISTORY_TYPE = "history"
+DEDUP_TYPE = "dedup"
 # What the audience index carries besides its keys: all a fan-out needs to post and to
 # skip expired rows, so a fan-out never reads the table itself.
 AUDIENCE_PROJECTED = ("type", "connection_id", "endpoint", "expires_at")
@@ -76,6 +80,26 @@ class RateItem(TableItem):
     tat = NumberAttribute()  # GCRA's theoretical arrival time, epoch microseconds
 
 
+class CounterItem(TableItem):
+    """A scope's sequence counter: the seq of its latest frame (``fanout_core.history``)."""
+
+    seq = NumberAttribute()
+    epoch = NumberAttribute(null=True)  # when it started, epoch ms: set by its first ADD
+
+
+class HistoryItem(TableItem):
+    """One retained frame of a scope, as it was first sent."""
+
+    seq = NumberAttribute()
+    frame = UnicodeAttribute()
+
+
+class DedupItem(TableItem):
+    """A publish's idempotency key: the id of the message it first published."""
+
+    message_id = UnicodeAttribute()
+
+
 class UserItem(TableItem):
     """One row per connection that has a principal: lists it under ``USER#<principal>``."""
 
@@ -91,6 +115,9 @@ class Models:
     membership: type[MembershipItem]
     user: type[UserItem]
     rate: type[RateItem]
+    counter: type[CounterItem]
+    history: type[HistoryItem]
+    dedup: type[DedupItem]
 
 
 @lru_cache(maxsize=64)
@@ -131,12 +158,22 @@ def bind_models(
     )
     user = MetaModel(f"User[{table}]", (item, UserItem), dict(module), discriminator=USER_TYPE)
     rate = MetaModel(f"Rate[{table}]", (item, RateItem), dict(module), discriminator=RATE_TYPE)
+    counter = MetaModel(
+        f"Counter[{table}]", (item, CounterItem), dict(module), discriminator=COUNTER_TYPE
+    )
+    history = MetaModel(
+        f"History[{table}]", (item, HistoryItem), dict(module), discriminator=HISTORY_TYPE
+    )
+    dedup = MetaModel(f"Dedup[{table}]", (item, DedupItem), dict(module), discriminator=DEDUP_TYPE)
     models = Models(
         item=cast(type[TableItem], item),
         connection=cast(type[ConnectionItem], connection),
         membership=cast(type[MembershipItem], membership),
         user=cast(type[UserItem], user),
         rate=cast(type[RateItem], rate),
+        counter=cast(type[CounterItem], counter),
+        history=cast(type[HistoryItem], history),
+        dedup=cast(type[DedupItem], dedup),
     )
     # One connection (one botocore client) for the family, not one per class: each
     # client costs a service-model load at cold start. PynamoDB keeps it on `_connection`.
@@ -146,6 +183,9 @@ def bind_models(
         models.membership,
         models.user,
         models.rate,
+        models.counter,
+        models.history,
+        models.dedup,
     ):
         model._connection = shared
     return models

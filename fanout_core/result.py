@@ -31,6 +31,8 @@ class FanoutResult:
     room: str | None
     message_id: str
     audience: str = ""  # "room:<name>", "user:<principal>", "connections:<n>", "everyone"
+    duplicate: bool = False  # its idempotency key was used within the window: not fanned out
+    seq: int | None = None  # its number in the room's history, when history is on
     delivered: int = 0
     gone: int = 0  # answered 410 and deleted with all memberships
     failed: int = 0
@@ -87,6 +89,8 @@ class FanoutResult:
             "room": self.room,
             "audience": self.audience,
             "message_id": self.message_id,
+            "duplicate": self.duplicate,
+            "seq": self.seq,
             "delivered": self.delivered,
             "gone": self.gone,
             "failed": self.failed,

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from fanout_core import keys
+from fanout_core.audience import Audience, Target
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Backoff, Deliverer
 from fanout_core.delivery.posting import BotoPoster, Poster
+from fanout_core.history import History
+from fanout_core.message import Message, encode_json, new_message_id
 from fanout_core.policy import Policy, load_policy
 from fanout_core.presence import Presence
 from fanout_core.ratelimit import RateLimiter
+from fanout_core.result import FanoutResult
 from fanout_core.store import Clock, ConnectionStore
 from fanout_core.strategy import FanoutStrategy, strategy_class
 
 
 @dataclass
 class Runtime:
-    """Config, store, delivery, the configured strategy, and who may do what."""
+    """Config, store, delivery, the configured strategy, who may do what, and history."""
 
     config: FanoutConfig
     store: ConnectionStore
@@ -26,7 +32,93 @@ class Runtime:
     strategy: FanoutStrategy
     policy: Policy
     presence: Presence
+    history: History
     limiter: RateLimiter | None = None  # FANOUT_RATE_LIMIT; None: off
+
+    def publish(
+        self,
+        message: Message,
+        audience: Audience | None = None,
+        *,
+        key: str | None = None,
+        sender_scope: str = "",
+    ) -> FanoutResult:
+        """Fan ``message`` out: claim its idempotency key, number and keep it (history on,
+        to a room or everyone), then post; announce connections found gone.
+
+        A key already claimed within the window fans out nothing: the result says
+        ``duplicate`` and names the first message. A publish that raises releases its key,
+        so that a retry publishes (and may reach some members twice, with a new id).
+        """
+        audience = audience or Audience(room=message.room)
+        numbered = self.history.enabled and audience.user is None and audience.connections is None
+        if numbered:
+            replace(message, seq=keys.MAX_SEQ).frame()  # with its seq, it must still fit
+        claim = None
+        if key is not None:
+            claim = (dedup_scope(audience) + sender_scope, key)
+            first = self.history.claim(*claim, message.id)
+            if first is not None:
+                return FanoutResult(
+                    self.strategy.name, message.room, first, audience.label, duplicate=True
+                )
+        try:
+            if numbered:
+                scope = keys.scope_of(audience.room)
+                message = replace(message, seq=self.history.next_seq(scope))
+                assert message.seq is not None
+                # Kept before any post: a client that resumes meanwhile finds it.
+                self.history.keep(scope, message.seq, message.frame())
+            result = self.strategy.fanout(message, audience)
+        except BaseException:
+            if claim is not None:
+                self.history.release(*claim, message.id)
+            raise
+        result.seq = message.seq
+        self.presence.settle()
+        return result
+
+    def resume(
+        self,
+        connection_id: str,
+        endpoint: str,
+        room: str | None,
+        *,
+        since: int | None = None,
+        last: int | None = None,
+        epoch: int | None = None,
+    ) -> FanoutResult:
+        """Post a scope's retained frames after ``since`` (or its ``last`` N) to one
+        connection, in seq order, one at a time, then ``history.end``.
+
+        ``complete`` in ``history.end`` is false exactly when a frame after ``since`` is not
+        retained (trimmed, expired, or lost by a publish that failed after taking its
+        number), or when ``epoch`` is not the counter's: the client then knows it missed
+        something. A post that fails ends the resume there, with no ``history.end``.
+        """
+        scope = keys.scope_of(room)
+        at = self.history.position(scope)
+        if since is None:
+            since = max(0, at.seq - (last or 0))
+        elif epoch is not None and epoch != at.epoch:
+            since = -1  # another numbering: all of this one is new, and something was missed
+        result = FanoutResult("history", room, "", "caller")
+        target = [Target(connection_id, endpoint)]
+        expected = max(since, 0) + 1
+        for retained in self.history.after(scope, max(since, 0), at.seq):  # page by page
+            self.deliverer.deliver_targets(target, retained.frame.encode(), result)
+            if result.gone or result.failed:  # gone, or a hole in what it received
+                self.presence.settle()
+                return result
+            if retained.seq == expected:
+                expected += 1
+        complete = 0 <= since <= at.seq and expected == at.seq + 1
+        end: dict[str, object] = {"id": new_message_id(), "event": "history.end", "room": room}
+        end["from"] = None
+        end.update({"seq": at.seq, "epoch": at.epoch, "complete": complete})
+        self.deliverer.deliver_targets(target, encode_json(end).encode(), result)
+        self.presence.settle()
+        return result
 
     def close(self) -> None:
         """Stop delivery threads and close the poster's connections."""
@@ -75,7 +167,18 @@ def build_runtime(
     limiter = None
     if config.rate_limit is not None:
         limiter = RateLimiter(store.models, config.rate_limit, clock)
-    return Runtime(config, store, deliverer, fanout, policy, presence, limiter)
+    history = History(store.models, config, clock)
+    return Runtime(config, store, deliverer, fanout, policy, presence, history, limiter)
+
+
+def dedup_scope(audience: Audience) -> str:
+    """What an idempotency key is unique within: the audience it published to."""
+    if audience.user is not None:
+        return keys.user_index_pk(audience.user)
+    if audience.connections is not None:
+        chosen = ",".join(sorted(set(audience.connections))).encode()
+        return keys.CONNECTION_PREFIX + hashlib.sha256(chosen).hexdigest()[:32]
+    return keys.scope_of(audience.room)
 
 
 def _https_proxy() -> bool:

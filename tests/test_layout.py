@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from fanout_core import keys
+from fanout_core.history import COUNTER_GRACE_SECONDS, History
 from fanout_core.store import ConnectionStore
 from fanout_core.table import create_table, describe_table
 from tests.support.backends import Backend
@@ -70,6 +71,45 @@ def test_exact_items(backend: Backend) -> None:
             "expires_at": {"N": "1700007500"},
         },
     ]
+
+
+def test_exact_history_items(backend: Backend) -> None:
+    """History on: a scope's counter, its frames, and an idempotency key; none in the index."""
+    config = backend.config(history_seconds=600)
+    create_table(config)
+    clock = FakeClock(NOW)
+    history = History(ConnectionStore(config, clock=clock).models, config, clock)
+    scope = keys.scope_of("lobby")
+    assert history.claim(keys.scope_of(None), "order-42", "m1") is None
+    seq = history.next_seq(scope)
+    history.keep(scope, seq, b'{"id":"m1","seq":1}')
+    assert raw_items(ConnectionStore(config, clock=clock)) == [
+        {
+            "pk": {"S": "DEDUP#ALL#order-42"},
+            "sk": {"S": "DEDUP"},
+            "type": {"S": "dedup"},
+            "message_id": {"S": "m1"},
+            "expires_at": {"N": "1700000600"},  # the dedup window: the history window
+        },
+        {
+            "pk": {"S": "HIST#ROOM#lobby"},
+            "sk": {"S": "00000000000000000001"},
+            "type": {"S": "history"},
+            "seq": {"N": "1"},
+            "frame": {"S": '{"id":"m1","seq":1}'},
+            "expires_at": {"N": "1700000600"},
+        },
+        {
+            "pk": {"S": "SEQ#ROOM#lobby"},
+            "sk": {"S": "SEQ"},
+            "type": {"S": "counter"},
+            "seq": {"N": "1"},
+            "epoch": {"N": "1700000000250"},
+            "expires_at": {"N": str(1_700_000_000 + 600 + COUNTER_GRACE_SECONDS)},
+        },
+    ]
+    assert history.next_seq(scope) == 2  # the epoch stays what the first ADD set
+    assert history.position(scope).epoch == 1_700_000_000_250
 
 
 def test_connection_without_principal_has_no_principal_attribute(backend: Backend) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -97,20 +97,24 @@ class Harness:
             self.pump = None
 
     def rows(self) -> Rows:
-        """Every row of the table, read consistently through ``reader``."""
-        rows: Rows = {}
+        """Every row of the table, read consistently through ``reader``: a connection's by
+        its id, the others (history, counters, idempotency keys) by their pk."""
+        return {
+            (item["connection_id"]["S"] if "connection_id" in item else item["pk"]["S"], sk): exp
+            for item, sk, exp in self._items()
+        }
+
+    def _items(self) -> Iterator[tuple[dict[str, Any], str, int]]:
         for page in self.reader.get_paginator("scan").paginate(
             TableName=self.config.table, ConsistentRead=True
         ):
             for item in page["Items"]:
-                key = (item["connection_id"]["S"], item["sk"]["S"])
-                rows[key] = int(item["expires_at"]["N"])
-        return rows
+                yield item, item["sk"]["S"], int(item["expires_at"]["N"])
 
     def wipe(self) -> None:
         """Delete every row, so the next run starts from an empty table."""
         for _ in range(5):
-            keys = [{"pk": {"S": f"CONN#{cid}"}, "sk": {"S": sk}} for cid, sk in self.rows()]
+            keys = [{"pk": item["pk"], "sk": item["sk"]} for item, _, _ in self._items()]
             if not keys:
                 return
             for start in range(0, len(keys), 25):
@@ -234,7 +238,9 @@ class Chat:
         return [frame["body"] for frame in self.frames(cid)]
 
     def row_ids(self) -> set[str]:
-        return {row.connection_id for row in self.runtime.store.rows()}
+        """The connections that have rows (history, counters and keys have none)."""
+        rows = self.runtime.store.rows()
+        return {row.connection_id for row in rows if row.connection_id is not None}
 
 
 def make_chat(
