@@ -61,7 +61,7 @@ def drain_as_worker(chat: Chat, recorder: Recorder) -> None:
             recorder.current = ""
 
 
-@pytest.mark.parametrize("settings", ["defaults", "presence events and a rate limit"])
+@pytest.mark.parametrize("settings", ["defaults", "presence events, a rate limit, history"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_handlers_call_only_what_their_policy_allows(
     strategy: str,
@@ -80,6 +80,7 @@ def test_handlers_call_only_what_their_policy_allows(
         sqs_endpoint=moto_server_url,
         presence_events=extras,
         rate_limit=RateLimit(100, 1) if extras else None,
+        history_seconds=600 if extras else 0,
     )
     recorder = Recorder()
     client = chat.runtime.store.models.item._get_connection().connection.client
@@ -111,13 +112,19 @@ def test_handlers_call_only_what_their_policy_allows(
     assert recorder.run("send_message", to_all) == {"statusCode": 200}
     drain_as_worker(chat, recorder)
     assert chat.row_ids() == {a, d}
+    keyed = message_event(a, {"action": "sendMessage", "text": "k", "room": "r", "id": "k"})
+    for _ in range(2):  # the second is a duplicate: it reads the first's message id
+        assert recorder.run("send_message", keyed) == {"statusCode": 200}
+        drain_as_worker(chat, recorder)
+    resume = message_event(a, {"action": "history", "room": "r", "since": 0})
+    assert recorder.run("history", resume)["statusCode"] == (200 if extras else 400)
 
     assert recorder.run("disconnect", disconnect_event(d)) == {"statusCode": 200}
     clock.advance(chat.runtime.config.ttl_seconds + 1)
     assert recorder.run("sweep", {}) == {"connections": 1, "memberships": 1}
 
     recorder.calls.pop("", None)  # the test's own reads
-    expected = expected_actions(presence_events=extras, rate_limit=extras)
+    expected = expected_actions(presence_events=extras, rate_limit=extras, history=extras)
     for handler, calls in recorder.calls.items():
         allowed = expected[handler]
         for action, on_index in calls:
@@ -133,8 +140,10 @@ def test_handlers_call_only_what_their_policy_allows(
     assert "dynamodb:UpdateItem" in made["ping"]
     assert "default" not in made
     assert {"dynamodb:GetItem", "dynamodb:BatchGetItem"} <= made["presence"]
+    assert {"dynamodb:PutItem", "dynamodb:GetItem"} <= made["send_message"]  # the key
     if extras:
-        assert "dynamodb:UpdateItem" in made["send_message"]  # the send bucket
+        assert "dynamodb:UpdateItem" in made["send_message"]  # the bucket, the counter
+        assert {"dynamodb:GetItem", "dynamodb:Query"} <= made["history"]
         # presence.join / presence.leave fan-outs from the handlers that see joins and leaves:
         # each reads the room (a room nobody else is in is posted nothing).
         scans = strategy in ("full_scan", "parallel_scan")
@@ -151,9 +160,11 @@ def test_handlers_call_only_what_their_policy_allows(
         assert "dynamodb:Scan" in made["send_message"]
 
 
+@pytest.mark.parametrize("history", [0, 600], ids=["history off", "history on"])
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_publisher_calls_only_what_publisher_policy_allows(
     strategy: str,
+    history: int,
     local_api: LocalManagementApi,
     clock: FakeClock,
     moto_server_url: str,
@@ -161,9 +172,15 @@ def test_publisher_calls_only_what_publisher_policy_allows(
 ) -> None:
     """Fanout.publish to every audience (410 cleanup included), members, disconnect_user."""
     chat: Chat = make_chat(
-        Backend("dynalite", dynalite_url), local_api, clock, strategy, sqs_endpoint=moto_server_url
+        Backend("dynalite", dynalite_url),
+        local_api,
+        clock,
+        strategy,
+        sqs_endpoint=moto_server_url,
+        history_seconds=history,
     )
     recorder = Recorder()
+    updated: list[str] = []  # the partitions UpdateItem touched: only counters' may be
     client = chat.runtime.store.models.item._get_connection().connection.client
     client.meta.events.register("before-parameter-build.dynamodb", recorder.hook)
     if isinstance(chat.runtime.strategy, SqsBatched):
@@ -181,11 +198,18 @@ def test_publisher_calls_only_what_publisher_policy_allows(
         (ids[3], {"connections": [ids[3], ids[4]]}),
         (ids[4], {}),
     ]
-    for gone, audience in publishes:
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.UpdateItem",
+        lambda params, **_: updated.append(params["Key"]["pk"]["S"]),
+    )
+    for n, (gone, audience) in enumerate(publishes):
         local_api.connections.close(gone)  # each publish meets a 410 and deletes a row
         recorder.current = "publisher"
-        fanout.publish({"n": 1}, **audience)
+        fanout.publish({"n": 1}, idempotency_key=f"k{n}", **audience)
+        fanout.publish({"n": 1}, idempotency_key=f"k{n}", **audience)  # a duplicate
         drain_as_worker(chat, recorder)
+    if history:
+        assert [frame["data"] for frame in fanout.history("r")] == [{"n": 1}]
     recorder.current = "publisher"
     # Left in r: alice's ids[2] and bob's ids[5] (the publishes deleted the other four).
     assert sorted(m.principal or "" for m in fanout.members("r")) == ["alice", "bob"]
@@ -199,6 +223,9 @@ def test_publisher_calls_only_what_publisher_policy_allows(
             assert "index" in PUBLISHER_ACTIONS[action], f"{action} on the index is denied"
     names = {action for action, _ in made}
     assert {"dynamodb:BatchGetItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"} <= names
+    assert {"dynamodb:PutItem", "dynamodb:GetItem"} <= names  # keys, and a duplicate's id
+    assert all(pk.startswith("SEQ#") for pk in updated), updated
+    assert bool(updated) is bool(history)
     assert ("dynamodb:Query", True) in made  # members, and users on every strategy
     if strategy == "sqs_batched":
         assert "sqs:SendMessage" in names

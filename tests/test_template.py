@@ -34,7 +34,7 @@ from samtranslator.translator.translator import (  # type: ignore[import-untyped
 )
 
 from fanout_core import config as defaults
-from fanout_core import cost
+from fanout_core import cost, keys
 from fanout_core import handlers as library_handlers
 from fanout_core.config import FanoutConfig
 from fanout_core.strategy import BUILTIN_STRATEGIES
@@ -72,7 +72,8 @@ EXPECTED_ACTIONS: dict[str, dict[str, frozenset[str]]] = {
         "dynamodb:BatchWriteItem": TABLE,
     },
     "send_message": {
-        "dynamodb:GetItem": TABLE,  # the sender's membership
+        "dynamodb:GetItem": TABLE,  # the sender's membership; a duplicate's first message
+        "dynamodb:PutItem": TABLE,  # an idempotency key ("id"); a frame, history on
         "dynamodb:Query": TABLE_AND_INDEX,  # gsi_query, sqs_batched; 410 cleanup
         "dynamodb:Scan": TABLE,  # full_scan, parallel_scan
         "dynamodb:DeleteItem": TABLE,  # 410 cleanup
@@ -103,6 +104,13 @@ EXPECTED_ACTIONS: dict[str, dict[str, frozenset[str]]] = {
         "dynamodb:Query": TABLE,
         "dynamodb:BatchWriteItem": TABLE,
     },
+    "history": {
+        "dynamodb:GetItem": TABLE,  # the caller's membership, the room's counter
+        "dynamodb:Query": TABLE,  # the room's frames; 410 cleanup
+        "dynamodb:DeleteItem": TABLE,  # 410 cleanup
+        "dynamodb:BatchWriteItem": TABLE,
+        "execute-api:ManageConnections": CONNECTIONS,
+    },
     "presence": {
         "dynamodb:GetItem": TABLE,  # the caller's membership
         "dynamodb:Query": TABLE_AND_INDEX,  # the room's members; 410 cleanup
@@ -127,19 +135,31 @@ FANOUT_ACTIONS: dict[str, frozenset[str]] = {
 WITH_PRESENCE_EVENTS: dict[str, dict[str, frozenset[str]]] = {
     **dict.fromkeys(("connect", "disconnect", "join_room", "leave_room"), FANOUT_ACTIONS),
     "presence": {"dynamodb:Scan": TABLE, "sqs:SendMessage": QUEUE},
+    "history": {
+        "dynamodb:Scan": TABLE,
+        "dynamodb:Query": frozenset({"index"}),
+        "sqs:SendMessage": QUEUE,
+    },
     "sqs_worker": {"dynamodb:Query": frozenset({"index"}), "sqs:SendMessage": QUEUE},
 }
 WITH_RATE_LIMIT: dict[str, dict[str, frozenset[str]]] = {
     "send_message": {"dynamodb:UpdateItem": TABLE},
 }
+WITH_HISTORY: dict[str, dict[str, frozenset[str]]] = {
+    "send_message": {"dynamodb:UpdateItem": TABLE},  # the room's sequence counter
+}
 
 
 def expected_actions(
-    *, presence_events: bool, rate_limit: bool
+    *, presence_events: bool, rate_limit: bool, history: bool = False
 ) -> dict[str, dict[str, frozenset[str]]]:
-    """EXPECTED_ACTIONS with what the two settings add."""
+    """EXPECTED_ACTIONS with what the three settings add."""
     expected = {handler: dict(actions) for handler, actions in EXPECTED_ACTIONS.items()}
-    for on, extra in ((presence_events, WITH_PRESENCE_EVENTS), (rate_limit, WITH_RATE_LIMIT)):
+    for on, extra in (
+        (presence_events, WITH_PRESENCE_EVENTS),
+        (rate_limit, WITH_RATE_LIMIT),
+        (history, WITH_HISTORY),
+    ):
         for handler, actions in extra.items() if on else ():
             for action, resources in actions.items():
                 expected[handler][action] = expected[handler].get(action, frozenset()) | resources
@@ -149,7 +169,11 @@ def expected_actions(
 # What a function of the user's may do with PublisherPolicy: what Fanout.publish (every
 # strategy, every audience, 410 cleanup), members and disconnect_user call.
 PUBLISHER_ACTIONS: dict[str, frozenset[str]] = {
-    "dynamodb:Query": TABLE_AND_INDEX,  # rooms, users, everyone; 410 cleanup
+    "dynamodb:Query": TABLE_AND_INDEX,  # rooms, users, everyone; 410 cleanup; history
+    "dynamodb:GetItem": TABLE,  # a duplicate's first message; a room's counter
+    "dynamodb:PutItem": TABLE,  # an idempotency key; a frame, history on
+    # A room's counter, history on: only the counters' partitions (keys.COUNTER_PREFIX).
+    "dynamodb:UpdateItem": frozenset({"table SEQ#*"}),
     "dynamodb:Scan": TABLE,  # full_scan, parallel_scan
     "dynamodb:BatchGetItem": TABLE,  # chosen connections, members' principals
     "dynamodb:DeleteItem": TABLE,  # 410 cleanup, disconnect_user
@@ -417,7 +441,17 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
         "FANOUT_POLICY": {"Ref": "Policy"},
         "FANOUT_RATE_LIMIT": {"Ref": "RateLimit"},
         "FANOUT_PRESENCE_EVENTS": {"Ref": "PresenceEvents"},
+        "FANOUT_HISTORY_SECONDS": {"Ref": "HistorySeconds"},
+        "FANOUT_HISTORY_MAX": {"Ref": "HistoryMax"},
+        "FANOUT_DEDUP_SECONDS": {"Ref": "DedupSeconds"},
     }
+    assert parameters["HistorySeconds"]["Default"] == 0  # off, as FanoutConfig's default
+    assert parameters["HistoryMax"]["Default"] == defaults.DEFAULT_HISTORY_MAX
+    dedup = re.compile(parameters["DedupSeconds"]["AllowedPattern"])
+    for value in ("", "1", "300", "86400"):
+        assert dedup.fullmatch(value)
+        defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": value})  # the library reads it
+    assert not dedup.fullmatch("0")
 
 
 def test_the_cost_model_prices_the_functions_as_deployed(source: dict[str, Any]) -> None:
@@ -480,10 +514,18 @@ def resolve_conditions(value: Any, conditions: dict[str, bool]) -> Any:
 
 
 def granted_actions(
-    template: dict[str, Any], *, presence_events: bool = False, rate_limit: bool = False
+    template: dict[str, Any],
+    *,
+    presence_events: bool = False,
+    rate_limit: bool = False,
+    history: bool = False,
 ) -> dict[str, dict[str, frozenset[str]]]:
     """Handler -> action -> resource names, from each function's role, for the settings."""
-    conditions = {"PresenceEventsOn": presence_events, "RateLimitOn": rate_limit}
+    conditions = {
+        "PresenceEventsOn": presence_events,
+        "RateLimitOn": rate_limit,
+        "HistoryOn": history,
+    }
     template = resolve_conditions(template, conditions)
     roles = of_type(template, "AWS::IAM::Role")
     granted: dict[str, dict[str, frozenset[str]]] = {}
@@ -511,9 +553,17 @@ def statement_actions(statements: list[Any], where: str) -> dict[str, frozenset[
             "Effect",
             "Action",
             "Resource",
+            "Condition",
         }:
             raise ValueError(f"{where}: unexpected statement {statement}")
         resources = {_resource_name(r) for r in _as_list(statement["Resource"])}
+        if "Condition" in statement:  # only a narrowing to partitions: "table SEQ#*"
+            [(test, [(key, prefixes)])] = [
+                (t, list(c.items())) for t, c in statement["Condition"].items()
+            ]
+            if (test, key) != ("ForAllValues:StringLike", "dynamodb:LeadingKeys"):
+                raise ValueError(f"{where}: unexpected condition {statement['Condition']}")
+            resources = {f"{name} {','.join(prefixes)}" for name in resources}
         for action in _as_list(statement["Action"]):
             actions.setdefault(action, set()).update(resources)
     return {action: frozenset(names) for action, names in actions.items()}
@@ -525,17 +575,19 @@ def test_each_function_may_do_exactly_what_its_handler_does(transformed: dict[st
 
 @pytest.mark.parametrize("presence_events", [False, True])
 @pytest.mark.parametrize("rate_limit", [False, True])
-def test_presence_events_and_the_rate_limit_grant_exactly_what_they_call(
-    transformed: dict[str, Any], presence_events: bool, rate_limit: bool
+@pytest.mark.parametrize("history", [False, True])
+def test_presence_events_the_rate_limit_and_history_grant_exactly_what_they_call(
+    transformed: dict[str, Any], presence_events: bool, rate_limit: bool, history: bool
 ) -> None:
-    granted = granted_actions(transformed, presence_events=presence_events, rate_limit=rate_limit)
-    assert granted == expected_actions(presence_events=presence_events, rate_limit=rate_limit)
+    settings = {"presence_events": presence_events, "rate_limit": rate_limit, "history": history}
+    assert granted_actions(transformed, **settings) == expected_actions(**settings)
 
 
 def test_publisher_policy_allows_exactly_what_fanout_calls(transformed: dict[str, Any]) -> None:
     [(policy_id, policy)] = of_type(transformed, "AWS::IAM::ManagedPolicy").items()
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     assert statement_actions(statements, policy_id) == PUBLISHER_ACTIONS
+    assert PUBLISHER_ACTIONS["dynamodb:UpdateItem"] == {f"table {keys.COUNTER_PREFIX}*"}
     assert transformed["Outputs"]["PublisherPolicyArn"]["Value"] == {"Ref": policy_id}
 
 
