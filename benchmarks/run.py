@@ -37,7 +37,7 @@ import boto3  # noqa: E402
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]  # noqa: E402
 
 from benchmarks.common import ENDPOINT, bench_id, room_name  # noqa: E402
-from fanout_core import cost  # noqa: E402
+from fanout_core import cost, sizes  # noqa: E402
 from fanout_core.audience import Audience  # noqa: E402
 from fanout_core.config import FanoutConfig  # noqa: E402
 from fanout_core.delivery import Deliverer  # noqa: E402
@@ -117,7 +117,7 @@ def attribute_values(item: dict[str, str | int]) -> dict[str, dict[str, str]]:
 
 
 def bench_items(i: int, room_size: int, now: float, ttl: int) -> list[dict[str, str | int]]:
-    return cost.layout_items(
+    return sizes.layout_items(
         bench_id(i),
         ENDPOINT,
         rooms=(room_name(room_size, i // room_size),),
@@ -441,12 +441,12 @@ def measure_table(
     room = room_name(room_size, 0)
     sample = bench_items(BENCH_USER_CONNECTIONS, room_size, time.time(), config.ttl_seconds)
     user_rows = bench_items(0, room_size, time.time(), config.ttl_seconds)
-    sizes = cost.ItemSizes(
-        cost.item_size(sample[0]),
-        cost.item_size(sample[1]),
-        cost.item_size(cost.index_entry(sample[0])),
-        cost.item_size(cost.index_entry(sample[1])),
-        cost.item_size(cost.index_entry(user_rows[-1])),
+    measured = sizes.ItemSizes(
+        sizes.item_size(sample[0]),
+        sizes.item_size(sample[1]),
+        sizes.item_size(sizes.index_entry(sample[0])),
+        sizes.item_size(sizes.index_entry(sample[1])),
+        sizes.item_size(sizes.index_entry(user_rows[-1])),
     )
     for strategy in STRATEGIES:
         progress.set_description(f"resolve N={connections:,} k={room_size:,} {strategy}")
@@ -464,7 +464,7 @@ def measure_table(
                     connections=connections,
                     room_size=room_size,
                     everyone=audience == "everyone",
-                    sizes=sizes,
+                    sizes=measured,
                     segments=config.segments,
                     user=BENCH_USER_CONNECTIONS if audience == "user" else None,
                 )

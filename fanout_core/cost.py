@@ -10,22 +10,17 @@ tiers and data transfer are left out. ``fanout cost`` prints it.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
-
-from pynamodb.attributes import Attribute
 
 from fanout_core import keys, queue
-from fanout_core.models import (
-    AUDIENCE_PROJECTED,
-    AudienceIndex,
-    TableItem,
-    bind_models,
-    connection_row,
-    membership_row,
-    user_row,
+from fanout_core.history import PAGE_ITEMS as HISTORY_PAGE_ITEMS
+from fanout_core.sizes import (
+    SAMPLE_CONNECTION_ID,
+    SAMPLE_ENDPOINT,
+    ItemSizes,
+    history_items,
+    page_read_units,
+    write_units,
 )
 from fanout_core.strategy import BUILTIN_STRATEGIES
 
@@ -42,142 +37,11 @@ SQS_REQUEST_PER_MILLION = 0.40  # aws.amazon.com/sqs/pricing (standard queue)
 SQS_CHUNK_BYTES = 64 * 1024  # aws.amazon.com/sqs/pricing: each 64 KB chunk is a request
 
 # -- DynamoDB read accounting (developer guide: "Read/write operations", "Query", "Scan") --
-READ_UNIT_BYTES = 4096
-READ_UNIT_EVENTUAL = 0.5
 PAGE_BYTES = 1024 * 1024
 LAMBDA_BATCH_SIZE = 10  # template.yaml's BatchSize for the sqs_worker (tests/test_template.py)
 TARGETS_PER_QUEUE_MESSAGE = queue.TARGETS_PER_MESSAGE
 ENTRIES_PER_SEND_CALL = queue.MAX_ENTRIES_PER_CALL
 STRATEGIES = tuple(BUILTIN_STRATEGIES)
-
-# A connection id as API Gateway makes them and a callback URL of the usual length.
-SAMPLE_CONNECTION_ID = "L0SM9cOFvHcCIhw="
-SAMPLE_ENDPOINT = "https://abcd123456.execute-api.us-east-1.amazonaws.com/prod"
-SAMPLE_ROOM = "room-000001"
-SAMPLE_PRINCIPAL = "user-0000001"
-SAMPLE_EPOCH = 1_700_000_000
-
-
-def number_size(value: int) -> int:
-    """Bytes DynamoDB counts for a number: 1 plus 1 per two significant digits."""
-    digits = str(abs(value)).strip("0") or "0"
-    return 1 + math.ceil(len(digits) / 2)
-
-
-def item_size(item: Mapping[str, str | int]) -> int:
-    """An item's size as DynamoDB counts it: names plus values (UTF-8 strings, numbers)."""
-    total = 0
-    for name, value in item.items():
-        total += len(name.encode())
-        total += number_size(value) if isinstance(value, int) else len(value.encode())
-    return total
-
-
-@cache
-def _sample_models() -> Any:
-    # Rows are built, never saved: the table name only has to be valid.
-    return bind_models("fanout-cost-model")
-
-
-def _plain(row: Any) -> dict[str, str | int]:
-    """A model's attributes as DynamoDB stores them, with plain values."""
-    values: dict[str, str | int] = {}
-    for name, typed in row.serialize().items():
-        ((kind, value),) = typed.items()
-        values[name] = int(value) if kind == "N" else value
-    return values
-
-
-def layout_items(
-    connection_id: str,
-    endpoint: str,
-    *,
-    rooms: tuple[str, ...] = (),
-    expires_at: int,
-    connected_at_ms: int,
-    principal: str | None = None,
-) -> list[dict[str, str | int]]:
-    """The rows ``ConnectionStore.connect`` writes, as plain values (tests/test_layout.py)."""
-    models = _sample_models()
-    rows: list[Any] = [
-        connection_row(
-            models,
-            connection_id,
-            endpoint,
-            expires_at=expires_at,
-            connected_at=connected_at_ms,
-            principal=principal,
-        )
-    ]
-    rows += [
-        membership_row(
-            models, connection_id, endpoint, room, expires_at=expires_at, joined_at=connected_at_ms
-        )
-        for room in rooms
-    ]
-    if principal is not None:
-        rows.append(user_row(models, connection_id, endpoint, principal, expires_at=expires_at))
-    return [_plain(row) for row in rows]
-
-
-def _key_names(owner: type) -> tuple[str, ...]:
-    """The hash key's attribute name, then the range key's, of a PynamoDB model or index."""
-    found = [
-        value
-        for value in vars(owner).values()
-        if isinstance(value, Attribute) and (value.is_hash_key or value.is_range_key)
-    ]
-    return tuple(key.attr_name for key in sorted(found, key=lambda key: not key.is_hash_key))
-
-
-# The table's keys (DynamoDB projects them into every index), the index's, and the rest.
-INDEX_ATTRIBUTES = (*_key_names(TableItem), *_key_names(AudienceIndex), *AUDIENCE_PROJECTED)
-
-
-def index_entry(item: Mapping[str, str | int]) -> dict[str, str | int]:
-    """The ``audience`` index entry of a row: both keys and the INCLUDE projection."""
-    return {name: item[name] for name in INDEX_ATTRIBUTES if name in item}
-
-
-@dataclass(frozen=True)
-class ItemSizes:
-    """Bytes per row and per index entry."""
-
-    connection: int
-    membership: int
-    connection_entry: int
-    membership_entry: int
-    user_entry: int = 0  # a principal's listing; 0: as a membership's
-
-    @classmethod
-    def sample(
-        cls,
-        connection_id: str = SAMPLE_CONNECTION_ID,
-        endpoint: str = SAMPLE_ENDPOINT,
-        room: str = SAMPLE_ROOM,
-    ) -> ItemSizes:
-        """Sizes of the rows of one connection in one room."""
-        conn, member, user = layout_items(
-            connection_id,
-            endpoint,
-            rooms=(room,),
-            expires_at=SAMPLE_EPOCH + 7500,
-            connected_at_ms=SAMPLE_EPOCH * 1000,
-            principal=SAMPLE_PRINCIPAL,
-        )
-        del conn["principal"]  # most rows have none: size the common case
-        return cls(
-            item_size(conn),
-            item_size(member),
-            item_size(index_entry(conn)),
-            item_size(index_entry(member)),
-            item_size(index_entry(user)),
-        )
-
-
-def page_read_units(page_bytes: int) -> float:
-    """Read units of one Query/Scan page: 0.5 per 4 KB read, rounded up, at least 0.5."""
-    return max(1, math.ceil(page_bytes / READ_UNIT_BYTES)) * READ_UNIT_EVENTUAL
 
 
 @dataclass(frozen=True)
@@ -278,6 +142,8 @@ class Workload:
     segments: int = 4
     sizes: ItemSizes = field(default_factory=ItemSizes.sample)
     rate_limit: bool = False  # FANOUT_RATE_LIMIT: the sender's bucket, one write per send
+    history: bool = False  # FANOUT_HISTORY_SECONDS > 0: the room's counter and the frame
+    idempotency: bool = False  # each message carries an idempotency key: one put more
 
 
 @dataclass(frozen=True)
@@ -292,7 +158,7 @@ class StrategyCost:
     lambda_invocations: int
     lambda_gb_seconds: float
     dollars: dict[str, float]  # per message, by service
-    write_units: float = 0.0  # besides the fan-out's: the send bucket
+    write_units: float = 0.0  # besides the fan-out's: the send bucket, history, the key
 
     @property
     def per_message(self) -> float:
@@ -354,13 +220,11 @@ def strategy_cost(strategy: str, workload: Workload) -> StrategyCost:
     else:
         # Pages are read while earlier targets are posted: the longer of the two is billed.
         gb_seconds = max(read_seconds, _post_seconds(posts, workload)) * memory_gb
-    # The bucket row is under 1 KB: one write unit per send, passed or not (a refused
-    # conditional update is billed too). A burst sends a second update: not modelled.
-    write_units = 1.0 if workload.rate_limit else 0.0
+    writes = extra_write_units(workload)
     dollars = {
         "dynamodb": (
             reads.read_units * DYNAMODB_READ_PER_MILLION_RRU
-            + write_units * DYNAMODB_WRITE_PER_MILLION_WRU
+            + writes * DYNAMODB_WRITE_PER_MILLION_WRU
         )
         / 1e6,
         "apigateway": apigw_messages * APIGW_MESSAGE_PER_MILLION / 1e6,
@@ -376,8 +240,50 @@ def strategy_cost(strategy: str, workload: Workload) -> StrategyCost:
         invocations,
         gb_seconds,
         dollars,
-        write_units,
+        writes,
     )
+
+
+def extra_write_units(workload: Workload) -> float:
+    """Writes a message makes besides the fan-out's (which writes only to delete 410s)."""
+    counter_bytes, history_bytes, dedup_bytes = history_items(workload.frame_bytes)
+    units = 0.0
+    if workload.rate_limit:
+        # The bucket row is under 1 KB: one update per send, passed or not (a refused
+        # conditional update is billed too).
+        units += 1
+    if workload.history:
+        units += write_units(counter_bytes) + write_units(history_bytes)
+    if workload.idempotency:
+        units += write_units(dedup_bytes)
+    return units
+
+
+@dataclass(frozen=True)
+class ResumeCost:
+    """A client's resume of ``frames`` frames of one room (``history``)."""
+
+    frames: int
+    requests: int  # GetItem of its membership and of the counter, Query pages of frames
+    read_units: float  # strongly consistent reads: 1 unit per 4 KB
+    posts: int  # the frames, then history.end
+    dollars: float
+
+
+def resume_cost(frames: int, workload: Workload) -> ResumeCost:
+    """What a resume of ``frames`` frames costs: its reads and its posts."""
+    _, history_bytes, _ = history_items(workload.frame_bytes)
+    pages = max(1, math.ceil(frames / HISTORY_PAGE_ITEMS))
+    units = 2 * page_read_units(workload.sizes.membership, consistent=True)  # two GetItems
+    for page in range(pages):
+        items = min(HISTORY_PAGE_ITEMS, frames - page * HISTORY_PAGE_ITEMS)
+        units += page_read_units(items * history_bytes, consistent=True)
+    increments = max(1, math.ceil(workload.frame_bytes / APIGW_MESSAGE_INCREMENT_BYTES))
+    posts = frames + 1
+    dollars = (
+        units * DYNAMODB_READ_PER_MILLION_RRU + (1 + posts * increments) * APIGW_MESSAGE_PER_MILLION
+    ) / 1e6
+    return ResumeCost(frames, 2 + pages, units, posts, dollars)
 
 
 def connection_minutes_per_day(workload: Workload) -> tuple[float, float]:

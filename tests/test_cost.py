@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import pytest
 
-from fanout_core import cli, cost
-from fanout_core.cost import ItemSizes, Workload, estimate_reads, strategy_cost
+from fanout_core import cli, cost, sizes
+from fanout_core.cost import Workload, estimate_reads, strategy_cost
+from fanout_core.sizes import ItemSizes
 
 SIZES = ItemSizes(connection=100, membership=200, connection_entry=50, membership_entry=80)
 
 
 def test_number_and_item_sizes() -> None:
-    assert cost.number_size(1_700_007_500) == 5  # "17000075": 8 significant digits
-    assert cost.number_size(7) == 2
-    assert cost.number_size(0) == 2
-    assert cost.item_size({"a": "xyz", "n": 12}) == (1 + 3) + (1 + 2)
-    assert cost.item_size({"é": "é"}) == 4  # UTF-8 bytes
+    assert sizes.number_size(1_700_007_500) == 5  # "17000075": 8 significant digits
+    assert sizes.number_size(7) == 2
+    assert sizes.number_size(0) == 2
+    assert sizes.item_size({"a": "xyz", "n": 12}) == (1 + 3) + (1 + 2)
+    assert sizes.item_size({"é": "é"}) == 4  # UTF-8 bytes
 
 
 def test_sample_sizes_are_the_layout_items() -> None:
-    items = cost.layout_items(
+    items = sizes.layout_items(
         "L0SM9cOFvHcCIhw=",
         "https://abc123.execute-api.us-east-1.amazonaws.com/prod",
         rooms=("lobby",),
@@ -38,16 +40,16 @@ def test_sample_sizes_are_the_layout_items() -> None:
     assert member["sk"] == "ROOM#lobby"
     # pk(2+21) sk(2+4) type(4+10) gsi1pk(6+6) gsi1sk(6+21) connection_id(13+16)
     # endpoint(8+55) connected_at(12+7: "170000000025") expires_at(10+5: "17000075")
-    assert cost.item_size(conn) == 23 + 6 + 14 + 12 + 27 + 29 + 63 + 19 + 15
-    entry = cost.index_entry(member)
-    assert set(entry) == set(cost.INDEX_ATTRIBUTES)
+    assert sizes.item_size(conn) == 23 + 6 + 14 + 12 + 27 + 29 + 63 + 19 + 15
+    entry = sizes.index_entry(member)
+    assert set(entry) == set(sizes.INDEX_ATTRIBUTES)
 
 
 def test_page_read_units_round_up_per_page_with_a_minimum() -> None:
-    assert cost.page_read_units(0) == 0.5
-    assert cost.page_read_units(4096) == 0.5
-    assert cost.page_read_units(4097) == 1.0
-    assert cost.page_read_units(1024 * 1024) == 128.0
+    assert sizes.page_read_units(0) == 0.5
+    assert sizes.page_read_units(4096) == 0.5
+    assert sizes.page_read_units(4097) == 1.0
+    assert sizes.page_read_units(1024 * 1024) == 128.0
 
 
 def test_gsi_query_reads_only_the_room() -> None:
@@ -173,3 +175,40 @@ def test_a_rate_limit_costs_one_write_unit_per_send() -> None:
     common = ["--connections", "10", "--room-size", "5", "--messages-per-day", "2"]
     args = parser.parse_args(["cost", *common, "--rate-limit", "--json"])
     assert args.run(args) == 0
+
+
+def test_history_and_keys_add_their_writes_and_a_resume_its_reads() -> None:
+    counter, frame, key = sizes.history_items(200)
+    # One write unit each.
+    assert counter < 1024
+    assert key < 1024
+    assert 200 < frame < 1024
+    assert sizes.history_items(5000)[1] > 5000  # the frame is stored whole
+    base = Workload(connections=1000, room_size=10, messages_per_day=1, sizes=SIZES)
+    assert cost.extra_write_units(base) == 0
+    with_history = Workload(1000, 10, 1, sizes=SIZES, history=True)
+    assert cost.extra_write_units(with_history) == 2  # the counter, the frame
+    assert cost.extra_write_units(Workload(1000, 10, 1, history=True, frame_bytes=5000)) == 1 + 5
+    everything = Workload(1000, 10, 1, sizes=SIZES, history=True, idempotency=True, rate_limit=True)
+    assert cost.extra_write_units(everything) == 4
+    gsi = strategy_cost("gsi_query", with_history)
+    assert gsi.write_units == 2
+    plain = strategy_cost("gsi_query", base)
+    assert gsi.dollars["dynamodb"] - plain.dollars["dynamodb"] == pytest.approx(2 * 0.625 / 1e6)
+    # A resume: two consistent GetItems (1 unit each), then pages of 100 frames.
+    ten = cost.resume_cost(10, with_history)
+    assert (ten.requests, ten.read_units, ten.posts) == (3, 2 + 1, 11)
+    hundred = cost.resume_cost(100, with_history)
+    assert hundred.read_units == 2 + math.ceil(100 * frame / 4096)
+    assert cost.resume_cost(250, with_history).requests == 2 + 3
+
+
+def test_cost_cli_prices_history(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["cost", "--connections", "1000", "--room-size", "10", "--messages-per-day", "10"]
+    assert cli.main([*args, "--history", "--idempotency"]) == 0
+    out = capsys.readouterr().out
+    assert "| gsi_query | 0.5 | 3.0 |" in out
+    assert "A resume of 10 frames: 3 DynamoDB requests, 3 read units" in out
+    assert cli.main([*args, "--history", "--json"]) == 0
+    resumes = json.loads(capsys.readouterr().out)[-1]["resumes"]
+    assert [r["frames"] for r in resumes] == [10, 100]

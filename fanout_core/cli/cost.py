@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from fanout_core.cli.arguments import non_negative, options, positive_int
 
+RESUMES = (10, 100)  # frames per resume that --history prices
+
 if TYPE_CHECKING:
     from fanout_core.cost import StrategyCost, Workload
 
 
 def _cost(args: argparse.Namespace) -> int:
-    from fanout_core.cost import Workload, cost_table
+    from fanout_core.cost import Workload, cost_table, resume_cost
 
     workload = Workload(
         **options(args, "connections", "room_size", "messages_per_day", "everyone"),
@@ -22,8 +24,11 @@ def _cost(args: argparse.Namespace) -> int:
         post_latency_seconds=args.post_latency_ms / 1000,
         post_cpu_seconds=args.post_cpu_ms / 1000,
         rate_limit=args.rate_limit,
+        history=args.history,
+        idempotency=args.idempotency,
     )
     costs = cost_table(workload)
+    resumes = [resume_cost(frames, workload) for frames in RESUMES] if args.history else []
     if args.json:
         data: list[dict[str, Any]] = [
             {
@@ -33,9 +38,17 @@ def _cost(args: argparse.Namespace) -> int:
             }
             for c in costs
         ]
+        if resumes:
+            data.append({"resumes": [asdict(r) for r in resumes]})
         print(json.dumps(data, indent=2))
     else:
         print(format_table(workload, costs))
+        for r in resumes:
+            print(
+                f"A resume of {r.frames} frames: {r.requests} DynamoDB requests, "
+                f"{r.read_units:g} read units (strongly consistent), {r.posts} posts: "
+                f"${r.dollars * 1e6:,.2f} per million resumes."
+            )
     return 0
 
 
@@ -65,6 +78,15 @@ def add_cost_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--segments", type=positive_int, default=4, help="parallel_scan's")
     parser.add_argument(
         "--rate-limit", action="store_true", help="with FANOUT_RATE_LIMIT: a write per send"
+    )
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="with FANOUT_HISTORY_SECONDS: a counter update and a frame put per message, "
+        "and what a resume of 10 and 100 frames costs",
+    )
+    parser.add_argument(
+        "--idempotency", action="store_true", help="each message with an idempotency key"
     )
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(run=_cost)
