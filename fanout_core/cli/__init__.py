@@ -58,6 +58,8 @@ def access_settings(args: argparse.Namespace) -> dict[str, str]:
         settings["FANOUT_RATE_LIMIT"] = args.rate_limit
     if getattr(args, "presence_events", False):
         settings["FANOUT_PRESENCE_EVENTS"] = "true"
+    if getattr(args, "history", None) is not None:
+        settings["FANOUT_HISTORY_SECONDS"] = str(args.history)
     config = FanoutConfig.from_env(settings)  # a bad value fails here, before anything runs
     from fanout_core.policy import load_policy
 
@@ -150,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--presence-events",
         action="store_true",
         help="post presence.join / presence.leave to rooms (FANOUT_PRESENCE_EVENTS)",
+    )
+    serve.add_argument(
+        "--history",
+        type=int,
+        metavar="SECONDS",
+        help="keep each room's frames this long, numbered, for resume (FANOUT_HISTORY_SECONDS)",
     )
     serve.add_argument(
         "--authorizer",

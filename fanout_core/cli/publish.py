@@ -34,6 +34,7 @@ def _publish(args: argparse.Namespace) -> int:
             connections=args.connection,
             exclude=args.exclude or (),
             event=args.event,
+            idempotency_key=args.id,
         )
     except (TypeError, ValueError) as error:
         print(f"fanout: {error}", file=sys.stderr)
@@ -88,6 +89,12 @@ def add_publish_commands(subparsers: Any) -> None:
     )
     audience.add_argument("--everyone", action="store_true")
     publish.add_argument("--event", default="message", help="the event name (default message)")
+    publish.add_argument(
+        "--id",
+        metavar="KEY",
+        help="an idempotency key: the same key again within FANOUT_DEDUP_SECONDS publishes "
+        "nothing (the result says duplicate)",
+    )
     publish.add_argument(
         "--exclude",
         metavar="ID",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import http
 import importlib
 import itertools
@@ -19,7 +20,6 @@ import json
 import logging
 import secrets
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +34,7 @@ from websockets.http11 import Request, Response
 from fanout_core import handlers
 from fanout_core.local import authorizer as authorization
 from fanout_core.local.authorizer import Authorizer
+from fanout_core.local.lambda_context import LambdaContext
 from fanout_core.local.management_api import LocalConnections, new_connection_id
 
 log = logging.getLogger(__name__)
@@ -69,26 +70,6 @@ def routes_from_module(module: ModuleType | str) -> dict[str, Handler]:
     return routes
 
 
-class LambdaContext:
-    """The parts of Lambda's context object handlers commonly read."""
-
-    def __init__(self, function_name: str, timeout_seconds: float = 30.0) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.aws_request_id = str(uuid.uuid4())
-        self.memory_limit_in_mb = 128
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:us-east-1:000000000000:function:{function_name}"
-        )
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "local"
-        self._deadline = time.monotonic() + timeout_seconds
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds left before the invocation would time out."""
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
 @dataclass(frozen=True)
 class GatewayEvent:
     """Something the gateway did, for a display: ``kind`` is connect, message, invoke or close."""
@@ -111,6 +92,17 @@ class _Socket:
     last_seen: float = field(default_factory=time.monotonic)
     lose_disconnect: bool = False
     identity: dict[str, Any] | None = None  # the authorizer's principalId and context
+
+
+async def _deliver(websocket: ServerConnection, data: bytes) -> None:
+    """A posted frame to its client: UTF-8 as a text frame, as API Gateway sends it (a
+    browser's ``onmessage`` then gets a string); anything else as a binary one."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        await websocket.send(data)
+        return
+    await websocket.send(text)
 
 
 def _request_time(epoch_ms: int) -> str:
@@ -197,6 +189,16 @@ class LocalWebSocketApi:
         socket = self._sockets.get(connection_id)
         if socket is not None:
             socket.lose_disconnect = True
+
+    def drop(self, connection_id: str) -> bool:
+        """Cut this connection without a close frame and without ``$disconnect``, as a phone
+        losing its network does: the next post to it answers 410. False if it is not open."""
+        socket = self._sockets.get(connection_id)
+        if socket is None:
+            return False
+        socket.lose_disconnect = True
+        socket.websocket.transport.abort()
+        return True
 
     # -- events -------------------------------------------------------------------------
 
@@ -339,7 +341,7 @@ class LocalWebSocketApi:
         self._sockets[cid] = socket
         self.opened.append(cid)
         # Posts to this id are delivered only from now on: before, AWS answers 410.
-        self.connections.open(cid, sink=websocket.send)
+        self.connections.open(cid, sink=functools.partial(_deliver, websocket))
         code, reason = 1000, ""
         try:
             async for data in websocket:

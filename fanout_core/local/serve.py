@@ -89,6 +89,7 @@ class LocalDeployment:
         """The variables backend code needs to publish here, as ``NAME=value`` words."""
         names = ["FANOUT_TABLE", "FANOUT_STRATEGY", "FANOUT_QUEUE_URL", "AWS_DEFAULT_REGION"]
         names += ["FANOUT_PRESENCE_EVENTS"]  # publishes announce leaves found on a 410
+        names += ["FANOUT_HISTORY_SECONDS", "FANOUT_HISTORY_MAX"]  # publishes number, keep
         names += ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
         names += [f"AWS_ENDPOINT_URL_{s}" for s in ("DYNAMODB", "SQS", "APIGATEWAYMANAGEMENTAPI")]
         assert self.config is not None
@@ -236,6 +237,12 @@ async def serve_forever(deployment: LocalDeployment, announce: Callable[[str], N
         announce(f"policy:         {deployment.config.policy}")
         if deployment.config.rate_limit is not None:
             announce(f"rate limit:     {deployment.config.rate_limit} per connection")
+        if deployment.config.history_seconds:
+            config = deployment.config
+            announce(
+                f"history:        {config.history_seconds} s, up to {config.history_max} "
+                "frames per room (resume with the history action)"
+            )
         if deployment.config.presence_events:
             announce("presence:       events on (presence.join, presence.leave)")
         if deployment.queue_url:
