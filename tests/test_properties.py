@@ -16,6 +16,7 @@ from fanout_core.runtime import Runtime
 from tests.support.backends import STRATEGIES
 from tests.support.buggy_strategies import install_deletes_sender_on_gone, install_first_page_only
 from tests.support.harness import Harness
+from tests.support.history_model import HistoryMachine
 from tests.support.hyp_strategies import run_machine
 from tests.support.machine import (
     PROPERTY_BACKENDS,
@@ -100,3 +101,12 @@ def test_the_properties_catch_a_buggy_strategy(
     with pytest.raises(AssertionError, match=re.escape(failure)) as caught:
         run_machine(machine, bug_hunt_settings(examples))
     assert other not in str(caught.value)
+
+
+@pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_history_resumes_exactly_what_is_retained(
+    make_harness: Callable[..., Harness], strategy: str
+) -> None:
+    """The promise with history on or off: numbering, resume, reconnects, duplicates."""
+    run_and_check_steps(machine_for(make_harness(strategy), HistoryMachine), machine_settings())

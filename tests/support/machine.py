@@ -84,16 +84,23 @@ NEVER_CONNECTED = "NeverConnectedId01"
 Configure = Callable[..., None]
 
 
-def configure_rule(access: st.SearchStrategy[Access]) -> Callable[[Configure], Configure]:
-    """The first rule of a run: its settings, first clients and access settings drawn."""
-    return initialize(
-        page_size=st.integers(1, 5),
-        segments=st.integers(1, 4),
-        concurrency=st.integers(1, 4),
-        per_message=st.integers(1, 3),
-        clients=st.lists(st.lists(st.sampled_from(ROOMS), max_size=3), min_size=1, max_size=3),
-        access=access,
-    )
+def configure_rule(
+    access: st.SearchStrategy[Access], **more: st.SearchStrategy[Any]
+) -> Callable[[Configure], Configure]:
+    """The first rule of a run: its settings, first clients and access settings drawn (and
+    ``more``, a subclass's own, drawn last)."""
+    draws: dict[str, st.SearchStrategy[Any]] = {
+        "page_size": st.integers(1, 5),
+        "segments": st.integers(1, 4),
+        "concurrency": st.integers(1, 4),
+        "per_message": st.integers(1, 3),
+        "clients": st.lists(st.lists(st.sampled_from(ROOMS), max_size=3), min_size=1, max_size=3),
+        "access": access,
+        **more,
+    }
+    # Its stubs cannot tell that a dict of draws holds no `target`: only keyword draws.
+    rule_: Callable[[Configure], Configure] = initialize(**draws)  # type: ignore[call-overload]
+    return rule_
 
 
 @dataclass
@@ -172,6 +179,7 @@ class FanoutMachine(RuleBasedStateMachine):
         self.presence_seen: Counter[str] = Counter()  # presence frames checked, per client
         self.presence = PresenceLog()  # what the current step must post
         self.presence_gone: set[str] = set()  # found gone by this step's presence events
+        self.first_sent: dict[str, dict[str, Any]] = {}  # message key -> its frame as posted
 
     @property
     def runtime(self) -> Runtime | None:
@@ -208,6 +216,7 @@ class FanoutMachine(RuleBasedStateMachine):
             policy=self.access.policy(),
             rate_limit=self.access.rate_limit,
             presence_events=self.access.presence_events,
+            **self.run_settings(),
         )
         runtime = self.runtime
         assert runtime is not None
@@ -218,6 +227,10 @@ class FanoutMachine(RuleBasedStateMachine):
         for index, rooms in enumerate(clients):
             self.connect(rooms, (None, *PRINCIPALS)[index % 4], (*rooms, *ROOMS[:index]))
         self.configured()
+
+    def run_settings(self) -> dict[str, Any]:
+        """A subclass's own settings of the run's runtime (FanoutConfig fields)."""
+        return {}
 
     def configured(self) -> None:
         """What a run does first, once its first clients are connected."""
@@ -258,6 +271,10 @@ class FanoutMachine(RuleBasedStateMachine):
             if conn.bucket.expires_at is not None:
                 rows[(conn.cid, "RATE")] = conn.bucket.expires_at
         return rows
+
+    def numbered(self, room: str | None, key: str) -> int | None:
+        """The seq a message to ``room`` (None: everyone) just took: none, history off."""
+        return None
 
     def forget(self, cid: str) -> None:
         """The connection and its memberships are deleted, its client gone."""
@@ -412,13 +429,18 @@ class FanoutMachine(RuleBasedStateMachine):
         sender: str | None,
         room: str | None,
         injected_gone: frozenset[str] = frozenset(),
+        numbered: bool = True,
     ) -> None:
-        """Run ``act`` (a send or a publish) and check every property of the promise."""
+        """Run ``act`` (a send or a publish) and check every property of the promise.
+
+        ``numbered``: to a room or everyone, so it takes the scope's next seq (history on).
+        """
         gone = {cid for cid in audience if not self.conns[cid].open} | set(injected_gone)
         receivers = audience - gone
         handled_before = self.worker.handled.copy()
 
         response = act()
+        seq = self.numbered(room, key) if numbered else None
 
         assert response in (OK, None), response
         # Deletions first: a live row deleted mid-send also makes its later pages miss it,
@@ -442,7 +464,9 @@ class FanoutMachine(RuleBasedStateMachine):
                 assert got == [], f"{cid} is outside the live audience yet received {key!r}"
             for frame in got:
                 assert (frame["from"], frame["room"]) == (sender, room), frame
+                assert frame.get("seq") == seq, f"seq {frame.get('seq')}, expected {seq}"
                 frame_ids.add(frame["id"])
+                self.first_sent.setdefault(key, frame)
         assert len(frame_ids) == (1 if receivers else 0), f"one send, frame ids {frame_ids}"
         for cid in sorted(gone):
             left = sorted(sk for owner, sk in rows if owner == cid)
@@ -656,7 +680,12 @@ class FanoutMachine(RuleBasedStateMachine):
             self.drain()
 
         self.check_delivery(
-            audience - set(exclude), publish, key=key, sender=None, room=target.get("room")
+            audience - set(exclude),
+            publish,
+            key=key,
+            sender=None,
+            room=target.get("room"),
+            numbered=kind in ("room", "everyone"),
         )
 
     @precondition(lambda self: any(c.principal for c in self.conns.values()))
