@@ -201,6 +201,7 @@ def markdown(results: dict[str, Any], *, quick: bool) -> str:
         "",
     ]
     lines += cost_section(results)
+    lines += history_section(results)
     lines += ["", "## Loading", ""]
     for r in results["loading"]:
         lines.append(
@@ -208,6 +209,49 @@ def markdown(results: dict[str, Any], *, quick: bool) -> str:
             f"{r['seconds']:.1f} s ({r['items'] / r['seconds']:,.0f} items/s)"
         )
     return "\n".join(lines) + "\n"
+
+
+def history_section(results: dict[str, Any]) -> list[str]:
+    """What history adds to a send, and what a resume reads (``benchmarks/history.py``)."""
+    rows = results.get("history", [])
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## History: a send with it off and on, and a resume",
+        "",
+        "gsi_query, one room; DynamoDB calls per message counted by operation (writes: the "
+        "counter's UpdateItem, the frame's PutItem, an idempotency key's PutItem), next to "
+        "the model's extra write units (`fanout cost --history`).",
+        "",
+        "| setting | members | calls per message | writes / msg | model WRU / msg | ms / msg |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["kind"] == "send":
+            calls = ", ".join(f"{op} {n:g}" for op, n in r["calls_per_message"].items())
+            lines.append(
+                f"| {r['setting']} | {r['members']:,} | {calls} | {r['writes_per_message']:g} "
+                f"| {r['modelled_write_units']:g} | {r['seconds_per_message'] * 1000:.1f} |"
+            )
+    lines += [
+        "",
+        "A resume of the last F frames (the handler's membership check, the counter, pages of "
+        "frames; posted one at a time). Read units: dynalite's ConsumedCapacity, and the "
+        "model's for AWS (strongly consistent: 1 per 4 KB).",
+        "",
+        "| frames | posts | requests (model) | calls | RRU (dynalite) | RRU model (AWS) | s |",
+        "|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        if r["kind"] == "resume":
+            calls = ", ".join(f"{op} {n}" for op, n in r["calls"].items())
+            lines.append(
+                f"| {r['frames']} | {r['posts']} | {r['requests']} ({r['modelled_requests']}) "
+                f"| {calls} | {_fmt(r['read_units_dynalite'])} "
+                f"| {_fmt(r['modelled_read_units_aws'])} | {r['seconds']:.2f} |"
+            )
+    return lines
 
 
 def cost_section(results: dict[str, Any]) -> list[str]:

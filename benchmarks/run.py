@@ -37,6 +37,7 @@ import boto3  # noqa: E402
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]  # noqa: E402
 
 from benchmarks.common import ENDPOINT, bench_id, room_name  # noqa: E402
+from benchmarks.history import measure_history  # noqa: E402
 from fanout_core import cost, sizes  # noqa: E402
 from fanout_core.audience import Audience  # noqa: E402
 from fanout_core.config import FanoutConfig  # noqa: E402
@@ -355,6 +356,7 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
         "sqs": [],
         "memory": [],
         "loading": [],
+        "history": [],
     }
     started = time.perf_counter()
     progress.set_description("cold start")
@@ -507,6 +509,9 @@ def measure_table(
             finally:
                 runtime.close()
     progress.update()
+    if room_size == plan.room_sizes[1] and connections == max(plan.sizes):
+        progress.set_description(f"history N={connections:,} k={room_size:,}")
+        measure_history(results, config, room, room_size)
     progress.set_description(f"sqs_batched N={connections:,} k={room_size:,}")
     measure_sqs(results, config, sqs, connections, room_size, room)
     progress.update()

@@ -153,3 +153,5 @@ class History:
         )
         for row in rows:
             yield Retained(int(row.seq), row.frame)
+            if row.seq >= latest:
+                return  # a page that ended exactly here would cost one more, empty, request
