@@ -151,7 +151,7 @@ REQUESTS = documented_requests()
 def test_the_docs_show_every_action() -> None:
     decoder = json.JSONDecoder()
     actions = {decoder.raw_decode(text)[0]["action"] for _, text in REQUESTS}
-    assert actions == {"sendMessage", "joinRoom", "leaveRoom", "ping", "presence"}
+    assert actions == {"sendMessage", "joinRoom", "leaveRoom", "ping", "presence", "history"}
 
 
 @pytest.mark.parametrize(("page", "text"), REQUESTS, ids=[f"{p}:{t[:30]}" for p, t in REQUESTS])
