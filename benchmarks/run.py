@@ -58,6 +58,7 @@ DIRECT = ("full_scan", "gsi_query", "parallel_scan")
 LATENCY = 0.020
 BENCH_USER = "bench-user-0001"
 BENCH_USER_CONNECTIONS = 3
+EVERYONE_WORKER_MAX = 10_000  # the tree's workers run here, one after another: keep it short
 
 
 @dataclass(frozen=True)
@@ -532,7 +533,7 @@ def measure_sqs(
     room_size: int,
     room: str,
 ) -> None:
-    from fanout_core.queue import process_records
+    from fanout_core.worker import process_records
     from strategies.sqs_batched import SqsBatched
 
     # A queue per table: PurgeQueue is allowed once a minute, DeleteQueue is not limited.
@@ -553,9 +554,10 @@ def measure_sqs(
                 "send_message_batch_calls": counter.calls,
                 "enqueue_seconds": result.elapsed_seconds,
             }
-            if target is not None:
+            if target is not None or connections <= EVERYONE_WORKER_MAX:
                 # The worker side, as Lambda's event source would run it: batches of 10.
                 delivered, receives, started = 0, 0, time.perf_counter()
+                invocations = pages = 0
                 while True:
                     batch = sqs.receive_message(
                         QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
@@ -566,8 +568,10 @@ def measure_sqs(
                     event = {
                         "Records": [{"messageId": m["MessageId"], "body": m["Body"]} for m in batch]
                     }
-                    _, worker_results = process_records(event, runtime.deliverer)
+                    _, worker_results = process_records(event, runtime.deliverer, runtime.tasks)
                     delivered += sum(r.delivered for r in worker_results)
+                    invocations += 1
+                    pages += sum(r.dynamodb_requests for r in worker_results)
                     sqs.delete_message_batch(
                         QueueUrl=queue_url,
                         Entries=[
@@ -578,6 +582,8 @@ def measure_sqs(
                 row.update(
                     worker_delivered=delivered,
                     worker_receives=receives,
+                    worker_invocations=invocations,
+                    worker_pages=pages,
                     worker_seconds=time.perf_counter() - started,
                 )
             results["sqs"].append(row)

@@ -39,9 +39,9 @@ from fanout_core.events import (
 )
 from fanout_core.message import DEFAULT_EVENT, Message, validate_event
 from fanout_core.policy import AccessRequest, Action, enforce
-from fanout_core.queue import process_records
 from fanout_core.runtime import Runtime, get_runtime
 from fanout_core.store import Departure
+from fanout_core.worker import process_records
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]
     """SQS worker for ``sqs_batched``: post each record, report only failed ones."""
     runtime = get_runtime()
     try:
-        response, results = process_records(event, runtime.deliverer)
+        response, results = process_records(event, runtime.deliverer, runtime.tasks)
         runtime.presence.settle()
     except Exception:
         log.exception("unreadable SQS event")

@@ -144,6 +144,20 @@ def index_sk(connection_id: str) -> str:
     return CONNECTION_PREFIX + validate_connection_id(connection_id)
 
 
+def validate_partition(partition: object) -> str:
+    """Return ``partition`` if it is an audience index partition (``ROOM#<room>``,
+    ``USER#<principal>`` or ``ALL#<nn>``), else raise InvalidKeyError."""
+    if isinstance(partition, str):
+        if partition.startswith(ROOM_PREFIX):
+            return room_index_pk(partition[len(ROOM_PREFIX) :])
+        if partition.startswith(USER_PREFIX):
+            return user_index_pk(partition[len(USER_PREFIX) :])
+        shard = partition[len(EVERYONE_PREFIX) :]
+        if partition.startswith(EVERYONE_PREFIX) and shard.isdigit() and len(shard) == 2:
+            return everyone_index_pk(int(shard))
+    raise InvalidKeyError(repr(partition)[:60], "not an audience partition")
+
+
 def validate_idempotency_key(key: object) -> str:
     """Return ``key`` if it may name a publish, else raise InvalidIdempotencyKeyError."""
     return _IDEMPOTENCY_RULE.check(key)

@@ -1,27 +1,32 @@
-"""The SQS path: the queue message format, the batch sender, and the worker side.
+"""The SQS path's messages: their format, how targets are packed, and the batch sender.
 
-Each SQS message carries the frame once and up to ``TARGETS_PER_MESSAGE`` connection ids;
-``BatchSender`` packs them into SendMessageBatch calls under SQS's limits. The
-``sqs_worker`` handler calls ``process_records``, which posts them and reports only failed
-records for redelivery. A redelivered record is posted again to all its ids: clients drop
-duplicates by the frame's ``id``.
+``sqs_batched`` fans out as a tree. The sending invocation enqueues one *read task* per
+audience partition (a room's, a user's, each everyone-shard) and returns. A worker
+(``fanout_core.worker``) reads one page of its task's partition, enqueues the rest as the
+next task before it posts, and posts the page, handing what is over a bounded batch on as
+*post batches* of up to ``TARGETS_PER_MESSAGE`` ids. Frames travel base64-encoded, so a
+128 KB frame fits an SQS message whatever it holds (JSON-escaping could double it).
+Bodies of version 1 (post batches with a plain ``frame``) are still read.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from fanout_core import keys
 from fanout_core.audience import Target
 from fanout_core.config import FanoutConfig
-from fanout_core.delivery import Backoff, Deliverer
+from fanout_core.delivery import Backoff
 from fanout_core.result import FanoutResult
 
 if TYPE_CHECKING:
@@ -35,50 +40,154 @@ MAX_ENTRIES_PER_CALL = 10  # SendMessageBatch's limit
 # SQS's batch limit is 256 KB on older quota pages (1 MiB in the current API model).
 MAX_BYTES_PER_CALL = 250_000
 SEND_BACKOFF = Backoff(attempts=5, base=0.1, cap=2.0)
-BODY_VERSION = 1
+BODY_VERSION = 2
 
 SqsResponse = dict[str, list[dict[str, str]]]
 # An entry of a SendMessageBatch call and how many connection ids its message carries.
 _Entry = tuple["SendMessageBatchRequestEntryTypeDef", int]
 
 
+def _frame_of(data: dict[str, Any]) -> bytes:
+    if "frame64" in data:
+        try:
+            return base64.b64decode(str(data["frame64"]), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("'frame64' is not base64") from None
+    if isinstance(data.get("frame"), str):  # version 1
+        return str(data["frame"]).encode()
+    raise ValueError("'frame64' (or version 1's 'frame') must be a string")
+
+
+def _ids_of(data: dict[str, Any], name: str) -> tuple[str, ...]:
+    ids = data.get(name, [])
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise ValueError(f"'{name}' must be a list of strings")
+    return tuple(ids)
+
+
 @dataclass(frozen=True)
 class Batch:
-    """What one SQS message carries."""
+    """A post batch: post ``frame`` to these connections of one endpoint."""
 
     frame: bytes
     endpoint: str
     connection_ids: tuple[str, ...]
+    attempt: int = 0  # posts of these ids that failed before (429, 5xx, no answer)
+    delay_seconds: int = 0  # SQS holds it this long (a retry's backoff)
 
     def encode(self) -> str:
         """The SQS message body."""
-        return json.dumps(
+        return _dumps(
             {
                 "v": BODY_VERSION,
-                "frame": self.frame.decode(),
+                "kind": "post",
+                "frame64": base64.b64encode(self.frame).decode(),
                 "endpoint": self.endpoint,
                 "ids": list(self.connection_ids),
-            },
-            ensure_ascii=False,
-            separators=(",", ":"),
+                "attempt": self.attempt,
+            }
         )
 
-    @classmethod
-    def decode(cls, body: str) -> Batch:
-        """Parse an SQS message body; ValueError if it is not one of ours."""
-        data = json.loads(body)
-        if not isinstance(data, dict) or data.get("v") != BODY_VERSION:
-            raise ValueError("not a fanout batch (missing or unknown 'v')")
-        frame, endpoint, ids = data.get("frame"), data.get("endpoint"), data.get("ids")
-        if not isinstance(frame, str) or not isinstance(endpoint, str):
-            raise ValueError("'frame' and 'endpoint' must be strings")
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ValueError("'ids' must be a list of strings")
-        return cls(frame.encode(), endpoint, tuple(ids))
+    @property
+    def targets_count(self) -> int:
+        """Connections it names."""
+        return len(self.connection_ids)
 
     def targets(self) -> list[Target]:
         """The connections to post to."""
         return [Target(cid, self.endpoint) for cid in self.connection_ids]
+
+    @classmethod
+    def decode(cls, body: str) -> Batch:
+        """A post batch's body; ValueError if it is anything else."""
+        message = decode(body)
+        if not isinstance(message, Batch):
+            raise ValueError("not a fanout batch: a read task")
+        return message
+
+
+@dataclass(frozen=True)
+class ReadTask:
+    """A read task: post ``frame`` to the live members of ``partition`` from ``start`` on."""
+
+    frame: bytes
+    partition: str  # an audience index partition: ROOM#<room>, USER#<principal>, ALL#<nn>
+    start: dict[str, Any] | None = None  # the page's ExclusiveStartKey; None: the first
+    exclude: tuple[str, ...] = ()
+    depth: int = 0  # pages read before this one
+
+    def encode(self) -> str:
+        """The SQS message body."""
+        return _dumps(
+            {
+                "v": BODY_VERSION,
+                "kind": "read",
+                "frame64": base64.b64encode(self.frame).decode(),
+                "partition": self.partition,
+                "start": self.start,
+                "exclude": list(self.exclude),
+                "depth": self.depth,
+            }
+        )
+
+    @property
+    def targets_count(self) -> int:
+        """Connections it names: none, it finds them."""
+        return 0
+
+    @property
+    def delay_seconds(self) -> int:
+        """Read at once."""
+        return 0
+
+    def next(self, start: dict[str, Any]) -> ReadTask:
+        """The task for the rest of the partition, from ``start``."""
+        return ReadTask(self.frame, self.partition, start, self.exclude, self.depth + 1)
+
+
+Message = Batch | ReadTask
+
+
+def decode(body: str) -> Message:
+    """Parse an SQS message body; ValueError if it is not one of ours."""
+    data = json.loads(body)
+    if not isinstance(data, dict) or data.get("v") not in (1, BODY_VERSION):
+        raise ValueError("not a fanout batch or task (missing or unknown 'v')")
+    frame = _frame_of(data)
+    if data.get("kind", "post") == "post":
+        endpoint, attempt = data.get("endpoint"), data.get("attempt", 0)
+        if not isinstance(endpoint, str):
+            raise ValueError("'endpoint' must be a string")
+        if type(attempt) is not int or attempt < 0:
+            raise ValueError("'attempt' must be an integer >= 0")
+        return Batch(frame, endpoint, _ids_of(data, "ids"), attempt)
+    if data["kind"] != "read":
+        raise ValueError(f"unknown kind {data['kind']!r}")
+    start, depth = data.get("start"), data.get("depth", 0)
+    if start is not None and not isinstance(start, dict):
+        raise ValueError("'start' must be an object or null")
+    if type(depth) is not int or depth < 0:
+        raise ValueError("'depth' must be an integer >= 0")
+    partition = keys.validate_partition(data.get("partition"))
+    return ReadTask(frame, partition, start, _ids_of(data, "exclude"), depth)
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def pack(targets: Iterable[Target], frame: bytes, per_message: int) -> Iterator[Batch]:
+    """``targets`` as post batches of up to ``per_message`` ids of one endpoint each."""
+    endpoint: str | None = None
+    ids: list[str] = []
+    for target in targets:
+        if ids and (target.endpoint != endpoint or len(ids) >= per_message):
+            yield Batch(frame, endpoint or "", tuple(ids))
+            ids = []
+        endpoint = target.endpoint
+        ids.append(target.connection_id)
+    if ids:
+        yield Batch(frame, endpoint or "", tuple(ids))
 
 
 _sqs_clients: dict[tuple[str | None, str], SQSClient] = {}
@@ -116,9 +225,9 @@ class BatchSender:
         self.entries: list[_Entry] = []
         self.pending_bytes = 0
 
-    def add(self, batch: Batch) -> None:
+    def add(self, message: Message) -> None:
         """Queue one message, sending the call before it when it would be over a limit."""
-        body = batch.encode()
+        body = message.encode()
         size = len(body.encode())
         if self.entries and (
             len(self.entries) >= MAX_ENTRIES_PER_CALL
@@ -129,7 +238,9 @@ class BatchSender:
             "Id": str(len(self.entries)),
             "MessageBody": body,
         }
-        self.entries.append((entry, len(batch.connection_ids)))
+        if message.delay_seconds:
+            entry["DelaySeconds"] = message.delay_seconds
+        self.entries.append((entry, message.targets_count))
         self.pending_bytes += size
 
     def flush(self) -> None:
@@ -160,36 +271,3 @@ class BatchSender:
         if any(f.get("SenderFault") for f in failed):
             raise RuntimeError(f"SQS refused a batch entry: {failed[0]}")
         return list(by_id.values())
-
-
-def process_records(
-    event: Mapping[str, Any], deliverer: Deliverer
-) -> tuple[SqsResponse, list[FanoutResult]]:
-    """Post every record of an SQS event; the partial-batch response and per-record counts.
-
-    A record is reported failed when one of its posts failed in a way a retry may fix
-    (429, 5xx, no answer) or its body is unreadable (so it reaches the dead-letter queue).
-    """
-    failures: list[dict[str, str]] = []
-    results: list[FanoutResult] = []
-    records = event.get("Records")
-    if not isinstance(records, list):
-        raise ValueError("an SQS event has a 'Records' list")
-    for record in records:
-        message_id = record.get("messageId") if isinstance(record, dict) else None
-        if not isinstance(message_id, str):
-            log.error("SQS record without a messageId: skipped")
-            continue
-        try:
-            batch = Batch.decode(record["body"])
-            frame_id = json.loads(batch.frame).get("id", "")
-            result = FanoutResult(strategy="sqs_worker", room=None, message_id=str(frame_id))
-            deliverer.deliver_targets(batch.targets(), batch.frame, result)
-        except Exception:  # one bad record must not fail its neighbours
-            log.exception("SQS record %s could not be processed", message_id)
-            failures.append({"itemIdentifier": message_id})
-            continue
-        results.append(result)
-        if result.failed_retryable:
-            failures.append({"itemIdentifier": message_id})
-    return {"batchItemFailures": failures}, results

@@ -78,6 +78,21 @@ class AudienceReads:
         )
         return self._pages(result)
 
+    def partition_page(
+        self, partition: str, start: dict[str, Any] | None, *, page_size: int
+    ) -> tuple[Page, dict[str, Any] | None]:
+        """One page of an audience index partition (``ROOM#``, ``USER#``, ``ALL#nn``) from
+        ``start``, and where the next page starts (None: this was the last)."""
+        item = self.models.item
+        result = item.audience.query(
+            keys.validate_partition(partition),
+            filter_condition=item.expires_at > int(self.clock()),
+            page_size=page_size,
+            last_evaluated_key=start,
+        )
+        page = next(self._pages(result), Page((), 0, None))
+        return page, result.page_iter.last_evaluated_key
+
     def connection_pages(self, connection_ids: Iterable[str]) -> Iterator[Page]:
         """The live ones of ``connection_ids`` (each once), by BatchGetItem of 100 keys."""
         wanted = list(dict.fromkeys(keys.validate_connection_id(cid) for cid in connection_ids))

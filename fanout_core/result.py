@@ -41,8 +41,9 @@ class FanoutResult:
     failure_reasons: Counter[str] = field(default_factory=Counter)
     retried: int = 0  # posts sent again after a 429, 5xx or timeout
     throttled: int = 0  # 429 answers among them
-    enqueued: int = 0  # targets handed to SQS (sqs_batched)
-    queue_messages: int = 0  # SQS messages those targets went out in
+    enqueued: int = 0  # targets handed to SQS in post batches (sqs_batched)
+    queue_messages: int = 0  # SQS messages: post batches and read tasks
+    requeued: int = 0  # targets whose posts failed, handed back to SQS to retry later
     items_returned: int = 0  # live audience rows DynamoDB returned
     items_scanned: int = 0  # rows DynamoDB read before its filter
     dynamodb_requests: int = 0  # Query/Scan pages read to resolve the audience
@@ -100,6 +101,7 @@ class FanoutResult:
             "throttled": self.throttled,
             "enqueued": self.enqueued,
             "queue_messages": self.queue_messages,
+            "requeued": self.requeued,
             "items_returned": self.items_returned,
             "items_scanned": self.items_scanned,
             "dynamodb_requests": self.dynamodb_requests,

@@ -16,10 +16,12 @@ from fanout_core.history import History
 from fanout_core.message import Message, encode_json, new_message_id
 from fanout_core.policy import Policy, load_policy
 from fanout_core.presence import Presence
+from fanout_core.queue import BatchSender, sqs_client
 from fanout_core.ratelimit import RateLimiter
 from fanout_core.result import FanoutResult
 from fanout_core.store import Clock, ConnectionStore
 from fanout_core.strategy import FanoutStrategy, strategy_class
+from fanout_core.worker import TaskRunner
 
 
 @dataclass
@@ -34,6 +36,7 @@ class Runtime:
     presence: Presence
     history: History
     limiter: RateLimiter | None = None  # FANOUT_RATE_LIMIT; None: off
+    tasks: TaskRunner | None = None  # the SQS worker's read tasks (a queue is configured)
 
     def publish(
         self,
@@ -161,6 +164,8 @@ def build_runtime(
         on_gone=presence.gone,
         concurrency=config.concurrency,
         backoff=Backoff(attempts=config.max_attempts),
+        adaptive=config.adaptive_rate,
+        max_posts_per_second=config.max_posts_per_second,
     )
     fanout = cls(store, deliverer, config)
     presence.strategy = fanout
@@ -168,7 +173,16 @@ def build_runtime(
     if config.rate_limit is not None:
         limiter = RateLimiter(store.models, config.rate_limit, clock)
     history = History(store.models, config, clock)
-    return Runtime(config, store, deliverer, fanout, policy, presence, history, limiter)
+    tasks = None
+    if config.queue_url:
+        queue_url = config.queue_url
+
+        def sender(result: FanoutResult) -> BatchSender:
+            return BatchSender(sqs_client(config), queue_url, result)
+
+        per_message = getattr(fanout, "targets_per_message", None)
+        tasks = TaskRunner(store, sender, page_size=config.page_size, per_message=per_message)
+    return Runtime(config, store, deliverer, fanout, policy, presence, history, limiter, tasks)
 
 
 def dedup_scope(audience: Audience) -> str:

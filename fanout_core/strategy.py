@@ -59,14 +59,22 @@ class FanoutStrategy(ABC):
         )
         started = time.perf_counter()
         try:
-            pages = counted(self.pages_of(audience), result)
-            if audience.exclude:
-                exclude = audience.exclude
-                pages = pages.then(lambda read: without(read, exclude))
-            self.dispatch(pages, data, result)
+            self.run(audience, data, result)
         finally:
             result.elapsed_seconds = time.perf_counter() - started
         return result
+
+    def run(self, audience: Audience, data: bytes, result: FanoutResult) -> None:
+        """Read the audience's pages (counted, excluded ones left out) and dispatch them.
+
+        A strategy that does not read the audience itself (sqs_batched's tree) overrides
+        this; one that only hands pages on differently overrides ``dispatch``.
+        """
+        pages = counted(self.pages_of(audience), result)
+        if audience.exclude:
+            exclude = audience.exclude
+            pages = pages.then(lambda read: without(read, exclude))
+        self.dispatch(pages, data, result)
 
     def pages_of(self, audience: Audience) -> Iterator[Page]:
         """The live audience's pages, by the method for its kind."""

@@ -1,7 +1,11 @@
-"""sqs_batched: resolve the audience by query, hand it to SQS workers in batches.
+"""sqs_batched: a fan-out tree on SQS, for audiences too big for one invocation.
 
-The queue message format, the batch sender and the worker (``sqs_worker``) are the core's,
-in ``fanout_core.queue``; this strategy only packs the audience into batches.
+The sending invocation enqueues one read task per audience partition (a room's, a user's,
+each everyone-shard) and returns, in a time that does not depend on the audience's size.
+Workers (the ``sqs_worker`` handler) read a page each and hand the rest on
+(``fanout_core.worker``). Chosen connections are read here, by their rows, and enqueued as
+post batches. The message format and the worker side are the core's (``fanout_core.queue``
+and ``fanout_core.worker``); this strategy only decides what to enqueue.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from fanout_core.audience import Page
+from fanout_core import keys
+from fanout_core.audience import Audience, Page, targets_of
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Deliverer
 from fanout_core.errors import ConfigError
-from fanout_core.queue import TARGETS_PER_MESSAGE, Batch, BatchSender, sqs_client
+from fanout_core.queue import TARGETS_PER_MESSAGE, BatchSender, ReadTask, pack, sqs_client
 from fanout_core.result import FanoutResult
 from fanout_core.store import ConnectionStore
 from strategies.gsi_query import GsiQuery
@@ -23,7 +28,7 @@ if TYPE_CHECKING:
 
 
 class SqsBatched(GsiQuery):
-    """Query the audience index; enqueue the ids for the ``sqs_worker`` handler."""
+    """Enqueue read tasks for the ``sqs_worker`` handler; it reads and posts."""
 
     name = "sqs_batched"
 
@@ -47,20 +52,34 @@ class SqsBatched(GsiQuery):
             self._client = sqs_client(self.config)
         return self._client
 
-    def dispatch(self, pages: Iterator[Page], data: bytes, result: FanoutResult) -> None:
-        """Enqueue the audience in batches of one endpoint's ids instead of posting."""
+    def sender(self, result: FanoutResult) -> BatchSender:
+        """A batch sender to this strategy's queue, counting in ``result``."""
         if not self.config.queue_url:
             raise ConfigError("FANOUT_QUEUE_URL", "sqs_batched needs the URL of its queue")
-        sender = BatchSender(self.client, self.config.queue_url, result)
-        endpoint: str | None = None
-        ids: list[str] = []
-        for page in pages:
-            for target in page.targets:
-                if ids and (target.endpoint != endpoint or len(ids) >= self.targets_per_message):
-                    sender.add(Batch(data, endpoint or "", tuple(ids)))
-                    ids = []
-                endpoint = target.endpoint
-                ids.append(target.connection_id)
-        if ids:
-            sender.add(Batch(data, endpoint or "", tuple(ids)))
+        return BatchSender(self.client, self.config.queue_url, result)
+
+    def run(self, audience: Audience, data: bytes, result: FanoutResult) -> None:
+        """One read task per partition of the audience; chosen connections by their rows."""
+        if audience.connections is not None:
+            super().run(audience, data, result)
+            return
+        sender = self.sender(result)
+        for partition in partitions(audience):
+            sender.add(ReadTask(data, partition, exclude=tuple(sorted(audience.exclude))))
         sender.flush()
+
+    def dispatch(self, pages: Iterator[Page], data: bytes, result: FanoutResult) -> None:
+        """Enqueue the connections read in batches of one endpoint's ids instead of posting."""
+        sender = self.sender(result)
+        for batch in pack(targets_of(pages), data, self.targets_per_message):
+            sender.add(batch)
+        sender.flush()
+
+
+def partitions(audience: Audience) -> list[str]:
+    """The audience index partitions of a room, a user, or everyone (its shards)."""
+    if audience.room is not None:
+        return [keys.room_index_pk(audience.room)]
+    if audience.user is not None:
+        return [keys.user_index_pk(audience.user)]
+    return [keys.everyone_index_pk(shard) for shard in range(keys.EVERYONE_SHARDS)]

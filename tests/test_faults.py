@@ -395,6 +395,8 @@ def test_sqs_worker_crash_redelivers_and_every_member_gets_the_frame(
     strategy = chat.runtime.strategy
     assert isinstance(strategy, SqsBatched)
     strategy.targets_per_message = 1
+    assert chat.runtime.tasks is not None
+    chat.runtime.tasks.inline = chat.runtime.tasks.per_message = 1  # a page: 1 posted, 1 on
     queue_url = chat.runtime.config.queue_url
     assert queue_url is not None
     client = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto_server_url)
@@ -406,7 +408,9 @@ def test_sqs_worker_crash_redelivers_and_every_member_gets_the_frame(
     assert chat.send(members[0], "hi", room="r") == {"statusCode": 200}
     assert worker.crashes == 1
     counts = {cid: len(chat.texts(cid)) for cid in members}
-    assert all(n >= 1 for n in counts.values()), counts
-    assert sum(counts.values()) == 4 + 2  # the two records handled before the crash, twice
+    # Every member at least once; the crash's batch came back whole, so what its records had
+    # done was done again (a read task's page and continuation too): once more at most.
+    assert all(1 <= n <= 2 for n in counts.values()), counts
+    assert sum(counts.values()) > 4, counts
     assert len({f["id"] for cid in members for f in chat.frames(cid)}) == 1
     assert chat.row_ids() == set(members)

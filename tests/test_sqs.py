@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from fanout_core.audience import Audience
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
-from fanout_core.queue import MAX_BYTES_PER_CALL, Batch
+from fanout_core.queue import MAX_BYTES_PER_CALL, Batch, ReadTask, decode
 from fanout_core.result import FanoutResult
 from fanout_core.store import Page, Target
 from strategies.sqs_batched import SqsBatched
@@ -58,7 +59,7 @@ def test_batches_respect_sqs_limits_and_store_the_frame_once_per_message() -> No
         assert len({e["Id"] for e in call}) == len(call)
     messages = [e for call in client.calls for e in call]
     assert result.queue_messages == len(messages) == 24  # ceil(2340 / 100)
-    assert all(e["MessageBody"].count('"frame"') == 1 for e in messages)
+    assert all(e["MessageBody"].count('"frame64"') == 1 for e in messages)
 
 
 def test_large_frames_split_calls_under_the_byte_limit() -> None:
@@ -92,39 +93,37 @@ def sqs_chat(
     return make_chat(backend, local_api, clock, "sqs_batched", sqs_endpoint=moto_server_url)
 
 
-def test_worker_reports_only_the_failed_record_and_redelivery_completes(
-    backend: Backend, local_api: LocalManagementApi, clock: FakeClock, moto_server_url: str
+def test_a_failing_post_is_requeued_alone_and_nobody_gets_a_copy_twice(
+    sqs_chat: Chat,
 ) -> None:
-    # A visibility timeout no slow run can outlast: the failed record must not come back
-    # during the first drain; release_failed() then stands in for the timeout.
-    chat = make_chat(
-        backend,
-        local_api,
-        clock,
-        "sqs_batched",
-        sqs_endpoint=moto_server_url,
-        visibility_timeout=300,
-    )
+    chat = sqs_chat
     assert chat.pump is not None
-    strategy = chat.runtime.strategy
-    assert isinstance(strategy, SqsBatched)
-    strategy.targets_per_message = 2
+    assert chat.runtime.tasks is not None
+    chat.runtime.tasks.inline = chat.runtime.tasks.per_message = 2
     members = [chat.connect(rooms=["r"]) for _ in range(6)]
     slow = members[3]
-    chat.api.faults.add(429, connection_id=slow, times=chat.runtime.config.max_attempts)
-    chat.send(members[0], "hello", room="r")  # drains once: one record fails
+    # Every attempt of one invocation, then one more: the requeued batch's first post too.
+    chat.api.faults.add(429, connection_id=slow, times=chat.runtime.config.max_attempts + 1)
+    chat.send(members[0], "hello", room="r")  # drains: the requeued batch comes back at once
+    assert chat.pump.failed == 0  # no record was redelivered
+    assert [chat.texts(cid) for cid in members] == [["hello"]] * 6
+    assert chat.api.faults.pending() == 0
+
+
+def test_a_post_failing_past_every_requeue_fails_its_record(sqs_chat: Chat) -> None:
+    chat = sqs_chat
+    assert chat.pump is not None
+    a, b = chat.connect(rooms=["r"]), chat.connect(rooms=["r"])
+    chat.api.faults.add(500, connection_id=b, times=10_000)
+    chat.send(a, "hello", room="r")
+    # Requeued MAX_ATTEMPTS - 1 times; then the last batch's record fails (its redrive
+    # policy sends it to the dead-letter queue); a got its one copy.
     assert chat.pump.failed == 1
-    for cid in members:
-        if cid != slow:
-            assert chat.texts(cid) == ["hello"] or chat.texts(cid) == ["hello", "hello"]
-    assert chat.texts(slow) == []
+    assert (chat.texts(a), chat.texts(b)) == (["hello"], [])
+    chat.api.faults.clear()
     assert chat.pump.release_failed() == 1
     chat.pump.drain()
-    assert chat.texts(slow) == ["hello"]
-    # Only the failed record's partner can have it twice; every frame has the same id.
-    counts = [len(chat.texts(cid)) for cid in members]
-    assert sum(counts) == 7
-    assert len({f["id"] for cid in members for f in chat.frames(cid)}) == 1
+    assert (chat.texts(a), chat.texts(b)) == (["hello"], ["hello"])
 
 
 def test_worker_cleans_up_gone_connections(sqs_chat: Chat) -> None:
@@ -137,3 +136,80 @@ def test_worker_cleans_up_gone_connections(sqs_chat: Chat) -> None:
     assert chat.row_ids() == {a}
     assert chat.pump is not None
     assert chat.pump.failed == 0  # a 410 is done, not retried
+
+
+# -- the fan-out tree ----------------------------------------------------------------------
+
+
+def bodies(client: RecordingSqs) -> list[Any]:
+    return [decode(e["MessageBody"]) for call in client.calls for e in call]
+
+
+def test_the_sender_enqueues_one_read_task_per_partition_and_reads_nothing() -> None:
+    client = RecordingSqs()
+    config = Backend("moto", None).config(queue_url="https://sqs.example/1/q")
+    strategy = SqsBatched(None, None, config, client=client)  # type: ignore[arg-type]
+    frame = Message(None, room="r").frame()
+    for audience, expected in (
+        (Audience(room="r", exclude=frozenset({"x"})), ["ROOM#r"]),
+        (Audience(user="alice"), ["USER#alice"]),
+        (Audience(), [f"ALL#{shard:02d}" for shard in range(16)]),
+    ):
+        client.calls.clear()
+        result = FanoutResult("sqs_batched", None, "m")
+        strategy.run(audience, frame, result)  # no store: it would raise on a read
+        tasks = bodies(client)
+        assert [t.partition for t in tasks] == expected
+        assert all(isinstance(t, ReadTask) and t.start is None for t in tasks)
+        assert all(t.frame == frame and t.exclude == tuple(audience.exclude) for t in tasks)
+        assert (result.queue_messages, result.enqueued, result.dynamodb_requests) == (
+            len(expected),
+            0,
+            0,
+        )
+
+
+def test_message_bodies_round_trip_and_refuse_what_is_not_ours() -> None:
+    frame = b'{"quote":"\\"\\"\\""}'
+    task = ReadTask(frame, "ROOM#r", {"pk": {"S": "x"}}, ("a",), 3)
+    assert decode(task.encode()) == task
+    assert decode(Batch(frame, ENDPOINT, ("a",), 2).encode()) == Batch(frame, ENDPOINT, ("a",), 2)
+    v1 = json.dumps({"v": 1, "frame": "{}", "endpoint": ENDPOINT, "ids": ["a"]})
+    assert decode(v1) == Batch(b"{}", ENDPOINT, ("a",))  # bodies already queued still work
+    big = Message(None, data='"' * (MAX_PAYLOAD_BYTES // 2 - 200)).frame()  # all escapes
+    # As a JSON string (version 1) it would be over what one SendMessageBatch call may carry.
+    assert len(json.dumps(big.decode())) > MAX_BYTES_PER_CALL
+    assert len(ReadTask(big, "ALL#00").encode().encode()) < MAX_BYTES_PER_CALL
+    assert len(Batch(big, ENDPOINT, ("a",) * 100).encode().encode()) < MAX_BYTES_PER_CALL
+    for bad_partition in ("CONN#x", "ROOM#a#b", "ALL#16", "ALL#1", "USER#", 5):
+        body = json.loads(task.encode())
+        body["partition"] = bad_partition
+        with pytest.raises(ValueError, match=r"partition|room|principal|shard"):
+            decode(json.dumps(body))
+    for field, value in (("start", 5), ("depth", -1), ("exclude", "a"), ("kind", "x")):
+        body = json.loads(task.encode())
+        body[field] = value
+        with pytest.raises(ValueError, match=field):
+            decode(json.dumps(body))
+    with pytest.raises(ValueError, match="frame64"):
+        decode(json.dumps({**json.loads(task.encode()), "frame64": "%%%"}))
+
+
+def test_workers_read_a_page_each_and_reach_every_member_once(sqs_chat: Chat) -> None:
+    chat = sqs_chat
+    assert chat.pump is not None
+    assert chat.runtime.tasks is not None
+    tasks = chat.runtime.tasks
+    tasks.page_size, tasks.inline, tasks.per_message = 3, 1, 1
+    members = [chat.connect(rooms=["r"]) for _ in range(8)]
+    gone = members[5]
+    chat.drop(gone)
+    before = chat.pump.invocations
+    chat.send(members[0], "hi", room="r")
+    for cid in members:
+        assert chat.texts(cid) == ([] if cid == gone else ["hi"]), cid
+    assert gone not in chat.row_ids()
+    # 8 members in pages of 3: 3 read tasks (a 4th when the backend marks the end
+    # after a full page), each posting 1 itself and handing 2 on as post batches.
+    assert chat.pump.invocations - before >= 3
+    assert chat.pump.failed == 0

@@ -34,6 +34,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from botocore.hooks import first_non_none_response
 
 from fanout_core.local.management_api import LocalManagementApi
+from fanout_core.queue import Batch, decode
 from fanout_core.store import ConnectionStore
 
 THROTTLE = "ProvisionedThroughputExceededException"
@@ -253,7 +254,7 @@ class CrashingWorker:
         self.after = 1
         self.crashes = 0
         self.invocations = 0
-        self.handled: Counter[str] = Counter()  # connection id -> records handled naming it
+        self.handled: Counter[str] = Counter()  # connection id -> post batches naming it
 
     def arm(self, *, after: int, times: int = 1) -> None:
         """Crash the next ``times`` invocations, each after handling ``after`` records."""
@@ -272,9 +273,12 @@ class CrashingWorker:
         return self.handler(event, context)
 
     def _count(self, records: list[dict[str, Any]]) -> None:
-        # Each record handled may post to its ids once: a bound on the copies each receives.
+        # Each post batch handled may post to its ids once (a read task's page is not known
+        # from its record: a crash's redelivery may post to any of the audience again).
         for record in records:
-            self.handled.update(json.loads(record["body"])["ids"])
+            message = decode(record["body"])
+            if isinstance(message, Batch):
+                self.handled.update(message.connection_ids)
 
 
 class PostLog:

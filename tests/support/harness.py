@@ -78,6 +78,8 @@ class Harness:
             overrides["concurrency"] = self.concurrency
         config = dataclasses.replace(self.config, queue_url=self.queue_url, **overrides)
         self.runtime = build_runtime(config, clock=clock, policy=policy)
+        if self.runtime.tasks is not None:
+            self.runtime.tasks.requeue_delay = 0  # a drain must see a requeued batch at once
         if self.install is not None:
             self.install(self.runtime)
         set_runtime(self.runtime)
