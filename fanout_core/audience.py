@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from fanout_core import keys
@@ -81,3 +84,59 @@ def without(pages: Iterable[Page], exclude: frozenset[str]) -> Iterator[Page]:
             if len(targets) == len(page.targets)
             else Page(targets, page.scanned, page.read_units)
         )
+
+
+_DONE = object()
+
+
+def interleaved(readers: Sequence[Callable[[], Iterable[Page]]], *, name: str) -> Iterator[Page]:
+    """The pages of every reader, each read on a thread of its own, in the order they come.
+
+    Bounded: a reader waits while the consumer (delivery) is behind, so memory holds about
+    two pages per reader however large the audience. A reader's error is raised here.
+    """
+    if len(readers) == 1:
+        yield from readers[0]()
+        return
+    pages: queue.Queue[object] = queue.Queue(maxsize=2 * len(readers))
+    stop = threading.Event()
+
+    def read(reader: Callable[[], Iterable[Page]]) -> None:
+        try:
+            for page in reader():
+                while not stop.is_set():
+                    try:
+                        pages.put(page, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as error:  # handed to the consumer, re-raised there
+            pages.put(error)
+        finally:
+            pages.put(_DONE)
+
+    threads = [
+        threading.Thread(target=read, args=(reader,), name=f"{name}-{n}", daemon=True)
+        for n, reader in enumerate(readers)
+    ]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            item = pages.get()
+            if item is _DONE:
+                running -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                assert isinstance(item, Page)
+                yield item
+    finally:
+        stop.set()
+        # Drain so a reader blocked on a full queue can see `stop` and end.
+        while any(thread.is_alive() for thread in threads):
+            with contextlib.suppress(queue.Empty):
+                pages.get(timeout=0.05)
