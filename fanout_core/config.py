@@ -52,9 +52,11 @@ def _endpoint_var(env: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
-def _bool_var(env: Mapping[str, str], name: str) -> bool:
+def _bool_var(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     raw = env.get(name, "").strip().lower()
-    if raw in ("", "0", "false", "no", "off"):
+    if raw == "":
+        return default
+    if raw in ("0", "false", "no", "off"):
         return False
     if raw in ("1", "true", "yes", "on"):
         return True
@@ -111,6 +113,8 @@ class FanoutConfig:
     history_seconds: int = 0  # keep each room's frames this long, numbered; 0: no history
     history_max: int = DEFAULT_HISTORY_MAX  # frames kept per room (and for everyone)
     dedup_seconds: int | None = None  # idempotency keys' window; None: history's, or 5 min
+    adaptive_rate: bool = True  # a 429 halves the posts in flight (AIMD)
+    max_posts_per_second: float | None = None  # one invocation's cap; None: none
 
     @property
     def dedup_window(self) -> int:
@@ -132,13 +136,15 @@ class FanoutConfig:
         ):
             if value < 1:
                 raise ConfigError(variable, f"must be at least 1, got {value}")
-        for variable, value, low in (
+        limits: tuple[tuple[str, float, int], ...] = (
             ("FANOUT_HISTORY_SECONDS", self.history_seconds, 0),
             ("FANOUT_HISTORY_MAX", self.history_max, 1),
             ("FANOUT_DEDUP_SECONDS", 1 if self.dedup_seconds is None else self.dedup_seconds, 1),
-        ):
-            if value < low:
-                raise ConfigError(variable, f"must be at least {low}, got {value}")
+            ("FANOUT_MAX_POSTS_PER_SECOND", self.max_posts_per_second or 1, 1),
+        )
+        for variable, limit_value, low in limits:
+            if limit_value < low:
+                raise ConfigError(variable, f"must be at least {low}, got {limit_value}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FanoutConfig:
@@ -176,5 +182,10 @@ class FanoutConfig:
             history_max=_int_var(
                 env, "FANOUT_HISTORY_MAX", DEFAULT_HISTORY_MAX, low=1, high=1_000_000
             ),
-            dedup_seconds=_int_var(env, "FANOUT_DEDUP_SECONDS", 0, low=1, high=366 * 86400) or None,
+            dedup_seconds=_int_var(env, "FANOUT_DEDUP_SECONDS", 0, low=0, high=366 * 86400) or None,
+            adaptive_rate=_bool_var(env, "FANOUT_ADAPTIVE_RATE", default=True),
+            max_posts_per_second=_int_var(
+                env, "FANOUT_MAX_POSTS_PER_SECOND", 0, low=0, high=1_000_000
+            )
+            or None,
         )

@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, ...]] = [
     ("_lazy", "errors", "config", "keys", "audience", "message"),
     ("models", "result", "policy"),
-    ("delivery.backoff", "delivery.posting", "delivery._private", "delivery.loop"),
+    ("delivery.backoff", "delivery.posting", "delivery._private", "delivery.loop", "delivery.rate"),
     ("delivery.http_poster",),
     ("delivery.deliverer", "delivery"),
     ("reads", "store", "ratelimit", "history"),
-    ("strategy", "queue", "strategies"),
+    ("strategy", "queue", "worker", "strategies"),
     ("presence",),
     ("runtime", "table", "sizes", "cost"),
     ("fanout",),

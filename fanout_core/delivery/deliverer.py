@@ -11,6 +11,7 @@ from fanout_core.audience import Page, Target, targets_of
 from fanout_core.delivery.backoff import Backoff, Sleep, pause
 from fanout_core.delivery.loop import LoopThread
 from fanout_core.delivery.posting import Poster, PostOutcome, PostStatus, async_poster
+from fanout_core.delivery.rate import AdaptiveWindow
 from fanout_core.result import Failure, FanoutResult, counted
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ class Deliverer:
     memory holds about ``concurrency`` targets however large the audience. An
     ``AsyncPoster`` posts on the loop itself; any other ``Poster`` posts from a pool of
     ``concurrency`` threads the loop hands posts to. Either way, one coroutine per target
-    retries, backs off, reports a 410 to ``on_gone`` and counts.
+    retries, backs off, reports a 410 to ``on_gone`` and counts. Posts start within an
+    ``AdaptiveWindow``: a 429 halves the posts in flight (``adaptive``), and
+    ``max_posts_per_second`` caps their rate.
     """
 
     def __init__(
@@ -46,8 +49,14 @@ class Deliverer:
         concurrency: int = 32,
         backoff: Backoff | None = None,
         sleep: Sleep | None = None,
+        adaptive: bool = True,
+        max_posts_per_second: float | None = None,
     ) -> None:
         self.poster = poster
+        self.adaptive = adaptive
+        self.max_posts_per_second = max_posts_per_second
+        # The window of the running loop: it learns across fan-outs of a warm container.
+        self.window: AdaptiveWindow | None = None
         self.on_gone = on_gone
         self.concurrency = concurrency
         self.backoff = backoff or Backoff()
@@ -119,13 +128,25 @@ class Deliverer:
     ) -> None:
         import asyncio
 
-        outcome = await post(target.endpoint, target.connection_id, data)
+        window = self._window()
+
+        async def attempt() -> PostOutcome:
+            started = await window.acquire()
+            try:
+                outcome = await post(target.endpoint, target.connection_id, data)
+            except BaseException:
+                window.release(started, throttled=False)
+                raise
+            window.release(started, throttled=outcome.status is PostStatus.THROTTLED)
+            return outcome
+
+        outcome = await attempt()
         for delay in self.backoff.delays():
             if not outcome.status.retryable:
                 break
             result.add_retry(throttled=outcome.status is PostStatus.THROTTLED)
             await pause(self.sleep or asyncio.sleep, delay)
-            outcome = await post(target.endpoint, target.connection_id, data)
+            outcome = await attempt()
         gone_error = None
         if outcome.status is PostStatus.GONE:
             # The gone connection's own id, from the target that was posted to; the
@@ -137,6 +158,16 @@ class Deliverer:
             except Exception as error:  # the next 410 or the TTL retries it
                 gone_error = error
         self._count(target, outcome, gone_error, result)
+
+    def _window(self) -> AdaptiveWindow:
+        # Built on the loop thread, and again after close(): a new loop, a new window.
+        if self.window is None:
+            self.window = AdaptiveWindow(
+                self.concurrency,
+                adaptive=self.adaptive,
+                max_rate=self.max_posts_per_second,
+            )
+        return self.window
 
     def _post_function(self, loop: asyncio.AbstractEventLoop) -> _Post:
         poster = async_poster(self.poster)
@@ -202,6 +233,7 @@ class Deliverer:
         """Stop the loop and the threads; close the loop's connections. Usable again after."""
         with self._schedule_lock:
             self._loop.stop(self._shutdown_loop)
+            self.window = None
         for attribute in ("_posts", "_cleanup"):
             pool = getattr(self, attribute)
             if pool is not None:

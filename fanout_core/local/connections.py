@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from fanout_core.delivery.rate import TokenBucket
+
 Sink = Callable[[bytes], Awaitable[None]]
 INBOX_LIMIT = 10_000
 # The errors the local Management API can be told to answer, and their x-amzn-ErrorType.
@@ -111,6 +113,22 @@ class Faults:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self.latency = 0.0  # seconds added to every post
+        self._account: TokenBucket | None = None
+        self.account_throttled = 0  # posts answered 429 by the account's bucket
+
+    def account_limit(self, rate: float | None, burst: float | None = None) -> None:
+        """Answer posts past ``rate`` a second (``burst`` at once) with 429, as API Gateway's
+        account throttle does (10,000 rps, burst 5,000 by default on AWS); None: no limit."""
+        with self._lock:
+            self._account = None if rate is None else TokenBucket(rate, burst)
+
+    def over_account_limit(self) -> bool:
+        """True if this post is past the account's rate (it takes a token otherwise)."""
+        with self._lock:
+            if self._account is None or self._account.take():
+                return False
+            self.account_throttled += 1
+            return True
 
     def add(
         self,
@@ -137,6 +155,7 @@ class Faults:
         """Remove every pending fault and the latency."""
         with self._lock:
             self._faults.clear()
+            self._account = None
         self.latency = 0.0
 
     def take(self, connection_id: str, method: str = "POST") -> Fault | None:

@@ -272,6 +272,8 @@ class LocalManagementApi:
         return response
 
     async def _answer_post(self, connection_id: str, body: bytes) -> _Response | None:
+        if self.faults.over_account_limit():  # at the front door, before anything else
+            return _error(429, "Too Many Requests")
         if self.faults.latency:
             await asyncio.sleep(self.faults.latency)
         fault = self.faults.take(connection_id)
