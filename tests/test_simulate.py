@@ -120,6 +120,11 @@ def test_a_direct_send_to_everyone_outlives_29_s_and_at_1m_lambda_stops_it() -> 
     assert huge.over_lambda_limit
     assert huge.sender_seconds == AWS.lambda_max_seconds
     assert huge.delivered < 1_000_000
+    template = simulate("gsi_query", 100_000, None, replace(AWS, lambda_max_seconds=29))
+    assert template.over_integration_timeout
+    assert template.over_lambda_limit
+    assert template.sender_seconds == 29
+    assert template.delivered < 100_000
 
 
 def test_full_scan_reads_the_table_for_a_room() -> None:
@@ -206,7 +211,7 @@ def test_simulate_sweep_writes_a_table(tmp_path: Path, capsys: pytest.CaptureFix
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "1,000,000 | everyone | gsi_query" in out
-    assert "> 15 min: cut" in out
+    assert "> 29 s, cut by Lambda" in out
     assert "| 1,000,000 | everyone |" in (tmp_path / "simulation.md").read_text()
 
 
@@ -244,3 +249,20 @@ def test_the_machine_is_derived_from_the_smallest_runs_only(results: dict[str, A
     assert again == derived
     assert [p.predicted for p in points] == [p.predicted for p in before]
     assert [p.measured for p in points] == [3 * p.measured for p in before]
+
+
+def test_the_readmes_which_strategy_when_follows_the_sweep() -> None:
+    from fanout_core.simulate.sweep import best, sweep
+
+    outcomes = sweep(rooms=(10, 1_000, 10_000, 100_000, None))
+    picks = {(n, label): (o.strategy, why) for n, label, o, why in best(outcomes)}
+    for n in (10_000, 100_000, 1_000_000):
+        assert picks[(n, "room of 10")][0] == "gsi_query"
+        assert picks[(n, "room of 1,000")][0] == "gsi_query"
+        assert picks[(n, "everyone")][0] == "sqs_batched"
+    for n in (100_000, 1_000_000):  # where the 29 s integration timeout forces the tree
+        assert picks[(n, "everyone")][1] == "full_scan, gsi_query, parallel_scan pass 29 s"
+    assert picks[(10_000, "everyone")][1] == ""
+    full = next(o for o in outcomes if o.strategy == "full_scan" and o.connections == 1_000_000)
+    assert full.audience_label == "room of 10"
+    assert full.seconds > 20

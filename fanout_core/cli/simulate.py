@@ -26,6 +26,7 @@ def platform_of(args: argparse.Namespace) -> Platform:
         ("max_posts_per_second", "max_posts_per_second"),
         ("max_workers", "sqs_max_batches"),
         ("account_rate", "account_rate"),
+        ("function_timeout", "lambda_max_seconds"),
     ):
         if getattr(args, option) is not None:
             changes[field] = getattr(args, option)
@@ -112,6 +113,13 @@ def add_simulate_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--no-adaptive", action="store_true", help="without the adaptive window (AIMD)"
+    )
+    parser.add_argument(
+        "--function-timeout",
+        type=non_negative,
+        metavar="SECONDS",
+        help="the sending function's Timeout, where Lambda stops a direct fan-out "
+        "(default 900, Lambda's most; template.yaml sets 29)",
     )
     parser.set_defaults(run=_simulate)
     return parser

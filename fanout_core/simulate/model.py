@@ -109,7 +109,7 @@ def direct(plan: ReadPlan, platform: Platform, outcome: Outcome) -> Outcome:
     outcome.record(deliveries)
     outcome.sender_seconds = min(end, limit)
     outcome.seconds = max(outcome.seconds, outcome.sender_seconds if not posts else 0.0)
-    outcome.over_integration_timeout = outcome.sender_seconds > platform.integration_timeout
+    outcome.over_integration_timeout = end > platform.integration_timeout
     outcome.gb_seconds = outcome.sender_seconds * platform.gb
     outcome.peak_workers = 1
     return outcome

@@ -80,7 +80,8 @@ class Outcome:
     requeued: float = 0.0  # posts that used up their attempts and went back on the queue
     peak_workers: int = 0
     # The sending invocation outlives API Gateway's integration timeout (the sender gets an
-    # error while delivery goes on) / Lambda's 15 minutes (delivery stops: ``delivered`` is short).
+    # error while delivery goes on) / its function's timeout, at most Lambda's 15 minutes
+    # (delivery stops: ``delivered`` is short).
     over_integration_timeout: bool = False
     over_lambda_limit: bool = False
     notes: list[str] = field(default_factory=list)

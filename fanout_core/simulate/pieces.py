@@ -154,12 +154,12 @@ def page_seconds(items: int, returned: int, item_bytes: float, platform: Platfor
     )
 
 
-def post_rate(posts: int, platform: Platform) -> float:
+def post_rate(posts: float, platform: Platform) -> float:
     """Posts a second one invocation reaches posting ``posts`` targets by itself."""
     return posts / post_seconds_alone(posts, platform) if posts else 0.0
 
 
-def post_seconds_alone(posts: int, platform: Platform) -> float:
+def post_seconds_alone(posts: float, platform: Platform) -> float:
     """Seconds to post ``posts`` targets with no account limit: rounds of the window, CPU, cap."""
     if posts <= 0:
         return 0.0

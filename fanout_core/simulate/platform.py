@@ -42,7 +42,7 @@ class Platform:
     account_rate: float | None = APIGW_ACCOUNT_RATE
     account_burst: float = APIGW_ACCOUNT_BURST
     integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS
-    lambda_max_seconds: float = LAMBDA_MAX_SECONDS
+    lambda_max_seconds: float = LAMBDA_MAX_SECONDS  # the sending function's Timeout
     # Posting: one PostToConnection round trip (assumed, as fanout cost's), the CPU it costs
     # at one vCPU (docs/benchmarks.md, "Delivery throughput"), posts in flight per invocation
     # (FANOUT_CONCURRENCY), one invocation's cap (FANOUT_MAX_POSTS_PER_SECOND; None: none).

@@ -37,7 +37,7 @@ def flags(outcome: Outcome) -> str:
     if outcome.over_integration_timeout:
         marks.append("> 29 s")
     if outcome.over_lambda_limit:
-        marks.append("> 15 min: cut")
+        marks.append("cut by Lambda")
     return ", ".join(marks)
 
 

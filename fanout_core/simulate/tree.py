@@ -35,7 +35,7 @@ MAX_STEPS = 20_000
 class _Message:
     visible_at: float
     partition: Partition | None  # a read task's partition; None: a post batch
-    items: int  # a read task: items left to read; a post batch: targets
+    items: float  # a read task: items left to read; a post batch: targets
     attempt: int = 0
 
 
@@ -64,6 +64,7 @@ class TreeRun:
         self.outcome = outcome
         self.queue: deque[_Message] = deque()
         self.delayed: list[_Message] = []  # requeued post batches SQS still holds
+        self.lost: dict[int, float] = {}  # posts refused at every attempt, by next attempt
         self.workers: list[_Worker] = []
         self.bucket = FluidBucket(platform.account_rate, platform.account_burst)
         self.deliveries = Deliveries()
@@ -89,7 +90,11 @@ class TreeRun:
         self.now = sender
         dt = self.step_seconds()
         steps = 0
-        while self.queue or self.workers or self.delayed:
+        while self.queue or self.workers or self.delayed or any(self.lost.values()):
+            if not (self.queue or self.workers or self.delayed):
+                for attempt, posts in list(self.lost.items()):  # the last fractions
+                    self.lost[attempt] = 0.0
+                    self.requeue(_Phase("post", 0, attempt=attempt - 1, lost=posts), flush=True)
             steps += 1
             if steps > MAX_STEPS:  # a guard: a platform that can never finish
                 self.outcome.notes.append(f"stopped after {MAX_STEPS} steps of {dt:g} s")
@@ -138,13 +143,13 @@ class TreeRun:
         if message.partition is None:
             return [self.post_phase(message.items, message.attempt)]
         part = message.partition
-        page = min(part.page_items(self.plan.limit), message.items)
+        page = min(part.page_items(self.plan.limit), int(message.items))
         kept = page * part.returned // max(part.items, 1)
         self.outcome.dynamodb_requests += 1
         self.outcome.read_units += page_read_units(math.ceil(page * part.item_bytes))
         then: list[_Message] = []
         if message.items > page:
-            then.append(_Message(0.0, part, message.items - page))
+            then.append(_Message(0.0, part, int(message.items) - page))
         over = kept - min(kept, p.inline)
         per = p.targets_per_message
         then += [_Message(0.0, None, min(per, over - start)) for start in range(0, over, per)]
@@ -155,7 +160,7 @@ class TreeRun:
             self.post_phase(min(kept, p.inline)),
         ]
 
-    def post_phase(self, targets: int, attempt: int = 0) -> _Phase:
+    def post_phase(self, targets: float, attempt: int = 0) -> _Phase:
         return _Phase("post", targets, post_rate(targets, self.platform), attempt=attempt)
 
     def advance(self, dt: float) -> None:
@@ -165,10 +170,20 @@ class TreeRun:
         demand = sum(phase.rate for phase in posting) * dt
         allowed = self.bucket.available(dt)
         share = 1.0 if demand <= allowed else allowed / demand
-        if share < 1.0:
-            self.count_throttles(posting, share, dt, demand - allowed)
-        # Without the adaptive window, a post refused at every attempt goes back on the queue.
-        lost = 0.0 if p.adaptive else (1 - share) ** p.post_attempts
+        # Attempts the workers make: their windows' own without the adaptive window; with it,
+        # at least one post in flight each (the window does not close), which is more than
+        # the bucket allows once workers outnumber rate x latency.
+        attempts = demand
+        if p.adaptive:
+            floor = sum(min(phase.rate, 1 / p.post_latency) for phase in posting) * dt
+            attempts = max(floor, min(demand, allowed))
+        refused = max(0.0, attempts - allowed)
+        if refused > 0:
+            self.outcome.throttled += refused
+        elif share < 1.0:
+            self.count_cycles(posting, share, dt)
+        # A post refused at every attempt goes back on the queue (the worker's requeue).
+        lost = (refused / attempts) ** p.post_attempts if refused else 0.0
         landed = used = 0.0
         done: list[_Worker] = []
         for worker in self.workers:
@@ -203,26 +218,29 @@ class TreeRun:
         for worker in done:
             self.workers.remove(worker)
 
-    def requeue(self, phase: _Phase) -> None:
-        """Posts past their attempts: a post batch again, held for the worker's delay."""
-        targets = math.ceil(phase.lost - 1e-9)
-        if not targets or phase.attempt + 1 >= self.platform.worker_attempts:
+    def requeue(self, phase: _Phase, *, flush: bool = False) -> None:
+        """Posts past their attempts: a post batch again, held for the worker's delay.
+
+        Fractions of posts (a fluid) are pooled per attempt until a whole one is lost.
+        """
+        attempt = phase.attempt + 1
+        if attempt >= self.platform.worker_attempts:
+            return  # the record fails: what is left reaches the dead-letter queue
+        pooled = self.lost.get(attempt, 0.0) + phase.lost
+        targets = pooled if flush else math.floor(pooled)
+        self.lost[attempt] = pooled - targets
+        if targets <= 0:
             return
         self.outcome.requeued += targets
-        delay = REQUEUE_DELAY_SECONDS * (phase.attempt + 1)
-        self.delayed.append(_Message(self.now + delay, None, targets, phase.attempt + 1))
+        delay = REQUEUE_DELAY_SECONDS * attempt
+        self.delayed.append(_Message(self.now + delay, None, targets, attempt))
         self.outcome.sqs_requests += 1
 
-    def count_throttles(
-        self, posting: list[_Phase], share: float, dt: float, refused: float
-    ) -> None:
-        """429s while the bucket is short: refused attempts, or (AIMD) one per window cycle."""
-        p = self.platform
-        if not p.adaptive:
-            self.outcome.throttled += refused
-            return
+    def count_cycles(self, posting: list[_Phase], share: float, dt: float) -> None:
+        """429s of the adaptive window while the bucket is short: one per window cycle."""
+        latency = self.platform.post_latency
         for phase in posting:
             # The window settles at its share of posts in flight; it climbs back from half
             # of it by one a round, so one 429 ends each cycle of window/2 rounds.
-            window = max(1.0, phase.rate * share * p.post_latency)
-            self.outcome.throttled += dt / (max(1.0, window / 2) * p.post_latency)
+            window = max(1.0, phase.rate * share * latency)
+            self.outcome.throttled += dt / (max(1.0, window / 2) * latency)
