@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from fanout_core.config import DEFAULT_CONCURRENCY  # the worker's, in benchmarks.run
 from fanout_core.simulate import Platform, simulate
 from fanout_core.simulate.model import read_seconds
 from fanout_core.simulate.pieces import post_seconds_alone, read_plan
@@ -33,7 +34,6 @@ TOLERANCE = 0.25
 # A run shorter than this is one unrepeated timing of a single request or two, where a 2 ms
 # hiccup is 25 %: reported, not judged.
 SHORTEST_JUDGED = 0.020
-DEFAULT_CONCURRENCY = 32  # benchmarks.run's worker posts with the config's default
 # dynalite is one Node.js process: it serves one request at a time, so segments and shards
 # read on threads take as long as read in turn (the 1,000-connection rows agree).
 DYNALITE_PARALLELISM = 1

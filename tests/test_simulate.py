@@ -206,6 +206,23 @@ def test_simulate_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert row["per_message"] == pytest.approx(sum(row["dollars"].values()))
 
 
+def test_simulate_command_refuses_what_it_cannot_model() -> None:
+    with pytest.raises(SystemExit, match="no model"):
+        cli.main(["simulate", "--connections", "10", "--room-size", "5", "--strategy", "x"])
+    with pytest.raises(SystemExit, match="larger"):
+        cli.main(["simulate", "--connections", "10", "--room-size", "50"])
+
+
+def test_a_smaller_batch_spreads_a_rooms_post_batches(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["simulate", "--connections", "100000", "--room-size", "1000", "--json"]
+    assert cli.main([*args, "--strategy", "sqs_batched"]) == 0
+    (tens,) = json.loads(capsys.readouterr().out)
+    assert cli.main([*args, "--strategy", "sqs_batched", "--batch-size", "1"]) == 0
+    (ones,) = json.loads(capsys.readouterr().out)
+    assert ones["seconds"] < tens["seconds"]
+    assert ones["invocations"] > tens["invocations"]
+
+
 def test_simulate_sweep_writes_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = ["simulate", "--sweep", "--strategy", "gsi_query", "--out", str(tmp_path)]
     assert cli.main(args) == 0

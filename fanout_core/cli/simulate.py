@@ -27,6 +27,7 @@ def platform_of(args: argparse.Namespace) -> Platform:
         ("max_workers", "sqs_max_batches"),
         ("account_rate", "account_rate"),
         ("function_timeout", "lambda_max_seconds"),
+        ("batch_size", "batch_size"),
     ):
         if getattr(args, option) is not None:
             changes[field] = getattr(args, option)
@@ -47,6 +48,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
     platform = platform_of(args)
     strategies = [args.strategy] if args.strategy else list(STRATEGIES)
+    if not set(strategies) <= set(STRATEGIES):
+        raise SystemExit(f"fanout simulate: no model for {args.strategy!r}: {STRATEGIES}")
     if args.sweep:
         outcomes = sweep(platform, strategies=strategies)
     else:
@@ -107,6 +110,9 @@ def add_simulate_command(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-workers", type=positive_int, help="the SQS mapping's MaximumConcurrency"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, help="the SQS mapping's BatchSize (default 10)"
     )
     parser.add_argument(
         "--account-rate", type=positive_int, help="API Gateway's account rate (10,000)"
