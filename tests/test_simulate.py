@@ -283,3 +283,15 @@ def test_the_readmes_which_strategy_when_follows_the_sweep() -> None:
     full = next(o for o in outcomes if o.strategy == "full_scan" and o.connections == 1_000_000)
     assert full.audience_label == "room of 10"
     assert full.seconds > 20
+
+
+def test_the_model_is_deterministic() -> None:
+    first = simulate("sqs_batched", 100_000, None, replace(AWS, adaptive=False))
+    again = simulate("sqs_batched", 100_000, None, replace(AWS, adaptive=False))
+    assert first == again
+
+
+def test_an_empty_shard_costs_its_read_only() -> None:
+    outcome = simulate("sqs_batched", 10, None, AWS)
+    assert outcome.delivered == pytest.approx(10)
+    assert outcome.dynamodb_requests == 16  # one page of each everyone shard, some empty

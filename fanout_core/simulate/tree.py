@@ -193,7 +193,7 @@ class TreeRun:
             budget = dt
             while budget > 1e-12 and worker.phases:
                 phase = worker.phases[0]
-                if phase.kind == "wait":
+                if phase.kind == "wait" or phase.left <= 1e-9:
                     spent = min(budget, phase.left)
                 else:
                     rate = phase.rate * share
