@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("reads", "store", "ratelimit", "history"),
     ("strategy", "queue", "worker", "strategies"),
     ("presence",),
-    ("runtime", "table", "sizes", "cost"),
+    ("runtime", "table", "sizes", "cost", "simulate"),
     ("fanout",),
     ("events", "handlers"),
     ("cli", "local"),
@@ -129,3 +129,22 @@ def test_no_module_reaches_400_lines() -> None:
         if (n := len(path.read_text().splitlines())) >= 400
     }
     assert not long, long
+
+
+def test_only_the_cli_imports_the_simulator() -> None:
+    """The simulator is a model for people, never part of what a Lambda runs."""
+    importers = sorted(
+        module_name(path)
+        for path in FILES
+        if any(package_modules(n).startswith("simulate") for n in imported(path))
+        and not module_name(path).startswith("simulate")
+    )
+    assert importers == ["cli.simulate"]
+    code = (
+        "import json, sys, fanout_core.handlers, fanout_core.runtime, fanout_core.worker\n"
+        "print(json.dumps([m for m in sys.modules if m.startswith('fanout_core.simulate')]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert json.loads(out) == []

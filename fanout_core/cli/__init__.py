@@ -11,9 +11,16 @@ from collections.abc import Sequence
 from fanout_core.cli.arguments import options
 from fanout_core.cli.cost import add_cost_command
 from fanout_core.cli.publish import add_publish_commands
+from fanout_core.cli.simulate import add_simulate_command
 from fanout_core.errors import FanoutError
 
-__all__ = ["add_cost_command", "add_publish_commands", "build_parser", "main"]
+__all__ = [
+    "add_cost_command",
+    "add_publish_commands",
+    "add_simulate_command",
+    "build_parser",
+    "main",
+]
 
 
 def _table_create(args: argparse.Namespace) -> int:
@@ -187,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_publish_commands(commands)
     add_cost_command(commands)
+    add_simulate_command(commands)
     return parser
 
 
