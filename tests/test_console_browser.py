@@ -36,8 +36,13 @@ def chromium_path() -> str:
 @pytest.fixture(scope="module")
 def console_url() -> Iterator[str]:
     """`fanout serve` on a free port, in its own process, as a developer runs it."""
+    yield from started("serve", "--port", "0")
+
+
+def started(*command: str) -> Iterator[str]:
+    """Run ``fanout COMMAND``; yield the console URL it announces, stop it after."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "fanout_core.cli", "serve", "--port", "0"],
+        [sys.executable, "-m", "fanout_core.cli", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -137,6 +142,39 @@ def test_console_drives_clients_publishes_and_steps_the_demo(console_url: str) -
         width: Any = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390
         browser.close()
+    assert not problems, problems
+
+
+def test_demo_ui_steps_through_the_stages_on_sqs_batched() -> None:
+    """`fanout demo --ui` opens on the stages; the SQS worker's runs show as they happen."""
+    from playwright.sync_api import expect, sync_playwright
+
+    command = ("demo", "--ui", "--port", "0", "--connect", "2", "--send", "1")
+    problems: list[str] = []
+    for url in started(*command, "--strategy", "sqs_batched"):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            expect.set_options(timeout=TIMEOUT_MS)
+            assert url.endswith("?demo")
+            page.goto(url)
+            expect(page.locator("#fact-strategy")).to_have_text("sqs_batched")
+            expect(page.locator("#demo-step")).to_have_text("step 0 / 7")
+            for step in range(1, 8):
+                page.get_by_role("button", name="Next stage").click()
+                expect(page.locator("#demo-step")).to_have_text(f"step {step} / 7")
+            expect(page.locator("#demo-note")).to_contain_text("every inbox got every message")
+            expect(page.locator("#workers li").first).to_contain_text("sqs_worker")
+            expect(page.locator("#fanouts li[data-kind='worker']").first).to_contain_text(
+                "from sqs_worker"
+            )
+            expect(page.locator("#fanouts li[data-kind='fanout']").first).to_contain_text(
+                "sqs_batched"
+            )
+            expect(page.locator("#routes li[data-route='sqs_worker']")).to_be_visible()
+            browser.close()
     assert not problems, problems
 
 
