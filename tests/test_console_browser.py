@@ -134,6 +134,7 @@ def test_console_drives_clients_publishes_and_steps_the_demo(console_url: str) -
             expect(page.locator("#demo-note")).not_to_have_class(re.compile("bad"))
         expect(page.locator("#demo-wire")).to_contain_text("410 GoneException for B")
         expect(page.locator("#demo-note")).to_contain_text("every inbox got every message")
+        page.evaluate("window.scrollTo(0, 0)")
         page.wait_for_timeout(1000)  # let the highlights fade before the picture
         page.screenshot(path=str(SCREENSHOT))
 
@@ -145,13 +146,15 @@ def test_console_drives_clients_publishes_and_steps_the_demo(console_url: str) -
     assert not problems, problems
 
 
-def test_demo_ui_steps_through_the_stages_on_sqs_batched() -> None:
-    """`fanout demo --ui` opens on the stages; the SQS worker's runs show as they happen."""
+@pytest.mark.parametrize("option", [("--strategy", "sqs_batched"), ("--policy", "owner_rooms")])
+def test_demo_ui_steps_through_the_stages(option: tuple[str, str]) -> None:
+    """`fanout demo --ui` opens on the stages: on sqs_batched the worker's runs show as they
+    happen; under a policy the clients sign in and talk in the lobby."""
     from playwright.sync_api import expect, sync_playwright
 
-    command = ("demo", "--ui", "--port", "0", "--connect", "2", "--send", "1")
+    command = ("demo", "--ui", "--port", "0", "--connect", "2", "--send", "1", *option)
     problems: list[str] = []
-    for url in started(*command, "--strategy", "sqs_batched"):
+    for url in started(*command):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
             page = browser.new_page(viewport={"width": 1280, "height": 800})
@@ -160,20 +163,24 @@ def test_demo_ui_steps_through_the_stages_on_sqs_batched() -> None:
             expect.set_options(timeout=TIMEOUT_MS)
             assert url.endswith("?demo")
             page.goto(url)
-            expect(page.locator("#fact-strategy")).to_have_text("sqs_batched")
             expect(page.locator("#demo-step")).to_have_text("step 0 / 7")
             for step in range(1, 8):
                 page.get_by_role("button", name="Next stage").click()
                 expect(page.locator("#demo-step")).to_have_text(f"step {step} / 7")
             expect(page.locator("#demo-note")).to_contain_text("every inbox got every message")
-            expect(page.locator("#workers li").first).to_contain_text("sqs_worker")
-            expect(page.locator("#fanouts li[data-kind='worker']").first).to_contain_text(
-                "from sqs_worker"
-            )
-            expect(page.locator("#fanouts li[data-kind='fanout']").first).to_contain_text(
-                "sqs_batched"
-            )
-            expect(page.locator("#routes li[data-route='sqs_worker']")).to_be_visible()
+            if option[0] == "--strategy":
+                expect(page.locator("#fact-strategy")).to_have_text("sqs_batched")
+                expect(page.locator("#workers li").first).to_contain_text("sqs_worker")
+                worker_fanouts = page.locator("#fanouts li[data-kind='worker']")
+                expect(worker_fanouts.first).to_contain_text("from sqs_worker")
+                fanouts = page.locator("#fanouts li[data-kind='fanout']")
+                expect(fanouts.first).to_contain_text("sqs_batched")
+                expect(page.locator("#routes li[data-route='sqs_worker']")).to_be_visible()
+            else:
+                expect(page.locator("#fact-policy")).to_have_text("owner_rooms")
+                a = page.locator("#connections tr", has_text="demo-A")
+                expect(a).to_contain_text("lobby")
+                expect(page.locator("#fanouts li").first).to_contain_text("room:lobby")
             browser.close()
     assert not problems, problems
 

@@ -162,8 +162,11 @@ function rows(event) {
 function detailOf(row) {
   const skip = new Set(["pk", "sk", "key", "type", "expires_at", "gsi1pk", "gsi1sk", "endpoint", "fresh"]);
   return Object.entries(row)
-    .filter(([name]) => !skip.has(name))
-    .map(([name, value]) => `${name}=${typeof value === "string" ? value : JSON.stringify(value)}`)
+    .filter(([name, value]) => !skip.has(name) && !(name === "connection_id" && row.pk.includes(value)))
+    .map(([name, value]) => {
+      if (name.endsWith("_at") && typeof value === "number") return `${name}=${clock(value / 1000)}`;
+      return `${name}=${typeof value === "string" ? value : JSON.stringify(value)}`;
+    })
     .join(" ");
 }
 
@@ -175,9 +178,9 @@ function renderRows() {
     const tr = el("tr", { class: expired ? "expired" : "", "data-key": row.key, "data-connection": row.connection_id || "" },
       el("td", { text: row.type || "" }),
       el("td", { text: row.pk }),
-      el("td", { text: row.sk }),
+      el("td", { class: "nowrap", text: row.sk }),
       el("td", { text: detailOf(row) }),
-      el("td", {}, row.expires_at ? clock(row.expires_at) : "",
+      el("td", { class: "nowrap" }, row.expires_at ? clock(row.expires_at) : "",
         expired ? el("span", { class: "badge warn", text: "expired" }) : null));
     if (row.fresh) { fresh(tr); row.fresh = false; }
     return tr;
