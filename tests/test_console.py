@@ -151,8 +151,11 @@ def test_text_colours_pass_wcag_aa_contrast_on_the_console_backgrounds() -> None
         for background in ("bg", "panel"):
             ratio = contrast(colours[text], colours[background])
             assert ratio >= 4.5, (text, background, round(ratio, 2))
-    # White on the primary buttons and on a lit route.
+    # White on the primary buttons and on a lit route; placeholders in the inputs.
     assert contrast("#ffffff", colours["lit"]) >= 4.5
+    placeholder = re.search(r"::placeholder \{ color: (#[0-9a-f]{6})", css)
+    assert placeholder is not None
+    assert contrast(placeholder.group(1), colours["bg"]) >= 4.5
 
 
 async def _next(feed: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
