@@ -169,7 +169,8 @@ async def _next(feed: ClientConnection, kind: str, **match: Any) -> dict[str, An
 @pytest.mark.server
 def test_the_console_socket_on_fanout_serve_reports_and_acts() -> None:
     async def scenario() -> None:
-        async with LocalDeployment(console=True) as deployment:
+        history = {"FANOUT_HISTORY_SECONDS": "60"}
+        async with LocalDeployment(console=True, settings=history) as deployment:
             url = deployment.console_url
             page = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
             assert b"fanout console" in page
@@ -188,7 +189,12 @@ def test_the_console_socket_on_fanout_serve_reports_and_acts() -> None:
                 cid_b = (await _next(feed, "invoke", route="$connect"))["connection_id"]
                 await a.send(json.dumps({"action": "sendMessage", "text": "hi"}))
                 sent = await _next(feed, "fanout", route="sendMessage")
-                assert (sent["delivered"], sent["gone"]) == (2, 0)
+                assert (sent["delivered"], sent["gone"], sent["seq"]) == (2, 0, 1)
+                kept: list[dict[str, Any]] = []
+                while not kept:  # the numbered frame, as a history row
+                    rows = await _next(feed, "rows")
+                    kept = [r for r in rows["upsert"] if r.get("type") == "history"]
+                assert (kept[0]["seq"], json.loads(kept[0]["frame"])["body"]) == (1, "hi")
                 await feed.send(json.dumps({"id": 1, "action": "drop", "connection_id": cid_b}))
                 assert (await _next(feed, "reply", id=1))["ok"] is True
                 await _next(feed, "socket", state="closed", connection_id=cid_b)
