@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: test test-thorough demo lint bench bench-quick clean
+.PHONY: test test-thorough test-browser demo lint bench bench-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(VENV)/.stamp-dev: pyproject.toml | $(PY)
 
 $(VENV)/.stamp-local: pyproject.toml | $(PY)
 	$(PIP) install -e '.[local]'
+	touch $@
+
+$(VENV)/.stamp-browser: pyproject.toml | $(PY)
+	$(PIP) install -e '.[dev,local,browser]'
 	touch $@
 
 $(VENV)/.stamp-bench: pyproject.toml | $(PY)
@@ -32,6 +36,21 @@ test: $(VENV)/.stamp-dev node_modules/.stamp
 
 test-thorough: $(VENV)/.stamp-dev node_modules/.stamp
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest --hypothesis-show-statistics
+
+# The console in a real browser: Debian's chromium (installed with apt-get when missing and
+# this runs as root), driven by Playwright's Python package; no browser build is downloaded.
+test-browser: $(VENV)/.stamp-browser chromium
+	$(PY) -m pytest -m browser
+
+.PHONY: chromium
+chromium:
+	@[ -n "$$FANOUT_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	  else \
+	    echo "test-browser needs Chromium: run as root on Debian (apt-get install chromium)," \
+	      "or put a chromium on PATH (or set FANOUT_CHROMIUM)" >&2; exit 1; \
+	  fi; }
 
 demo: $(VENV)/.stamp-local
 	$(VENV)/bin/fanout demo --connect 2 --send 1

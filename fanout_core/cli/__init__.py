@@ -48,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         **options(args, "host", "port", "management_port", "stage", "handlers", "authorizer"),
         **options(args, "dynamodb_endpoint", "strategy", "idle_timeout", "max_lifetime"),
         settings=access_settings(args),
+        console=not args.no_console,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve_forever(deployment, lambda line: print(line, flush=True)))
@@ -75,6 +76,17 @@ def access_settings(args: argparse.Namespace) -> dict[str, str]:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.ui:
+        import asyncio
+
+        from fanout_core.local.demo_ui import demo_deployment, serve_demo
+
+        deployment = demo_deployment(
+            args.connect, args.send, args.strategy, args.host, args.port, access_settings(args)
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve_demo(deployment, lambda line: print(line, flush=True)))
+        return 0
     from fanout_core.local.demo import run_demo
 
     return run_demo(args.connect, args.send, args.strategy, settings=access_settings(args))
@@ -171,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MODULE:FUNCTION",
         help="a $connect REQUEST authorizer: its principalId and context reach every event",
     )
+    serve.add_argument(
+        "--no-console", action="store_true", help="do not serve the browser console on the port"
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser(
@@ -190,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="run under this policy, each client with a principal and a rooms claim; one "
         "more stage shows a join it denies",
     )
+    demo.add_argument(
+        "--ui",
+        action="store_true",
+        help="serve the console and step through the stages in the browser, with clients "
+        "of the page, instead of printing them",
+    )
+    demo.add_argument("--host", default="127.0.0.1", help="with --ui: address to bind")
+    demo.add_argument("--port", type=int, default=8765, help="with --ui: port (0: any free)")
     demo.set_defaults(run=_demo)
 
     add_publish_commands(commands)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -68,6 +68,14 @@ def routes_from_module(module: ModuleType | str) -> dict[str, Handler]:
     if "$connect" not in routes:
         raise ValueError(f"{module.__name__} has no $connect handler (`connect` or `websocket`)")
     return routes
+
+
+class SideSite(Protocol):
+    """Pages served beside the API on its port (the console): plain GETs and a socket."""
+
+    def handles(self, path: str) -> bool: ...
+    def respond(self, websocket: ServerConnection, request: Request) -> Response | None: ...
+    async def session(self, websocket: ServerConnection) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -124,8 +132,10 @@ class LocalWebSocketApi:
         max_lifetime: float = MAX_LIFETIME,
         on_event: Callable[[GatewayEvent], None] | None = None,
         authorizer: Authorizer | None = None,
+        site: SideSite | None = None,
     ) -> None:
         self.routes = dict(routes)
+        self.site = site
         self.authorizer = authorizer
         self.connections = connections
         self.host = host
@@ -296,6 +306,9 @@ class LocalWebSocketApi:
     # -- sockets ------------------------------------------------------------------------
 
     async def _handshake(self, websocket: ServerConnection, request: Request) -> Response | None:
+        if self.site is not None and self.site.handles(request.path):
+            websocket.fanout_site = True  # type: ignore[attr-defined]
+            return self.site.respond(websocket, request)
         cid = new_connection_id()
         parts = urlsplit(request.path)
         peer = websocket.remote_address
@@ -336,6 +349,9 @@ class LocalWebSocketApi:
         return None
 
     async def _session(self, websocket: ServerConnection) -> None:
+        if self.site is not None and getattr(websocket, "fanout_site", False):
+            await self.site.session(websocket)
+            return
         socket: _Socket = websocket.fanout_socket  # type: ignore[attr-defined]
         cid = socket.connection_id
         self._sockets[cid] = socket

@@ -111,6 +111,8 @@ class LocalManagementApi:
         self.in_flight = 0
         self.max_in_flight = 0  # the most posts ever being answered at once
         self.on_post: Callable[[str, int], None] | None = None  # (connection id, status)
+        # (method, path, body, status, answer body) of every request; status 0: no answer
+        self.on_request: Callable[[str, str, bytes, int, bytes], None] | None = None
 
     @property
     def url(self) -> str:
@@ -208,6 +210,11 @@ class LocalManagementApi:
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
                 response = await self._handle(method, target, body)
+                if self.on_request is not None:
+                    status, answer = (
+                        (0, b"") if response is None else (response.status, response.body)
+                    )
+                    self.on_request(method, unquote(target), body, status, answer)
                 if response is None:  # an injected timeout: the client gives up first
                     break
                 self.requests[(method, response.status)] += 1

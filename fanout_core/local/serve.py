@@ -54,8 +54,15 @@ class LocalDeployment:
         on_event: Callable[[GatewayEvent], None] | None = None,
         authorizer: str | Authorizer | None = None,
         settings: dict[str, str] | None = None,
+        console: bool = False,
+        console_state: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
+        # The browser console at http://host:port/ (off: nothing is wrapped or watched).
+        self.console = console
+        self.console_state = dict(console_state or {})
+        self.feed: Any = None  # the console's ConsoleFeed, while it runs
+        self._observer: Any = None
         # FANOUT_* variables for this run (FANOUT_POLICY, FANOUT_RATE_LIMIT, ...), set as a
         # deployment's function environment would be.
         self.settings = dict(settings or {})
@@ -159,6 +166,9 @@ class LocalDeployment:
         await self.management.start()
         await asyncio.to_thread(self._prepare_data)
         routes = routes_from_module(self.handlers_module)
+        on_event, site = self.on_event, None
+        if self.console:
+            routes, on_event, site = self._start_console(routes)
         self.gateway = LocalWebSocketApi(
             routes,
             self.management.connections,
@@ -167,8 +177,9 @@ class LocalDeployment:
             stage=self.stage,
             idle_timeout=self.idle_timeout,
             max_lifetime=self.max_lifetime,
-            on_event=self.on_event,
+            on_event=on_event,
             authorizer=self.authorizer,
+            site=site,
         )
         await self.gateway.start()
         if self.queue_url is not None and self.config is not None:
@@ -178,15 +189,68 @@ class LocalDeployment:
 
             module = __import__(self.handlers_module, fromlist=["sqs_worker"])
             worker = getattr(module, "sqs_worker", handlers.sqs_worker)
+            if self._observer is not None:
+                worker = self._observer.wrap_worker(worker)
             client = boto3.client(
                 "sqs", endpoint_url=self.config.sqs_endpoint, region_name=self.config.region
             )
             self.pump = SqsEventSource(client, self.queue_url, worker, region=self.config.region)
             self.pump.start()
 
+    @property
+    def console_url(self) -> str:
+        """Where the browser console is served."""
+        assert self.gateway is not None
+        return f"http://{self.gateway.domain_name}/"
+
+    def _start_console(self, routes: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+        """The console's routes, gateway listener and site (its modules load only here)."""
+        from fanout_core.fanout import Fanout
+        from fanout_core.local.console.feed import ConsoleFeed
+        from fanout_core.local.console.observe import Observer
+        from fanout_core.local.console.site import ConsoleSite
+
+        assert self.config is not None
+        self.feed = feed = ConsoleFeed()
+        observer = self._observer = Observer(feed, self.config)
+        listener = self.on_event
+
+        def on_event(event: GatewayEvent) -> None:
+            observer.gateway_event(event)
+            if listener is not None:
+                listener(event)
+
+        def drop(connection_id: str) -> bool:
+            return self.gateway is not None and self.gateway.drop(connection_id)
+
+        fanout = Fanout()  # the handlers' runtime: what backend code in this process uses
+        site = ConsoleSite(
+            feed, observer, drop=drop, publish=lambda *a, **k: observer.publish(fanout, *a, **k)
+        )
+        self.management.on_request = observer.management_request
+        feed.state.update(
+            self.console_state,
+            config={
+                "table": self.config.table,
+                "strategy": self.config.strategy,
+                "policy": self.config.policy,
+                "history_seconds": self.config.history_seconds,
+                "stage": self.stage,
+                "management_url": self.management_url,
+                "queue_url": self.queue_url,
+            },
+            routes=sorted(routes),
+        )
+        observer.start()
+        return observer.wrap_routes(routes), on_event, site
+
     async def stop(self) -> None:
         """Stop everything and restore the environment."""
         from fanout_core.runtime import set_runtime
+
+        if self._observer is not None:
+            await asyncio.to_thread(self._observer.stop)
+            self._observer = None
 
         if self.gateway is not None:
             await self.gateway.stop()
@@ -227,6 +291,8 @@ async def serve_forever(deployment: LocalDeployment, announce: Callable[[str], N
     """Run until cancelled (Ctrl-C), announcing the URLs once ready."""
     async with deployment:
         assert deployment.config is not None
+        if deployment.console:
+            announce(f"console:        {deployment.console_url}")
         announce(f"WebSocket API:  {deployment.ws_url}")
         announce(f"Management API: {deployment.management_url}")
         announce(f"DynamoDB:       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}")

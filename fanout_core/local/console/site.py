@@ -1,0 +1,165 @@
+"""The console's HTTP side on the WebSocket API's own port: the page, its files and
+``/_console/events``, a socket that pushes the feed and takes the page's actions."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from fanout_core.local.console.feed import ConsoleFeed
+from fanout_core.local.console.observe import Observer
+
+EVENTS_PATH = "/_console/events"
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+# Everything the page loads comes from here: it works offline.
+POLICY = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:"
+AUDIENCES = ("room", "user", "connections", "everyone")
+
+
+def _file(path: str) -> tuple[bytes, str] | None:
+    """The bytes and type of a console file, or None: only files the package ships."""
+    if path == "/":
+        path = "/_console/static/index.html"
+    if path == "/_console/fanout-client.mjs":
+        folder, name = resources.files("fanout_core.client"), "fanout-client.mjs"
+    elif path.startswith("/_console/static/"):
+        folder, name = (
+            resources.files("fanout_core.local.console") / "static",
+            path.rsplit("/", 1)[-1],
+        )
+        if path.count("/") != 3:
+            return None
+    else:
+        return None
+    kind = TYPES.get(name[name.rfind(".") :]) if "." in name else None
+    entry = folder / name
+    if kind is None or name.startswith(".") or not entry.is_file():
+        return None
+    return entry.read_bytes(), kind
+
+
+class ConsoleSite:
+    """Serves the page; ``drop`` cuts a connection, ``publish`` fans out from the backend."""
+
+    def __init__(
+        self,
+        feed: ConsoleFeed,
+        observer: Observer,
+        *,
+        drop: Callable[[str], bool],
+        publish: Callable[..., dict[str, Any]],
+    ) -> None:
+        self.feed = feed
+        self.observer = observer
+        self.drop = drop
+        self.publish = publish
+
+    def handles(self, path: str) -> bool:
+        """True for the console's paths; the rest is the WebSocket API's."""
+        path = urlsplit(path).path
+        return path == "/" or path.startswith("/_console/")
+
+    def respond(self, websocket: ServerConnection, request: Request) -> Response | None:
+        """A file, a refusal, or None to open the events socket."""
+        path = urlsplit(request.path).path
+        if path == EVENTS_PATH:
+            origin = request.headers.get("Origin")
+            host = request.headers.get("Host", "")
+            # Another site's page must not drive this one's clients.
+            if origin is not None and urlsplit(origin).netloc != host:
+                return websocket.respond(403, "cross-origin console socket refused\n")
+            return None
+        found = _file(path)
+        if found is None:
+            return websocket.respond(404, "not found\n")
+        body, kind = found
+        headers = Headers(
+            [
+                ("Content-Type", kind),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                ("X-Content-Type-Options", "nosniff"),
+                ("Content-Security-Policy", POLICY),
+                ("Connection", "close"),
+            ]
+        )
+        return Response(200, "OK", headers, body)
+
+    async def session(self, websocket: ServerConnection) -> None:
+        """Push the feed to one page and answer its actions until it goes."""
+        queue, first = self.feed.subscribe()
+        try:
+            for text in first:
+                await websocket.send(text)
+
+            async def push() -> None:
+                while True:
+                    await websocket.send(await queue.get())
+
+            pusher = asyncio.create_task(push())
+            try:
+                async for raw in websocket:
+                    await websocket.send(json.dumps(await self.act(raw), default=str))
+            finally:
+                pusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                    await pusher
+        except ConnectionClosed:
+            pass
+        finally:
+            self.feed.unsubscribe(queue)
+
+    async def act(self, raw: str | bytes) -> dict[str, Any]:
+        """One action of the page, answered as ``{"kind": "reply", "id", "ok", ...}``."""
+        try:
+            request = json.loads(raw)
+            if not isinstance(request, dict):
+                raise ValueError("an action is a JSON object")
+        except ValueError as error:
+            return {"kind": "reply", "id": None, "ok": False, "error": str(error)}
+        reply: dict[str, Any] = {"kind": "reply", "id": request.get("id"), "ok": True}
+        try:
+            action = request.get("action")
+            if action == "drop":
+                reply["ok"] = self.drop(str(request.get("connection_id", "")))
+                if not reply["ok"]:
+                    reply["error"] = "no such open connection"
+            elif action == "publish":
+                reply["result"] = await asyncio.to_thread(self._publish, request)
+            else:
+                raise ValueError(f"unknown action {action!r}")
+        except Exception as error:  # shown in the page, as the backend would have raised it
+            reply.update(ok=False, error=f"{type(error).__name__}: {error}")
+        return reply
+
+    def _publish(self, request: dict[str, Any]) -> dict[str, Any]:
+        to = request.get("to", "everyone")
+        if to not in AUDIENCES:
+            raise ValueError(f"publish to one of {', '.join(AUDIENCES)}")
+        value = str(request.get("value") or "").strip()
+        audience: dict[str, Any] = {}
+        if to == "room":
+            audience["room"] = value
+        elif to == "user":
+            audience["user"] = value
+        elif to == "connections":
+            audience["connections"] = [v for v in value.replace(",", " ").split() if v]
+        if request.get("event"):
+            audience["event"] = str(request["event"])
+        return self.publish(request.get("data"), **audience)

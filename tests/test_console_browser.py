@@ -1,0 +1,194 @@
+"""The console in a real browser: headless Chromium (the system's) drives `fanout serve`.
+
+Run with `make test-browser`; the default run leaves it out (marker `browser`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOT = ROOT / "docs" / "console.png"
+TIMEOUT_MS = 15_000
+
+
+def chromium_path() -> str:
+    """The system's Chromium: nothing here downloads a browser of its own."""
+    for candidate in (os.environ.get("FANOUT_CHROMIUM"), "chromium", "chromium-browser"):
+        found = candidate and shutil.which(candidate)
+        if found:
+            return found
+    pytest.fail("no chromium on PATH: `make test-browser` installs Debian's package")
+
+
+@pytest.fixture(scope="module")
+def console_url() -> Iterator[str]:
+    """`fanout serve` on a free port, in its own process, as a developer runs it."""
+    yield from started("serve", "--port", "0")
+
+
+def started(*command: str) -> Iterator[str]:
+    """Run ``fanout COMMAND``; yield the console URL it announces, stop it after."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fanout_core.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    url, lines = None, []
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        lines.append(line)
+        if match := re.match(r"console:\s+(\S+)", line):
+            url = match.group(1)
+        if line.strip() == "ready" or time.monotonic() > deadline:
+            break
+    try:
+        assert url is not None, "".join(lines)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(15)
+        process.stdout.close()
+
+
+def test_console_drives_clients_publishes_and_steps_the_demo(console_url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.on(
+            "console",
+            lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None,
+        )
+        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+        expect.set_options(timeout=TIMEOUT_MS)
+        page.goto(console_url)
+        expect(page.locator("#feed-state")).to_have_text("live")
+        expect(page.locator("#routes li[data-route='sendMessage']")).to_be_visible()
+
+        # Two clients, opened from the keyboard: Tab to the button, Enter.
+        for _ in range(2):
+            focus_by_tab(page, "open-client")
+            page.keyboard.press("Enter")
+        a, b = page.locator("[data-client='A']"), page.locator("[data-client='B']")
+        for client in (a, b):
+            expect(client.locator(".status")).to_have_text("open")
+            expect(client.locator(".cid")).to_have_text(re.compile(r"\S{16}"))
+        cid_a, cid_b = a.locator(".cid").inner_text(), b.locator(".cid").inner_text()
+
+        # A sends to everyone: both inboxes, the route lights, both connection rows.
+        a.get_by_label("A: message").fill("hello from the browser")
+        a.locator("button[data-action='send']").click()
+        for client in (a, b):
+            expect(client.locator(".inbox")).to_contain_text("hello from the browser")
+        expect(page.locator("#invocations tr[data-route='sendMessage']")).to_have_count(1)
+        rows = page.locator("#table-rows")
+        for cid in (cid_a, cid_b):
+            expect(rows.locator(f"tr[data-key='CONN#{cid} CONN']")).to_have_count(1)
+        expect(page.locator("#fanouts li").first).to_contain_text("delivered 2")
+
+        # B drops without a close frame: its row stays until a fan-out meets the 410.
+        b.locator("button[data-action='drop']").click()
+        expect(b.locator(".status")).to_have_text("dropped")
+        expect(page.locator(f"#connections tr[data-connection='{cid_b}']")).to_contain_text(
+            "row left"
+        )
+        expect(rows.locator(f"tr[data-connection='{cid_b}']")).not_to_have_count(0)
+
+        # A publish from the backend box reaches A, meets B's 410 and deletes B's rows.
+        page.locator("#publish-to").select_option("everyone")
+        page.locator("#publish-event").fill("notice")
+        page.locator("#publish-data").fill('{"text": "from the backend"}')
+        page.locator("#publish-send").click()
+        expect(a.locator(".inbox")).to_contain_text("from the backend")
+        expect(page.locator("#publish-result")).to_contain_text("delivered 1, gone 1")
+        expect(page.locator("#fanouts li.has-gone").first).to_contain_text(cid_b)
+        expect(rows.locator(f"tr[data-connection='{cid_b}']")).to_have_count(0)
+        gone_post = page.locator(f"#wire li[data-kind='api'][data-connection='{cid_b}']")
+        expect(gone_post.first).to_contain_text("410")
+        expect(rows.locator(f"tr[data-connection='{cid_a}']")).not_to_have_count(0)
+
+        # The demo's stages, stepped through with the page's own clients.
+        page.locator("#demo-open").click()
+        expect(page.locator("#demo-step")).to_have_text("step 0 / 7")
+        for step in range(1, 8):
+            page.locator("#demo-next").click()
+            expect(page.locator("#demo-step")).to_have_text(f"step {step} / 7")
+            expect(page.locator("#demo-note")).not_to_have_class(re.compile("bad"))
+        expect(page.locator("#demo-wire")).to_contain_text("410 GoneException for B")
+        expect(page.locator("#demo-note")).to_contain_text("every inbox got every message")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(1000)  # let the highlights fade before the picture
+        page.screenshot(path=str(SCREENSHOT))
+
+        # Phone width: one column, nothing wider than the window.
+        page.set_viewport_size({"width": 390, "height": 844})
+        width: Any = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390
+        browser.close()
+    assert not problems, problems
+
+
+@pytest.mark.parametrize("option", [("--strategy", "sqs_batched"), ("--policy", "owner_rooms")])
+def test_demo_ui_steps_through_the_stages(option: tuple[str, str]) -> None:
+    """`fanout demo --ui` opens on the stages: on sqs_batched the worker's runs show as they
+    happen; under a policy the clients sign in and talk in the lobby."""
+    from playwright.sync_api import expect, sync_playwright
+
+    command = ("demo", "--ui", "--port", "0", "--connect", "2", "--send", "1", *option)
+    problems: list[str] = []
+    for url in started(*command):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            expect.set_options(timeout=TIMEOUT_MS)
+            assert url.endswith("?demo")
+            page.goto(url)
+            expect(page.locator("#demo-step")).to_have_text("step 0 / 7")
+            for step in range(1, 8):
+                page.get_by_role("button", name="Next stage").click()
+                expect(page.locator("#demo-step")).to_have_text(f"step {step} / 7")
+            expect(page.locator("#demo-note")).to_contain_text("every inbox got every message")
+            if option[0] == "--strategy":
+                expect(page.locator("#fact-strategy")).to_have_text("sqs_batched")
+                expect(page.locator("#workers li").first).to_contain_text("sqs_worker")
+                worker_fanouts = page.locator("#fanouts li[data-kind='worker']")
+                expect(worker_fanouts.first).to_contain_text("from sqs_worker")
+                fanouts = page.locator("#fanouts li[data-kind='fanout']")
+                expect(fanouts.first).to_contain_text("sqs_batched")
+                expect(page.locator("#routes li[data-route='sqs_worker']")).to_be_visible()
+            else:
+                expect(page.locator("#fact-policy")).to_have_text("owner_rooms")
+                a = page.locator("#connections tr", has_text="demo-A")
+                expect(a).to_contain_text("lobby")
+                expect(page.locator("#fanouts li").first).to_contain_text("room:lobby")
+            browser.close()
+    assert not problems, problems
+
+
+def focus_by_tab(page: Any, element_id: str, presses: int = 40) -> None:
+    """Tab until ``element_id`` has the focus, as a keyboard user would."""
+    for _ in range(presses):
+        if page.evaluate("document.activeElement && document.activeElement.id") == element_id:
+            return
+        page.keyboard.press("Tab")
+    pytest.fail(f"#{element_id} cannot be reached with Tab")
