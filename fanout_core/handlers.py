@@ -266,6 +266,8 @@ def history(event: Any) -> Response:
             )
     is_member = room is None or runtime.store.is_member(request.connection_id, room)
     _allowed(request, "history", room, is_member=is_member)
+    if runtime.limiter is not None:  # a resume posts as much as a send: it takes a token
+        runtime.limiter.take(request.connection_id)
     result = runtime.resume(
         request.connection_id, request.endpoint, room, since=since, last=last, epoch=epoch
     )

@@ -144,6 +144,7 @@ def test_handlers_call_only_what_their_policy_allows(
     if extras:
         assert "dynamodb:UpdateItem" in made["send_message"]  # the bucket, the counter
         assert {"dynamodb:GetItem", "dynamodb:Query"} <= made["history"]
+        assert "dynamodb:UpdateItem" in made["history"]  # the bucket
         # presence.join / presence.leave fan-outs from the handlers that see joins and leaves:
         # each reads the room (a room nobody else is in is posted nothing).
         scans = strategy in ("full_scan", "parallel_scan")

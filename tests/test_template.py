@@ -144,6 +144,7 @@ WITH_PRESENCE_EVENTS: dict[str, dict[str, frozenset[str]]] = {
 }
 WITH_RATE_LIMIT: dict[str, dict[str, frozenset[str]]] = {
     "send_message": {"dynamodb:UpdateItem": TABLE},
+    "history": {"dynamodb:UpdateItem": TABLE},  # a resume takes a token too
 }
 WITH_HISTORY: dict[str, dict[str, frozenset[str]]] = {
     "send_message": {"dynamodb:UpdateItem": TABLE},  # the room's sequence counter
