@@ -37,6 +37,7 @@ from fanout_core import config as defaults
 from fanout_core import cost, keys
 from fanout_core import handlers as library_handlers
 from fanout_core.config import FanoutConfig
+from fanout_core.errors import ConfigError
 from fanout_core.strategy import BUILTIN_STRATEGIES
 from fanout_core.table import create_table, describe_table
 
@@ -448,11 +449,17 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
     }
     assert parameters["HistorySeconds"]["Default"] == 0  # off, as FanoutConfig's default
     assert parameters["HistoryMax"]["Default"] == defaults.DEFAULT_HISTORY_MAX
-    dedup = re.compile(parameters["DedupSeconds"]["AllowedPattern"])
-    for value in ("", "1", "300", "86400"):
-        assert dedup.fullmatch(value)
-        defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": value})  # the library reads it
-    assert not dedup.fullmatch("0")
+    # A Number, as the other windows: 0 (the default) is the library's default window.
+    dedup = parameters["DedupSeconds"]
+    assert (dedup["Type"], dedup["Default"], dedup["MinValue"]) == ("Number", 0, 0)
+    read = defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": str(dedup["Default"])})
+    assert read.dedup_window == defaults.DEFAULT_DEDUP_SECONDS
+    with_history = {"FANOUT_DEDUP_SECONDS": "0", "FANOUT_HISTORY_SECONDS": "600"}
+    assert defaults.FanoutConfig.from_env(with_history).dedup_window == 600
+    top = dedup["MaxValue"]
+    assert defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": str(top)}).dedup_window == top
+    with pytest.raises(ConfigError, match="FANOUT_DEDUP_SECONDS"):
+        defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": str(top + 1)})
 
 
 def test_the_cost_model_prices_the_functions_as_deployed(source: dict[str, Any]) -> None:
