@@ -401,7 +401,7 @@ def test_policy_rate_limit_and_presence_on_fanout_serve() -> None:
             refused = await frame(alice)
             assert (refused["error"], refused["message"]) == (
                 "forbidden",
-                "room 'payroll' is not one of this connection's rooms",
+                "join is not allowed for room 'payroll': it is not one of this connection's rooms",
             )
             await send(alice, action="sendMessage", text="to all")
             assert (await frame(alice))["error"] == "forbidden"
