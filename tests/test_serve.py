@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from fanout_core.config import FanoutConfig
 from fanout_core.local.serve import LocalDeployment
 from fanout_core.store import ConnectionStore
 from tests.support import authorizers, frames
@@ -269,6 +270,31 @@ def test_fanout_serve_command_on_dynalite(dynalite_url: str) -> None:
     finally:
         process.terminate()
         process.communicate(timeout=20)
+
+
+def test_the_exported_environment_publishes_as_the_handlers_do() -> None:
+    """The `export` line fanout serve prints gives backend code the handlers' settings."""
+    settings = {
+        "FANOUT_HISTORY_SECONDS": "600",
+        "FANOUT_HISTORY_MAX": "50",
+        "FANOUT_DEDUP_SECONDS": "120",
+        "FANOUT_PRESENCE_EVENTS": "true",
+    }
+
+    async def scenario() -> None:
+        async with LocalDeployment(port=0, settings=settings, table="serve-env") as deployment:
+            served = deployment.config
+            assert served is not None
+            exported = dict(word.split("=", 1) for word in deployment.environment().split())
+            for name, value in settings.items():
+                assert exported.get(name) == value, name
+            publisher = FanoutConfig.from_env(exported)
+            assert (publisher.table, publisher.strategy) == (served.table, served.strategy)
+            assert publisher.dedup_window == served.dedup_window == 120
+            assert publisher.history_seconds == served.history_seconds
+            assert publisher.history_max == served.history_max
+
+    run(scenario())
 
 
 def rows_of(deployment: LocalDeployment) -> dict[tuple[str, str], Any]:
