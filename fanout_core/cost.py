@@ -264,14 +264,16 @@ class ResumeCost:
     """A client's resume of ``frames`` frames of one room (``history``)."""
 
     frames: int
-    requests: int  # GetItem of its membership and of the counter, Query pages of frames
+    requests: int  # read requests: GetItem of its membership and of the counter, Query pages
     read_units: float  # strongly consistent reads: 1 unit per 4 KB
     posts: int  # the frames, then history.end
+    lambda_gb_seconds: float  # the history handler's run: its reads, then one post at a time
+    write_units: float  # the connection's rate-limit token, with FANOUT_RATE_LIMIT
     dollars: float
 
 
 def resume_cost(frames: int, workload: Workload) -> ResumeCost:
-    """What a resume of ``frames`` frames costs: its reads and its posts."""
+    """What a resume of ``frames`` frames costs: its reads, posts, and the handler's time."""
     _, history_bytes, _ = history_items(workload.frame_bytes)
     pages = max(1, math.ceil(frames / HISTORY_PAGE_ITEMS))
     units = 2 * page_read_units(workload.sizes.membership, consistent=True)  # two GetItems
@@ -280,10 +282,21 @@ def resume_cost(frames: int, workload: Workload) -> ResumeCost:
         units += page_read_units(items * history_bytes, consistent=True)
     increments = max(1, math.ceil(workload.frame_bytes / APIGW_MESSAGE_INCREMENT_BYTES))
     posts = frames + 1
+    writes = 1.0 if workload.rate_limit else 0.0  # the bucket row is under 1 KB
+    # The handler posts one frame at a time, each after the last, so nothing overlaps: every
+    # post is billed its whole round trip, every read and the token update theirs.
+    round_trips = 2 + pages + int(writes)
+    seconds = round_trips * workload.read_request_seconds + posts * max(
+        workload.post_latency_seconds, workload.post_cpu_seconds
+    )
+    gb_seconds = seconds * workload.lambda_memory_mb / 1024
     dollars = (
-        units * DYNAMODB_READ_PER_MILLION_RRU + (1 + posts * increments) * APIGW_MESSAGE_PER_MILLION
-    ) / 1e6
-    return ResumeCost(frames, 2 + pages, units, posts, dollars)
+        units * DYNAMODB_READ_PER_MILLION_RRU
+        + writes * DYNAMODB_WRITE_PER_MILLION_WRU
+        + (1 + posts * increments) * APIGW_MESSAGE_PER_MILLION
+        + LAMBDA_REQUEST_PER_MILLION
+    ) / 1e6 + gb_seconds * LAMBDA_GB_SECOND
+    return ResumeCost(frames, 2 + pages, units, posts, gb_seconds, writes, dollars)
 
 
 def connection_minutes_per_day(workload: Workload) -> tuple[float, float]:

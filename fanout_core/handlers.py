@@ -187,12 +187,17 @@ def send_message(event: Any) -> Response:
         message.frame()  # over 128 KB raises PayloadTooLargeError: a 413
     except TypeError:
         raise RequestError(400, "invalid_data", "'data' holds text that is not Unicode") from None
-    key = None if body.get("id") is None else keys.validate_idempotency_key(body["id"])
+    key = idempotency_key_of(body)
     if runtime.limiter is not None:  # last: a send refused for any reason costs no token
         runtime.limiter.take(request.connection_id)
     result = runtime.publish(message, key=key, sender_scope=sender_scope(request))
     log.info("fanout %s", json.dumps(result.summary()))
     return ok()
+
+
+def idempotency_key_of(body: dict[str, Any]) -> str | None:
+    """The body's ``id``: None when absent or null, else a valid idempotency key."""
+    return None if body.get("id") is None else keys.validate_idempotency_key(body["id"])
 
 
 def sender_scope(request: WebSocketRequest) -> str:
@@ -256,6 +261,21 @@ def history(event: Any) -> Response:
     runtime = get_runtime()
     if not runtime.history.enabled:
         raise RequestError(400, "no_history", "this API keeps no history (FANOUT_HISTORY_SECONDS)")
+    since, last, epoch = history_of(body)
+    is_member = room is None or runtime.store.is_member(request.connection_id, room)
+    _allowed(request, "history", room, is_member=is_member)
+    if runtime.limiter is not None:  # a resume posts as much as a send: it takes a token
+        runtime.limiter.take(request.connection_id)
+    result = runtime.resume(
+        request.connection_id, request.endpoint, room, since=since, last=last, epoch=epoch
+    )
+    log.info("history %s", json.dumps(result.summary()))
+    return ok()
+
+
+def history_of(body: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """A ``history`` body's ``since``, ``last`` and ``epoch``: each absent, null or a seq;
+    exactly one of ``since`` and ``last`` a seq."""
     since, last, epoch = body.get("since"), body.get("last"), body.get("epoch")
     if (since is None) == (last is None):
         raise RequestError(400, "invalid_history", "give 'since' (a seq) or 'last' (a count)")
@@ -264,13 +284,7 @@ def history(event: Any) -> Response:
             raise RequestError(
                 400, "invalid_history", "'since', 'last' and 'epoch' are integers >= 0"
             )
-    is_member = room is None or runtime.store.is_member(request.connection_id, room)
-    _allowed(request, "history", room, is_member=is_member)
-    result = runtime.resume(
-        request.connection_id, request.endpoint, room, since=since, last=last, epoch=epoch
-    )
-    log.info("history %s", json.dumps(result.summary()))
-    return ok()
+    return since, last, epoch
 
 
 @_answers

@@ -116,9 +116,10 @@ def owner_rooms(request: AccessRequest) -> Decision:
     if request.action == "connect" and request.room is None:
         return allow()
     if request.room is None:
-        return deny("sending to everyone is not allowed")
+        return deny(f"{request.action} is not allowed for everyone")
     if request.room not in claimed_rooms(request):
-        return deny(f"room {request.room!r} is not one of this connection's rooms")
+        reason = f"{request.action} is not allowed for room {request.room!r}"
+        return deny(f"{reason}: it is not one of this connection's rooms")
     return open_policy(request)
 
 

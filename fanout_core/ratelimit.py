@@ -1,14 +1,14 @@
 """A per-connection rate limit: a token bucket in the connection's own partition.
 
-``FANOUT_RATE_LIMIT=COUNT/SECONDS`` gives each connection a bucket of COUNT sends, refilled
-at COUNT per SECONDS: a burst of COUNT, then one every SECONDS / COUNT. The bucket is one
-row (sk ``RATE``) holding GCRA's theoretical arrival time (TAT), which only moves forward.
-A send is one conditional UpdateItem: "idle" (TAT behind now: it starts over at now) or "in
-a burst" (TAT ahead: one more interval, while within the burst). Which one applies is
-guessed from the last TAT this container saw for the connection; because TAT never moves
-back, a guess of "in a burst" is never wrong, and a wrong "idle" costs one more update. A
-refused send adds one GetItem, for ``retry_after``. The row expires with the window: an idle
-connection leaves none behind.
+``FANOUT_RATE_LIMIT=COUNT/SECONDS`` gives each connection a bucket of COUNT sends (a
+``history`` request takes a token too: it posts as much), refilled at COUNT per SECONDS: a
+burst of COUNT, then one every SECONDS / COUNT. The bucket is one row (sk ``RATE``) holding
+GCRA's theoretical arrival time (TAT), which only moves forward. A send is one conditional
+UpdateItem: "idle" (TAT behind now: it starts over at now) or "in a burst" (TAT ahead: one
+more interval, while within the burst). Which one applies is guessed from the last TAT this
+container saw for the connection; because TAT never moves back, a guess of "in a burst" is
+never wrong, and a wrong "idle" costs one more update. A refused send adds one GetItem, for
+``retry_after``. The row expires with the window: an idle connection leaves none behind.
 """
 
 from __future__ import annotations

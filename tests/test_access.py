@@ -92,6 +92,36 @@ def test_owner_rooms(action: Any, room: str | None, allowed: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("action", "room", "reason"),
+    [
+        ("send", None, "send is not allowed for everyone"),
+        ("history", None, "history is not allowed for everyone"),
+        (
+            "join",
+            "payroll",
+            "join is not allowed for room 'payroll': it is not one of this connection's rooms",
+        ),
+        (
+            "send",
+            "user:bob",
+            "send is not allowed for room 'user:bob': it is not one of this connection's rooms",
+        ),
+        (
+            "presence",
+            "ops",
+            "presence is not allowed for room 'ops': it is not one of this connection's rooms",
+        ),
+    ],
+)
+def test_owner_rooms_says_which_action_it_denied_where(
+    action: Any, room: str | None, reason: str
+) -> None:
+    context = {"rooms": "lobby"}
+    got = owner_rooms(request(action, room, principal="alice", context=context, is_member=True))
+    assert got == Decision(False, reason)
+
+
+@pytest.mark.parametrize(
     ("claim", "rooms"),
     [
         ('["a,b", "lobby", "bad#name", 7]', {"a,b", "lobby"}),

@@ -71,13 +71,15 @@ def test_help_explains_itself() -> None:
 def test_demo_under_a_policy_shows_a_denied_join() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "fanout_core.cli", "demo", "--policy", "owner_rooms"],
+        env={**os.environ, "COLUMNS": "200"},  # the answer on one line, not wrapped
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert "403 forbidden: room 'backstage' is not one of this connection's rooms" in done.stdout
+    denied = "join is not allowed for room 'backstage': it is not one of this connection's rooms"
+    assert f"403 forbidden: {denied}" in done.stdout
     assert "step 8 / 8" in done.stdout
 
 

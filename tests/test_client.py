@@ -3,7 +3,8 @@
 It loses its connection (cut without a close frame, as a phone losing its network does)
 while the backend publishes, reconnects with backoff, resumes from the last seq it holds,
 and ends with every frame once, in seq order; replays of what it has are dropped; a
-backlog past FANOUT_HISTORY_MAX is reported as a gap.
+backlog past FANOUT_HISTORY_MAX is reported as a gap. A live frame that arrives while its
+room's history is on its way waits for the history, so frames still come once, in order.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from fanout_core import keys
 from fanout_core.fanout import Fanout
 from fanout_core.local.serve import LocalDeployment
 from tests.support import frames
@@ -144,3 +146,74 @@ def test_the_client_resumes_after_a_drop_and_reports_a_gap() -> None:
             assert [e for e in client.events if e["kind"] == "error"] == []
 
     asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def test_live_frames_during_a_resume_come_after_the_history_once_in_order() -> None:
+    settings = {"FANOUT_HISTORY_SECONDS": "600", "FANOUT_HISTORY_MAX": "50"}
+
+    async def scenario() -> None:
+        async with LocalDeployment(port=0, settings=settings, table="client-live") as deployment:
+            gateway = deployment.gateway
+            assert gateway is not None
+            fanout = Fanout.from_env()
+            # Published when the next history request comes in, before it is answered: the
+            # frame reaches the client live ahead of the history it follows.
+            meanwhile: list[int] = []
+            answer_history = gateway.routes["history"]
+
+            def history_with_a_live_frame(event: Any, context: Any) -> Any:
+                while meanwhile:
+                    fanout.publish(meanwhile.pop(0), room="r")
+                return answer_history(event, context)
+
+            gateway.routes["history"] = history_with_a_live_frame
+            client = await start_client(deployment.ws_url, "r")
+            await publish(fanout, 1, 2, 3)
+            await client.next("frame", seq_is(3))
+
+            await client.command("offline")
+            assert gateway.drop(gateway.opened[-1])
+            await client.next("status", lambda e: e["status"] == "reconnecting")
+            await publish(fanout, 4, 5)
+            meanwhile.append(6)  # seq 6, live before history 4, 5 (and 6 again)
+            await client.command("online")
+            await client.next("frame", seq_is(6))
+            await publish(fanout, 7)
+            await client.next("frame", seq_is(7))
+            assert not meanwhile
+            assert [f["seq"] for f in client.delivered()] == [1, 2, 3, 4, 5, 6, 7]
+            assert [f["data"] for f in client.delivered()] == [1, 2, 3, 4, 5, 6, 7]
+
+            # The room's numbering starts again (its counter expired) while the client is
+            # away: the new epoch's frames, history and live alike, come once, in order.
+            await client.command("offline")
+            assert gateway.drop(gateway.opened[-1])
+            await client.next("status", lambda e: e["status"] == "reconnecting")
+            await asyncio.to_thread(forget_numbering, fanout, "r")
+            await publish(fanout, 11, 12)
+            meanwhile.append(13)
+            await client.command("online")
+            gap = await client.next("gap")
+            assert (gap["end"]["seq"], gap["end"]["complete"]) == (3, False)
+            assert not meanwhile
+            assert [f["data"] for f in client.delivered()][7:] == [11, 12, 13]
+            assert [f["seq"] for f in client.delivered()][7:] == [1, 2, 3]
+            await publish(fanout, 14)
+            await client.next("frame", seq_is(4))
+            await client.command("close r")
+            done = await client.next("status", lambda e: e["status"] == "done")
+            assert done["last"] == 4
+            assert [f["data"] for f in client.delivered()][7:] == [11, 12, 13, 14]
+            assert await client.process.wait() == 0
+            assert [e for e in client.events if e["kind"] == "error"] == []
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
+
+
+def forget_numbering(fanout: Fanout, room: str) -> None:
+    """Delete a room's counter and kept frames, as their TTL does after a long silence."""
+    models = fanout.runtime.history.models
+    scope = keys.scope_of(room)
+    models.counter(keys.counter_pk(scope), keys.COUNTER_SK).delete()
+    for row in models.history.query(keys.history_pk(scope)):
+        row.delete()

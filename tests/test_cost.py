@@ -201,6 +201,19 @@ def test_history_and_keys_add_their_writes_and_a_resume_its_reads() -> None:
     hundred = cost.resume_cost(100, with_history)
     assert hundred.read_units == 2 + math.ceil(100 * frame / 4096)
     assert cost.resume_cost(250, with_history).requests == 2 + 3
+    # The history handler's Lambda time: 3 reads of 10 ms, then 11 posts of 20 ms one after
+    # another, at 256 MB; and its invocation.
+    assert ten.lambda_gb_seconds == pytest.approx((3 * 0.010 + 11 * 0.020) * 0.25)
+    apigw = (1 + 11) * 1.00
+    lambda_dollars = 0.20 + ten.lambda_gb_seconds * 0.0000166667 * 1e6
+    assert ten.dollars * 1e6 == pytest.approx(3 * 0.125 + apigw + lambda_dollars)
+    assert hundred.lambda_gb_seconds == pytest.approx((3 * 0.010 + 101 * 0.020) * 0.25)
+    # With a rate limit a resume takes a token: one write, one round trip more.
+    limited = cost.resume_cost(
+        10, Workload(1000, 10, 1, sizes=SIZES, history=True, rate_limit=True)
+    )
+    assert (limited.write_units, ten.write_units) == (1, 0)
+    assert limited.lambda_gb_seconds == pytest.approx(ten.lambda_gb_seconds + 0.010 * 0.25)
 
 
 def test_cost_cli_prices_history(capsys: pytest.CaptureFixture[str]) -> None:
@@ -208,7 +221,9 @@ def test_cost_cli_prices_history(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main([*args, "--history", "--idempotency"]) == 0
     out = capsys.readouterr().out
     assert "| gsi_query | 0.5 | 3.0 |" in out
-    assert "A resume of 10 frames: 3 DynamoDB requests, 3 read units" in out
+    assert "| DynamoDB read requests / msg |" in out
+    assert "A resume of 10 frames: 3 DynamoDB read requests, 3 read units" in out
+    assert "11 posts, 0.0625 Lambda GB-s: $13.62 per million resumes." in out
     assert cli.main([*args, "--history", "--json"]) == 0
     resumes = json.loads(capsys.readouterr().out)[-1]["resumes"]
     assert [r["frames"] for r in resumes] == [10, 100]

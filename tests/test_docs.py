@@ -82,3 +82,17 @@ def test_every_docs_page_is_in_the_table_of_contents() -> None:
     for page in PAGES[1:]:
         if page.name != "README.md":
             assert page.name in listed, f"docs/README.md does not list {page.name}"
+
+
+def test_the_configuration_page_lists_every_variable() -> None:
+    """Every FANOUT_ variable the package names has a row in docs/configuration.md."""
+    named = set()
+    for source in [*(ROOT / "fanout_core").rglob("*.py"), *(ROOT / "strategies").rglob("*.py")]:
+        named |= set(re.findall(r"[\"'](FANOUT_[A-Z_]+)[\"']", source.read_text()))
+    rows = {
+        match.group(1)
+        for line in (ROOT / "docs" / "configuration.md").read_text().splitlines()
+        if (match := re.match(r"\| `(FANOUT_[A-Z_]+)` \|", line))
+    }
+    assert "FANOUT_TABLE" in named  # the search finds what it looks for
+    assert named - rows == set()

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fanout_core import handlers, keys
+from fanout_core.config import RateLimit
 from fanout_core.errors import ConfigError
 from fanout_core.fanout import Fanout
 from fanout_core.history import COUNTER_GRACE_SECONDS
@@ -271,6 +272,35 @@ def test_history_needs_membership_history_on_and_a_valid_request(
     )
     with pytest.raises(ConfigError, match="FANOUT_HISTORY_SECONDS"):
         list(Fanout(runtime=off.runtime).history("r"))
+
+
+def test_with_a_rate_limit_a_history_request_takes_a_token(
+    chat_with: Callable[..., Chat],
+) -> None:
+    chat = chat_with(rate_limit=RateLimit(2, 10))
+    a = chat.connect(rooms=["r"])
+    assert chat.send(a, "m", room="r") == OK  # the first token
+    replayed, _ = resume(chat, a, room="r", since=0)  # the second
+    assert seqs(replayed) == [1]
+    posts, frames_before = chat.api.total("POST"), len(chat.frames(a))
+    response = chat.call(a, {"action": "history", "room": "r", "since": 0})
+    assert error_of(response) == (429, "rate_limited")
+    # A bucket of 2 refilled at 2 per 10 s: the next token comes 5 s after the burst.
+    assert 4.99 <= json.loads(response["body"])["retry_after"] <= 5.0
+    assert chat.api.total("POST") == posts  # nothing posted, not even history.end
+    assert len(chat.frames(a)) == frames_before
+    chat.clock.advance(5)
+    replayed, end = resume(chat, a, room="r", since=0)
+    assert (seqs(replayed), end["complete"]) == ([1], True)
+    # A request refused for another reason costs no token.
+    chat.clock.advance(10)
+    for _ in range(3):
+        assert error_of(chat.call(a, {"action": "history", "room": "r"})) == (
+            400,
+            "invalid_history",
+        )
+    assert resume(chat, a, room="r", last=1)[1]["complete"] is True
+    assert resume(chat, a, room="r", last=1)[1]["complete"] is True
 
 
 # -- idempotent publish -------------------------------------------------------------------

@@ -144,16 +144,23 @@ def test_handlers_call_only_what_their_policy_allows(
     if extras:
         assert "dynamodb:UpdateItem" in made["send_message"]  # the bucket, the counter
         assert {"dynamodb:GetItem", "dynamodb:Query"} <= made["history"]
+        assert "dynamodb:UpdateItem" in made["history"]  # the bucket
         # presence.join / presence.leave fan-outs from the handlers that see joins and leaves:
         # each reads the room (a room nobody else is in is posted nothing).
+        # (sqs_batched's handlers only enqueue the room's read task: the worker reads it.)
         scans = strategy in ("full_scan", "parallel_scan")
         fanned = "dynamodb:Scan" if scans else "dynamodb:Query"
+        if strategy == "sqs_batched":
+            fanned = "sqs:SendMessage"
         for handler in ("connect", "join_room", "leave_room", "disconnect"):
             assert fanned in made[handler], (handler, made[handler])
     cleanup = made["sqs_worker"] if chat.pump is not None else made["send_message"]
     assert {"dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem"} <= cleanup
     if strategy == "sqs_batched":
         assert "sqs:SendMessage" in made["send_message"]
+        # The fan-out tree: a worker reads its partition's page on the index.
+        assert ("dynamodb:Query", True) in recorder.calls["sqs_worker"]
+        assert "sqs:SendMessage" in made["sqs_worker"]  # the next page's task
     elif strategy == "gsi_query":
         assert ("dynamodb:Query", True) in recorder.calls["send_message"]
     else:

@@ -14,12 +14,12 @@ from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from fanout_core.errors import FanoutError
 from fanout_core.events import RequestError
-from fanout_core.handlers import message_of
+from fanout_core.handlers import history_of, idempotency_key_of, message_of
 from fanout_core.message import Message
 from tests.support import frames
 from tests.support.hyp_strategies import JUNK, ROOMS, hostile_strings, message_texts
@@ -86,6 +86,14 @@ GOOD: list[tuple[str, Any]] = [
     ("leaveRoom", {"action": "leaveRoom", "room": "lobby"}),
     ("ping", {"action": "ping"}),
     ("presence", {"action": "presence", "room": "lobby"}),
+    # null is what the handlers read as absent.
+    ("sendMessage", {"action": "sendMessage", "text": "hi", "id": None}),
+    ("history", {"action": "history", "room": "lobby", "since": 3}),
+    ("history", {"action": "history", "room": None, "last": 10}),
+    ("history", {"action": "history", "room": "lobby", "since": 3, "last": None}),
+    ("history", {"action": "history", "room": "lobby", "since": None, "last": 2}),
+    ("history", {"action": "history", "room": "lobby", "since": 3, "epoch": None}),
+    ("history", {"action": "history", "room": "lobby", "since": 3, "epoch": 1796247568337}),
 ]
 
 BAD: list[tuple[str, Any, str]] = [
@@ -110,6 +118,14 @@ BAD: list[tuple[str, Any, str]] = [
     ("joinRoom", {"action": "joinRoom"}, "no room"),
     ("joinRoom", {"action": "joinRoom", "room": "x" * 201}, "room too long"),
     ("presence", {"action": "presence", "room": None}, "room null"),
+    ("sendMessage", {"action": "sendMessage", "text": "x", "id": "a b"}, "bad id"),
+    ("history", {"action": "history", "room": "r"}, "neither since nor last"),
+    ("history", {"action": "history", "room": "r", "since": None}, "since null alone"),
+    ("history", {"action": "history", "since": None, "last": None}, "both null"),
+    ("history", {"action": "history", "since": 1, "last": 1}, "since and last"),
+    ("history", {"action": "history", "since": -1}, "negative since"),
+    ("history", {"action": "history", "since": True}, "since a boolean"),
+    ("history", {"action": "history", "since": 1, "epoch": "1"}, "epoch a string"),
     ("request", {"action": "shout"}, "unknown action"),
     ("request", {"room": "lobby"}, "no action"),
 ]
@@ -180,6 +196,7 @@ def send_bodies() -> st.SearchStrategy[dict[str, Any]]:
                 st.sampled_from(["message", "order.updated", "presence", "history.x", "a b"]),
                 JUNK,
             ),
+            "id": st.one_of(st.none(), st.sampled_from(["k", "a-b_9", "a b", ""]), JUNK),
         },
     )
 
@@ -190,6 +207,7 @@ def test_every_send_the_handler_accepts_is_valid_and_makes_a_valid_frame(
 ) -> None:
     try:
         message = message_of(SENDER, body)
+        idempotency_key_of(body)
         raw = message.frame()
     except (FanoutError, ValueError, TypeError):  # what the handler answers 4xx
         return
@@ -213,3 +231,35 @@ def test_with_data_the_handler_ignores_text() -> None:
 def test_a_backend_frame_is_valid() -> None:
     frame = frames.decode(Message(None, room=None, event="order.updated", data={"n": 1}).frame())
     assert frame["from"] is None
+
+
+def history_bodies() -> st.SearchStrategy[dict[str, Any]]:
+    """``history`` bodies: since, last and epoch each absent, null, a seq, or not one."""
+    value = st.one_of(
+        st.none(),
+        st.integers(min_value=0, max_value=2**53 - 1),
+        st.sampled_from([-1, 2**53, True, "1", 1.5, 2.0, [1]]),
+    )
+    return st.fixed_dictionaries(
+        {"action": st.just("history"), "room": st.sampled_from([*ROOMS, None])},
+        optional={"since": value, "last": value, "epoch": value},
+    )
+
+
+@given(body=history_bodies())
+@example(body={"action": "history", "room": "r", "since": 3, "last": None})
+@example(body={"action": "history", "room": None, "since": None, "last": 2, "epoch": None})
+def test_the_schema_accepts_exactly_the_history_requests_the_handler_accepts(
+    body: dict[str, Any],
+) -> None:
+    try:
+        history_of(body)
+        accepted = True
+    except RequestError:
+        accepted = False
+    if accepted:
+        frames.check(body, "history")
+        frames.check(body, "request")
+    # JSON Schema's integer takes 1.0, which a JSON parser hands the handler as a float.
+    elif not any(isinstance(body.get(k), float) for k in ("since", "last", "epoch")):
+        assert not valid(body, "history"), body

@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from fanout_core.config import FanoutConfig
 from fanout_core.local.serve import LocalDeployment
 from fanout_core.store import ConnectionStore
 from tests.support import authorizers, frames
@@ -271,6 +272,31 @@ def test_fanout_serve_command_on_dynalite(dynalite_url: str) -> None:
         process.communicate(timeout=20)
 
 
+def test_the_exported_environment_publishes_as_the_handlers_do() -> None:
+    """The `export` line fanout serve prints gives backend code the handlers' settings."""
+    settings = {
+        "FANOUT_HISTORY_SECONDS": "600",
+        "FANOUT_HISTORY_MAX": "50",
+        "FANOUT_DEDUP_SECONDS": "120",
+        "FANOUT_PRESENCE_EVENTS": "true",
+    }
+
+    async def scenario() -> None:
+        async with LocalDeployment(port=0, settings=settings, table="serve-env") as deployment:
+            served = deployment.config
+            assert served is not None
+            exported = dict(word.split("=", 1) for word in deployment.environment().split())
+            for name, value in settings.items():
+                assert exported.get(name) == value, name
+            publisher = FanoutConfig.from_env(exported)
+            assert (publisher.table, publisher.strategy) == (served.table, served.strategy)
+            assert publisher.dedup_window == served.dedup_window == 120
+            assert publisher.history_seconds == served.history_seconds
+            assert publisher.history_max == served.history_max
+
+    run(scenario())
+
+
 def rows_of(deployment: LocalDeployment) -> dict[tuple[str, str], Any]:
     assert deployment.config is not None
     return {(r.connection_id, r.sk): r for r in ConnectionStore(deployment.config).rows()}
@@ -401,7 +427,7 @@ def test_policy_rate_limit_and_presence_on_fanout_serve() -> None:
             refused = await frame(alice)
             assert (refused["error"], refused["message"]) == (
                 "forbidden",
-                "room 'payroll' is not one of this connection's rooms",
+                "join is not allowed for room 'payroll': it is not one of this connection's rooms",
             )
             await send(alice, action="sendMessage", text="to all")
             assert (await frame(alice))["error"] == "forbidden"

@@ -37,6 +37,7 @@ from fanout_core import config as defaults
 from fanout_core import cost, keys
 from fanout_core import handlers as library_handlers
 from fanout_core.config import FanoutConfig
+from fanout_core.errors import ConfigError
 from fanout_core.strategy import BUILTIN_STRATEGIES
 from fanout_core.table import create_table, describe_table
 
@@ -94,8 +95,9 @@ EXPECTED_ACTIONS: dict[str, dict[str, frozenset[str]]] = {
         "sqs:DeleteMessage": QUEUE,
         "sqs:GetQueueAttributes": QUEUE,
         "dynamodb:DeleteItem": TABLE,  # 410 cleanup
-        "dynamodb:Query": TABLE,
+        "dynamodb:Query": TABLE_AND_INDEX,  # a read task's page (index); 410 cleanup (table)
         "dynamodb:BatchWriteItem": TABLE,
+        "sqs:SendMessage": QUEUE,  # the next page's task, post batches, requeued posts
         "execute-api:ManageConnections": CONNECTIONS,
     },
     "sweep": {
@@ -140,10 +142,10 @@ WITH_PRESENCE_EVENTS: dict[str, dict[str, frozenset[str]]] = {
         "dynamodb:Query": frozenset({"index"}),
         "sqs:SendMessage": QUEUE,
     },
-    "sqs_worker": {"dynamodb:Query": frozenset({"index"}), "sqs:SendMessage": QUEUE},
 }
 WITH_RATE_LIMIT: dict[str, dict[str, frozenset[str]]] = {
     "send_message": {"dynamodb:UpdateItem": TABLE},
+    "history": {"dynamodb:UpdateItem": TABLE},  # a resume takes a token too
 }
 WITH_HISTORY: dict[str, dict[str, frozenset[str]]] = {
     "send_message": {"dynamodb:UpdateItem": TABLE},  # the room's sequence counter
@@ -444,14 +446,46 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
         "FANOUT_HISTORY_SECONDS": {"Ref": "HistorySeconds"},
         "FANOUT_HISTORY_MAX": {"Ref": "HistoryMax"},
         "FANOUT_DEDUP_SECONDS": {"Ref": "DedupSeconds"},
+        "FANOUT_MAX_POSTS_PER_SECOND": {"Ref": "MaxPostsPerSecond"},
     }
     assert parameters["HistorySeconds"]["Default"] == 0  # off, as FanoutConfig's default
     assert parameters["HistoryMax"]["Default"] == defaults.DEFAULT_HISTORY_MAX
-    dedup = re.compile(parameters["DedupSeconds"]["AllowedPattern"])
-    for value in ("", "1", "300", "86400"):
-        assert dedup.fullmatch(value)
-        defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": value})  # the library reads it
-    assert not dedup.fullmatch("0")
+    # A Number, as the other windows: 0 (the default) is the library's default window.
+    dedup = parameters["DedupSeconds"]
+    assert (dedup["Type"], dedup["Default"], dedup["MinValue"]) == ("Number", 0, 0)
+    read = defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": str(dedup["Default"])})
+    assert read.dedup_window == defaults.DEFAULT_DEDUP_SECONDS
+    with_history = {"FANOUT_DEDUP_SECONDS": "0", "FANOUT_HISTORY_SECONDS": "600"}
+    assert defaults.FanoutConfig.from_env(with_history).dedup_window == 600
+    top = dedup["MaxValue"]
+    assert defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": str(top)}).dedup_window == top
+    with pytest.raises(ConfigError, match="FANOUT_DEDUP_SECONDS"):
+        defaults.FanoutConfig.from_env({"FANOUT_DEDUP_SECONDS": str(top + 1)})
+
+
+def test_the_worker_scales_within_a_cap_and_posts_within_a_rate(
+    source: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    """WorkerMaxConcurrency caps the SQS mapping (AWS takes 2 to 1000); MaxPostsPerSecond is
+    FANOUT_MAX_POSTS_PER_SECOND, 0 for no cap, in the range the library reads."""
+    parameters = source["Parameters"]
+    workers = parameters["WorkerMaxConcurrency"]
+    assert (workers["Type"], workers["MinValue"], workers["MaxValue"]) == ("Number", 2, 1000)
+    assert 2 <= workers["Default"] <= 1000
+    [mapping] = of_type(transformed, "AWS::Lambda::EventSourceMapping").values()
+    properties = mapping["Properties"]
+    assert properties["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WorkerMaxConcurrency"}}
+    assert properties["FunctionName"] == {"Ref": "SqsWorkerFunction"}
+
+    rate = parameters["MaxPostsPerSecond"]
+    assert (rate["Type"], rate["Default"], rate["MinValue"]) == ("Number", 0, 0)
+    assert "10,000" in rate["Description"]  # the account's rate it is there to stay under
+    env = "FANOUT_MAX_POSTS_PER_SECOND"
+    assert FanoutConfig.from_env({env: str(rate["Default"])}).max_posts_per_second is None
+    top = rate["MaxValue"]
+    assert FanoutConfig.from_env({env: str(top)}).max_posts_per_second == top
+    with pytest.raises(ConfigError, match=env):
+        FanoutConfig.from_env({env: str(top + 1)})
 
 
 def test_the_cost_model_prices_the_functions_as_deployed(source: dict[str, Any]) -> None:
@@ -782,6 +816,7 @@ def test_deployed_queue_feeds_the_worker(stack: Stack) -> None:
     assert mapping["EventSourceArn"] == queue["QueueArn"]
     assert mapping["BatchSize"] == 10
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 10}
     worker = lambdas.get_function(FunctionName=mapping["FunctionArn"])["Configuration"]
     assert worker["Handler"] == f"{HANDLER_PREFIX}sqs_worker"
     # AWS's advice: a visibility timeout of at least 6 times the function's timeout.

@@ -45,9 +45,10 @@ def _cost(args: argparse.Namespace) -> int:
         print(format_table(workload, costs))
         for r in resumes:
             print(
-                f"A resume of {r.frames} frames: {r.requests} DynamoDB requests, "
-                f"{r.read_units:g} read units (strongly consistent), {r.posts} posts: "
-                f"${r.dollars * 1e6:,.2f} per million resumes."
+                f"A resume of {r.frames} frames: {r.requests} DynamoDB read requests, "
+                f"{r.read_units:g} read units (strongly consistent), {r.posts} posts, "
+                f"{r.lambda_gb_seconds:.4f} Lambda GB-s: ${r.dollars * 1e6:,.2f} per million "
+                "resumes."
             )
     return 0
 
@@ -100,7 +101,8 @@ def format_table(workload: Workload, costs: list[StrategyCost]) -> str:
         f"{workload.connections:,} connections, each message to {audience}, "
         f"{workload.messages_per_day:,.0f} messages a day (us-east-1, on demand, no free tier)",
         "",
-        "| strategy | read units / msg | write units / msg | DynamoDB requests / msg | posts / msg "
+        "| strategy | read units / msg | write units / msg | DynamoDB read requests / msg "
+        "| posts / msg "
         "| SQS requests / msg | Lambda GB-s / msg | DynamoDB $ | API Gateway $ | Lambda $ | SQS $ "
         "| $ / million msgs | $ / day |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",

@@ -6,6 +6,8 @@
 // asks each room's history since the last seq it holds without a gap, so what was sent
 // while it was away arrives once, in order. A history.end with complete: false means frames
 // were no longer retained: onGap tells the application, which reloads what it shows.
+// While a room's history is on its way, the room's live frames wait for its history.end and
+// then come after the history, in seq order: a client sees 4, 5, 6, not 6, 4, 5.
 
 const EVERYONE = "";
 
@@ -14,6 +16,9 @@ class RoomState {
     this.base = null; // every seq up to this one was received (null: nothing yet)
     this.above = new Set(); // seqs received past a gap
     this.epoch = null; // the epoch of the room's numbering, from history.end
+    this.resuming = false; // a history request is out and its history.end has not come
+    this.held = []; // frames with a seq that came while resuming, in arrival order
+    this.timer = null; // gives up waiting for the history.end
   }
 
   // Hold everything up to seq as received, and what came past it.
@@ -42,6 +47,7 @@ export class FanoutClient {
   //   onGap(room, end): history could not fill a gap; onStatus(status): "open", "closed",
   //   "reconnecting"; onError(answer): an error answer ({error, message}) to a request;
   //   backoff: {base, cap} in ms; idsKept: how many frame ids to remember;
+  //   resumeTimeout: ms to hold a room's live frames for its history.end;
   //   WebSocket: the implementation (default: the global one).
   constructor(url, options = {}) {
     this.url = url;
@@ -52,6 +58,7 @@ export class FanoutClient {
     this.onError = options.onError || (() => {});
     this.backoff = { base: 500, cap: 15000, ...(options.backoff || {}) };
     this.idsKept = options.idsKept || 1000;
+    this.resumeTimeout = options.resumeTimeout || 10000;
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     this.state = new Map(); // room (EVERYONE for null) -> RoomState
     this.ids = new Set(); // the last idsKept frame ids, oldest first
@@ -87,16 +94,35 @@ export class FanoutClient {
     };
   }
 
-  // Ask every room it holds seqs of for what came after them.
+  // Ask every room it holds seqs of for what came after them, and hold the room's live
+  // frames until the answer's history.end.
   resume() {
     for (const [key, state] of this.state) {
-      if (state.base === null) continue;
       const room = key === EVERYONE ? null : key;
-      if (room !== null && !this.rooms.has(room)) continue;
       const request = { action: "history", room, since: state.base };
       if (state.epoch !== null) request.epoch = state.epoch;
-      this.request(request);
+      const asks = state.base !== null && (room === null || this.rooms.has(room));
+      if (asks && this.request(request)) this.hold(key, state);
+      else this.release(key, state);
     }
+  }
+
+  hold(key, state) {
+    state.resuming = true;
+    clearTimeout(state.timer);
+    // A history.end that never comes (a lost connection, a refused request) must not hold
+    // live frames for ever: past the timeout they are delivered as they are.
+    state.timer = setTimeout(() => this.release(key, state), this.resumeTimeout);
+  }
+
+  // Stop holding: pass what was held on, in seq order, each once.
+  release(key, state) {
+    state.resuming = false;
+    clearTimeout(state.timer);
+    state.timer = null;
+    const held = state.held.sort((a, b) => a.seq - b.seq);
+    state.held = [];
+    for (const frame of held) this.accept(key, frame);
   }
 
   reconnectLater() {
@@ -116,6 +142,9 @@ export class FanoutClient {
     }
     if (frame === null || typeof frame !== "object") return;
     if ("error" in frame && !("id" in frame)) {
+      // The answer does not say which request failed: if a history request did, its
+      // history.end will not come, so held frames go on now (in order, none lost).
+      for (const [key, state] of this.state) if (state.resuming) this.release(key, state);
       this.onError(frame);
       return;
     }
@@ -127,12 +156,23 @@ export class FanoutClient {
         state.above.clear();
       }
       state.epoch = frame.epoch;
+      // The history came before this end; live frames held meanwhile go after it, in order.
+      this.release(key, state);
       // Complete: every frame up to frame.seq came before this end. Not complete: what is
       // missing is gone for good; the application hears of it, and the client moves on.
       if (state.base === null || !frame.complete) state.settle(frame.seq);
       if (!frame.complete) this.onGap(key === EVERYONE ? null : key, frame);
       return;
     }
+    if (typeof frame.seq === "number" && this.state.get(key)?.resuming) {
+      this.state.get(key).held.push(frame);
+      return;
+    }
+    this.accept(key, frame);
+  }
+
+  // Pass a frame on unless its id or seq was seen.
+  accept(key, frame) {
     if (typeof frame.id === "string") {
       if (this.ids.has(frame.id)) return;
       this.ids.add(frame.id);
@@ -191,6 +231,7 @@ export class FanoutClient {
   close() {
     this.closed = true;
     clearTimeout(this.timer);
+    for (const [key, state] of this.state) if (state.resuming) this.release(key, state);
     if (this.socket) this.socket.close();
   }
 }

@@ -97,6 +97,7 @@ class LocalDeployment:
         names = ["FANOUT_TABLE", "FANOUT_STRATEGY", "FANOUT_QUEUE_URL", "AWS_DEFAULT_REGION"]
         names += ["FANOUT_PRESENCE_EVENTS"]  # publishes announce leaves found on a 410
         names += ["FANOUT_HISTORY_SECONDS", "FANOUT_HISTORY_MAX"]  # publishes number, keep
+        names += ["FANOUT_DEDUP_SECONDS"]  # a publish's idempotency key lasts as the handlers'
         names += ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
         names += [f"AWS_ENDPOINT_URL_{s}" for s in ("DYNAMODB", "SQS", "APIGATEWAYMANAGEMENTAPI")]
         assert self.config is not None
