@@ -15,8 +15,7 @@ import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import NoCredentialsError
 
-from fanout_core.delivery import Backoff, Deliverer
-from fanout_core.delivery import http_poster as http_module
+from fanout_core.delivery import Backoff, Deliverer, http11
 from fanout_core.delivery.http_poster import AsyncHttpPoster
 from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus, async_poster
 from fanout_core.local.management_api import LocalManagementApi
@@ -328,7 +327,7 @@ def test_connections_idle_past_the_limit_are_not_reused(
         assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(PostStatus.OK)
         assert poster.post(ENDPOINT, "b", b"x") == PostOutcome(PostStatus.OK)
         assert server.connections == 1  # reused while fresh
-        monkeypatch.setattr(http_module, "_MAX_IDLE_SECONDS", 0.0)
+        monkeypatch.setattr(http11, "MAX_IDLE_SECONDS", 0.0)
         assert poster.post(ENDPOINT, "c", b"x") == PostOutcome(PostStatus.OK)
     finally:
         poster.close()
@@ -408,7 +407,11 @@ def test_signature_and_url_match_the_boto3_client(
 ) -> None:
     server = raw_server()
     credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
-    poster = AsyncHttpPoster(override=f"{server.url}/prod", credentials=credentials)
+    poster = AsyncHttpPoster(
+        override=f"{server.url}/prod",
+        credentials=credentials,
+        clock=frozen_time.replace(tzinfo=datetime.UTC).timestamp,
+    )
     boto = BotoPoster(override=f"{server.url}/prod")
     try:
         for cid in HOSTILE_IDS:
