@@ -30,6 +30,17 @@ ENDPOINT = "https://abcd123.execute-api.eu-west-2.amazonaws.com/prod"
 HOSTILE_IDS = ["a+b/c=", "L0SM9cOFvHcCIhw=", "x/y/z", "++==//", "A_b-C"]
 
 
+# The fake credentials the posters sign with: conftest's, and moto's inside mock_aws().
+TEST_CREDENTIALS = {"testing": "testing", "FOOBARKEY": "FOOBARSECRET"}
+
+
+@pytest.fixture
+def local_api() -> Iterator[LocalManagementApi]:
+    """The local Management API checking every request's signature, as AWS does."""
+    with LocalManagementApi(credentials=TEST_CREDENTIALS) as api:
+        yield api
+
+
 @pytest.fixture
 def http_poster(local_api: LocalManagementApi) -> Iterator[AsyncHttpPoster]:
     poster = AsyncHttpPoster(override=f"{local_api.url}/prod", timeout=1.0)
@@ -584,3 +595,88 @@ def test_a_failing_audience_read_still_waits_for_posts_and_raises(
     finally:
         deliverer.close()
     assert result.delivered == 3
+
+
+# -- signatures, checked by the local Management API -----------------------------------
+
+
+def signed_request(
+    api: LocalManagementApi, cid: str, body: bytes, secret: str = "testing"
+) -> tuple[str, dict[str, str]]:
+    """A POST to ``cid`` signed by botocore's SigV4Auth: its path and headers."""
+    from botocore.awsrequest import AWSRequest
+
+    url = f"{api.url}/prod/@connections/{cid}"
+    request = AWSRequest(method="POST", url=url, data=body)
+    credentials = Credentials("testing", secret, "testing")
+    botocore.auth.SigV4Auth(credentials, "execute-api", "us-east-1").add_auth(request)
+    return f"/prod/@connections/{cid}", dict(request.headers.items())
+
+
+def send(api: LocalManagementApi, path: str, headers: dict[str, str], body: bytes) -> int:
+    import http.client
+
+    connection = http.client.HTTPConnection(api.host, api.port, timeout=5)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_local_api_accepts_botocore_signatures_and_refuses_tampered_ones(
+    local_api: LocalManagementApi,
+) -> None:
+    cid = local_api.connections.open()
+    path, headers = signed_request(local_api, cid, b"signed")
+    assert send(local_api, path, headers, b"signed") == 200
+    # The same headers over another body, another path, or with one digit changed.
+    assert send(local_api, path, headers, b"Signed") == 403
+    other = local_api.connections.open()
+    assert send(local_api, f"/prod/@connections/{other}", headers, b"signed") == 403
+    signature = headers["Authorization"][-64:]
+    flipped = format(int(signature[0], 16) ^ 1, "x") + signature[1:]
+    tampered = dict(headers, Authorization=headers["Authorization"][:-64] + flipped)
+    assert send(local_api, path, tampered, b"signed") == 403
+    # Signed with a wrong secret, or not signed at all.
+    path, wrong = signed_request(local_api, cid, b"x", secret="not-the-secret")
+    assert send(local_api, path, wrong, b"x") == 403
+    assert send(local_api, path, {}, b"x") == 403
+    assert local_api.connections.inbox(cid) == [b"signed"]
+    assert local_api.connections.inbox(other) == []
+    assert local_api.total("POST", 403) == 5
+
+
+def test_posts_signed_with_a_wrong_secret_are_refused_as_aws_does(
+    local_api: LocalManagementApi,
+) -> None:
+    cid = local_api.connections.open()
+    wrong = Credentials("testing", "not-the-secret", "testing")
+    poster = AsyncHttpPoster(override=f"{local_api.url}/prod", credentials=wrong)
+    try:
+        outcome = poster.post(ENDPOINT, cid, b"x")
+    finally:
+        poster.close()
+    assert outcome == PostOutcome(PostStatus.FORBIDDEN, "403 InvalidSignatureException")
+    assert local_api.connections.inbox(cid) == []
+
+
+def test_signatures_stay_valid_across_seconds_payloads_and_ids(
+    local_api: LocalManagementApi,
+) -> None:
+    # Each post's signature is built from cached parts: a new second, a new payload or a
+    # new id must each give a signature the server accepts.
+    now = [time.time()]
+    poster = AsyncHttpPoster(override=f"{local_api.url}/prod", clock=lambda: now[0])
+    ids = [local_api.connections.open(cid) for cid in HOSTILE_IDS]
+    try:
+        for step, cid in enumerate(ids):
+            for body in (b"one", b"two" * step):
+                assert poster.post(ENDPOINT, cid, body).status is PostStatus.OK
+            now[0] += 0.6  # a new second every other id
+        now[0] -= 400  # signed earlier than AWS allows: the server refuses it
+        outcome = poster.post(ENDPOINT, ids[0], b"late")
+    finally:
+        poster.close()
+    assert outcome == PostOutcome(PostStatus.FORBIDDEN, "403 InvalidSignatureException")
+    assert local_api.total("POST", 200) == 2 * len(ids)
