@@ -413,11 +413,12 @@ def test_an_https_proxy_makes_build_runtime_use_the_boto3_client(
 # -- signing, URL, region, credentials --------------------------------------------------
 
 
+@pytest.mark.parametrize("token", ["session-token", None])
 def test_signature_and_url_match_the_boto3_client(
-    raw_server: Callable[..., RawServer], frozen_time: datetime.datetime
+    raw_server: Callable[..., RawServer], frozen_time: datetime.datetime, token: str | None
 ) -> None:
     server = raw_server()
-    credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
+    credentials = Credentials("AKIDEXAMPLE", "secret", token)
     poster = AsyncHttpPoster(
         override=f"{server.url}/prod",
         credentials=credentials,
@@ -431,7 +432,10 @@ def test_signature_and_url_match_the_boto3_client(
             with pytest.MonkeyPatch.context() as env:
                 env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
                 env.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-                env.setenv("AWS_SESSION_TOKEN", "session-token")
+                if token is None:
+                    env.delenv("AWS_SESSION_TOKEN")
+                else:
+                    env.setenv("AWS_SESSION_TOKEN", token)
                 # A fresh client, so it reads these credentials.
                 from fanout_core.delivery import posting
 
@@ -442,8 +446,9 @@ def test_signature_and_url_match_the_boto3_client(
             assert ours.target == theirs.target
             assert "%2F" in ours.target or "/" not in cid
             for name in ("host", "x-amz-date", "x-amz-security-token", "authorization"):
-                assert ours.headers[name] == theirs.headers[name], name
+                assert ours.headers.get(name) == theirs.headers.get(name), name
             assert ours.body == theirs.body
+            assert ("x-amz-security-token" in ours.headers) == (token is not None)
     finally:
         poster.close()
     assert "/eu-west-2/execute-api/aws4_request" in ours.headers["authorization"]
@@ -680,3 +685,24 @@ def test_signatures_stay_valid_across_seconds_payloads_and_ids(
         poster.close()
     assert outcome == PostOutcome(PostStatus.FORBIDDEN, "403 InvalidSignatureException")
     assert local_api.total("POST", 200) == 2 * len(ids)
+
+
+def test_new_credentials_sign_from_the_next_second_on(local_api: LocalManagementApi) -> None:
+    # The signer reads the credentials once a second: rotated ones (a refresh) are used
+    # from the next second on.
+    now = [time.time()]
+    credentials = Credentials("testing", "testing", "testing")
+    poster = AsyncHttpPoster(
+        override=f"{local_api.url}/prod", credentials=credentials, clock=lambda: now[0]
+    )
+    cid = local_api.connections.open()
+    try:
+        assert poster.post(ENDPOINT, cid, b"old").status is PostStatus.OK
+        credentials.access_key, credentials.secret_key = "FOOBARKEY", "FOOBARSECRET"
+        local_api.credentials = {"FOOBARKEY": "FOOBARSECRET"}
+        assert poster.post(ENDPOINT, cid, b"same second").status is PostStatus.FORBIDDEN
+        now[0] += 1
+        assert poster.post(ENDPOINT, cid, b"new").status is PostStatus.OK
+    finally:
+        poster.close()
+    assert local_api.connections.inbox(cid) == [b"old", b"new"]
