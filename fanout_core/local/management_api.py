@@ -136,8 +136,8 @@ def check_signature(
     if "host" not in signed or any(name not in headers for name in signed):
         return _denied("IncompleteSignatureException", "a signed header is missing")
     if (service, terminal, day) != (SIGNING_NAME, "aws4_request", amz_date[:8]):
-        return _denied("InvalidSignatureException", f"Credential should be scoped to a valid "
-                       f"region and service {SIGNING_NAME}, not {'/'.join(scope[1:])}")  # fmt: skip
+        wrong = "/".join(scope[1:])
+        return _denied("InvalidSignatureException", f"Credential is scoped to {wrong}")
     request = AWSRequest(
         method=method,
         url=f"http://{headers['host']}{target}",
@@ -145,8 +145,8 @@ def check_signature(
         headers={name: headers[name] for name in signed},
     )
     request.context["timestamp"] = amz_date
-    auth = SigV4Auth(Credentials(access_key, secret, headers.get("x-amz-security-token")),
-                     service, region)  # fmt: skip
+    token = headers.get("x-amz-security-token")
+    auth = SigV4Auth(Credentials(access_key, secret, token), service, region)
     expected = auth.signature(
         auth.string_to_sign(request, auth.canonical_request(request)), request
     )
