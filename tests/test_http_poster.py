@@ -14,10 +14,13 @@ import botocore.auth
 import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import NoCredentialsError
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fanout_core.delivery import Backoff, Deliverer, http11
 from fanout_core.delivery.http_poster import AsyncHttpPoster
 from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus, async_poster
+from fanout_core.delivery.signing import encoded_id
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.runtime import build_runtime
@@ -706,3 +709,10 @@ def test_new_credentials_sign_from_the_next_second_on(local_api: LocalManagement
     finally:
         poster.close()
     assert local_api.connections.inbox(cid) == [b"old", b"new"]
+
+
+@given(st.text())
+def test_ids_are_encoded_as_botocore_encodes_a_uri_label(cid: str) -> None:
+    from botocore.utils import percent_encode
+
+    assert encoded_id(cid) == percent_encode(cid, safe="-._~")

@@ -44,8 +44,15 @@ def canonical_path(path: str) -> str:
     return quote(normalize_url_path(path), safe="/~")
 
 
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+# Every other ASCII character as quote() escapes it: one str.translate per id, in C.
+_ESCAPES = {code: f"%{code:02X}" for code in range(128) if chr(code) not in _UNRESERVED}
+
+
 def encoded_id(connection_id: str) -> str:
     """A connection id as a URI label, as botocore encodes it: only ``-._~`` stay."""
+    if connection_id.isascii():
+        return connection_id.translate(_ESCAPES)
     return quote(connection_id, safe="-._~")
 
 
