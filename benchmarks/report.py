@@ -8,6 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmarks import posting
 from fanout_core import cost
 
 STRATEGIES = ("full_scan", "gsi_query", "parallel_scan", "sqs_batched")
@@ -76,6 +77,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         out.append(("delivery >= 2,000 posts/s at C=64, L=20 ms",
                     f"{lib['posts_per_second']:,.0f} posts/s (bound {lib['bound']:,.0f})",
                     lib["posts_per_second"] >= 2000))  # fmt: skip
+    out += posting.targets(results)
     mem = {r["connections"]: r for r in _rows(results, "memory", strategy="gsi_query")}
     if len(mem) >= 2:
         small, large = mem[min(mem)], mem[max(mem)]
@@ -144,6 +146,7 @@ def markdown(results: dict[str, Any], *, quick: bool) -> str:
             f"| {r['concurrency']} | {r['path']} | {r.get('posts', 0):,} "
             f"| {r['posts_per_second']:,.0f} | {r['bound']:,.0f} | {r['cpu_ms_per_post']:.2f} |"
         )
+    lines += posting.section(results)
     lines += [
         "",
         "## End to end: fan-out through the local Management API (L = 20 ms)",

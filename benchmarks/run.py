@@ -36,6 +36,7 @@ for _name, _value in (
 import boto3  # noqa: E402
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]  # noqa: E402
 
+from benchmarks import posting  # noqa: E402
 from benchmarks.common import ENDPOINT, bench_id, room_name  # noqa: E402
 from benchmarks.history import measure_history  # noqa: E402
 from fanout_core import cost, sizes  # noqa: E402
@@ -363,6 +364,9 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
     progress.set_description("cold start")
     results["imports"] = import_times(plan.import_repeats)
     progress.update()
+    progress.set_description("posting: CPU per post")
+    results["posting"] = posting.measure_posting(posting.QUICK if plan == QUICK else posting.FULL)
+    progress.update()
     largest = max(plan.sizes)
     with management_api(LATENCY, largest) as api_process:
         api = api_process.url  # type: ignore[attr-defined]
@@ -599,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    steps = 2 + len(plan.concurrencies)
+    steps = 3 + len(plan.concurrencies)
     for n in plan.sizes:
         steps += 4 * sum(1 for k in plan.room_sizes if k <= n)
     with tqdm(total=steps, unit="step", dynamic_ncols=True) as progress:

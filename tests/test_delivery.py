@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -214,8 +215,10 @@ def test_delivery_streams_pages(store: ConnectionStore) -> None:
     finally:
         deliverer.close()
     assert (result.delivered, result.dynamodb_requests) == (2000, 200)
-    # At most one page plus the posts in flight were read ahead of the posts.
-    assert max(poster.lead) <= 10 + 4
+    # At most one page plus the Deliverer's read-ahead (in flight and queued) were read
+    # ahead of the posts: 16 of 2,000 here.
+    assert deliverer.read_ahead == 4 + 2
+    assert max(poster.lead) <= 10 + deliverer.read_ahead
 
 
 class CountingNothing(GsiQuery):
@@ -241,3 +244,68 @@ def test_fanout_counts_pages_whatever_dispatch_does(
     assert sorted(strategy.seen) == sorted(ids)
     assert result.items_returned == 5
     assert result.dynamodb_requests >= 3  # pages of 2: 2 + 2 + 1, and maybe an empty last one
+
+
+class SlowPoster:
+    """Answers after ``seconds``, raises for the ids in ``broken``; counts posts at once."""
+
+    def __init__(self, seconds: float = 0.0, broken: frozenset[str] = frozenset()) -> None:
+        self.seconds = seconds
+        self.broken = broken
+        self.posted: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
+
+    def post(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            time.sleep(self.seconds)
+            if connection_id in self.broken:
+                raise ValueError(f"cannot post to {connection_id}")
+            with self.lock:
+                self.posted.append(connection_id)
+            return PostOutcome(PostStatus.OK)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_targets_read_slower_than_posts_wake_idle_workers() -> None:
+    """Workers that ran out of targets take the next ones as they are read."""
+    poster = SlowPoster()
+    deliverer = Deliverer(poster, concurrency=4)
+
+    def trickle() -> Iterator[Target]:
+        for i in range(30):
+            if i % 5 == 0:
+                time.sleep(0.01)  # a page read: every worker is idle meanwhile
+            yield Target(f"c{i}", ENDPOINT)
+
+    result = FanoutResult("test", None, "m")
+    try:
+        deliverer.deliver_targets(trickle(), b"x", result)
+        again = FanoutResult("test", None, "m")  # the same Deliverer, a second fan-out
+        deliverer.deliver_targets([Target("last", ENDPOINT)], b"x", again)
+    finally:
+        deliverer.close()
+    assert (result.delivered, again.delivered) == (30, 1)
+    assert sorted(poster.posted) == sorted([f"c{i}" for i in range(30)] + ["last"])
+
+
+def test_a_post_that_raises_is_raised_after_every_other_post_ended() -> None:
+    poster = SlowPoster(seconds=0.01, broken=frozenset({"c3"}))
+    deliverer = Deliverer(poster, concurrency=3)
+    result = FanoutResult("test", None, "m")
+    try:
+        with pytest.raises(ValueError, match="cannot post to c3"):
+            deliverer.deliver_targets([Target(f"c{i}", ENDPOINT) for i in range(12)], b"x", result)
+    finally:
+        deliverer.close()
+    assert result.delivered == 11
+    assert poster.max_in_flight == 3

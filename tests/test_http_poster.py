@@ -14,11 +14,13 @@ import botocore.auth
 import pytest
 from botocore.credentials import Credentials
 from botocore.exceptions import NoCredentialsError
+from hypothesis import given
+from hypothesis import strategies as st
 
-from fanout_core.delivery import Backoff, Deliverer
-from fanout_core.delivery import http_poster as http_module
+from fanout_core.delivery import Backoff, Deliverer, http11
 from fanout_core.delivery.http_poster import AsyncHttpPoster
 from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus, async_poster
+from fanout_core.delivery.signing import encoded_id
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.runtime import build_runtime
@@ -29,6 +31,17 @@ from tests.support.backends import free_port
 
 ENDPOINT = "https://abcd123.execute-api.eu-west-2.amazonaws.com/prod"
 HOSTILE_IDS = ["a+b/c=", "L0SM9cOFvHcCIhw=", "x/y/z", "++==//", "A_b-C"]
+
+
+# The fake credentials the posters sign with: conftest's, and moto's inside mock_aws().
+TEST_CREDENTIALS = {"testing": "testing", "FOOBARKEY": "FOOBARSECRET"}
+
+
+@pytest.fixture
+def local_api() -> Iterator[LocalManagementApi]:
+    """The local Management API checking every request's signature, as AWS does."""
+    with LocalManagementApi(credentials=TEST_CREDENTIALS) as api:
+        yield api
 
 
 @pytest.fixture
@@ -328,7 +341,7 @@ def test_connections_idle_past_the_limit_are_not_reused(
         assert poster.post(ENDPOINT, "a", b"x") == PostOutcome(PostStatus.OK)
         assert poster.post(ENDPOINT, "b", b"x") == PostOutcome(PostStatus.OK)
         assert server.connections == 1  # reused while fresh
-        monkeypatch.setattr(http_module, "_MAX_IDLE_SECONDS", 0.0)
+        monkeypatch.setattr(http11, "MAX_IDLE_SECONDS", 0.0)
         assert poster.post(ENDPOINT, "c", b"x") == PostOutcome(PostStatus.OK)
     finally:
         poster.close()
@@ -403,12 +416,17 @@ def test_an_https_proxy_makes_build_runtime_use_the_boto3_client(
 # -- signing, URL, region, credentials --------------------------------------------------
 
 
+@pytest.mark.parametrize("token", ["session-token", None])
 def test_signature_and_url_match_the_boto3_client(
-    raw_server: Callable[..., RawServer], frozen_time: datetime.datetime
+    raw_server: Callable[..., RawServer], frozen_time: datetime.datetime, token: str | None
 ) -> None:
     server = raw_server()
-    credentials = Credentials("AKIDEXAMPLE", "secret", "session-token")
-    poster = AsyncHttpPoster(override=f"{server.url}/prod", credentials=credentials)
+    credentials = Credentials("AKIDEXAMPLE", "secret", token)
+    poster = AsyncHttpPoster(
+        override=f"{server.url}/prod",
+        credentials=credentials,
+        clock=frozen_time.replace(tzinfo=datetime.UTC).timestamp,
+    )
     boto = BotoPoster(override=f"{server.url}/prod")
     try:
         for cid in HOSTILE_IDS:
@@ -417,7 +435,10 @@ def test_signature_and_url_match_the_boto3_client(
             with pytest.MonkeyPatch.context() as env:
                 env.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
                 env.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-                env.setenv("AWS_SESSION_TOKEN", "session-token")
+                if token is None:
+                    env.delenv("AWS_SESSION_TOKEN")
+                else:
+                    env.setenv("AWS_SESSION_TOKEN", token)
                 # A fresh client, so it reads these credentials.
                 from fanout_core.delivery import posting
 
@@ -428,8 +449,9 @@ def test_signature_and_url_match_the_boto3_client(
             assert ours.target == theirs.target
             assert "%2F" in ours.target or "/" not in cid
             for name in ("host", "x-amz-date", "x-amz-security-token", "authorization"):
-                assert ours.headers[name] == theirs.headers[name], name
+                assert ours.headers.get(name) == theirs.headers.get(name), name
             assert ours.body == theirs.body
+            assert ("x-amz-security-token" in ours.headers) == (token is not None)
     finally:
         poster.close()
     assert "/eu-west-2/execute-api/aws4_request" in ours.headers["authorization"]
@@ -581,3 +603,116 @@ def test_a_failing_audience_read_still_waits_for_posts_and_raises(
     finally:
         deliverer.close()
     assert result.delivered == 3
+
+
+# -- signatures, checked by the local Management API -----------------------------------
+
+
+def signed_request(
+    api: LocalManagementApi, cid: str, body: bytes, secret: str = "testing"
+) -> tuple[str, dict[str, str]]:
+    """A POST to ``cid`` signed by botocore's SigV4Auth: its path and headers."""
+    from botocore.awsrequest import AWSRequest
+
+    url = f"{api.url}/prod/@connections/{cid}"
+    request = AWSRequest(method="POST", url=url, data=body)
+    credentials = Credentials("testing", secret, "testing")
+    botocore.auth.SigV4Auth(credentials, "execute-api", "us-east-1").add_auth(request)
+    return f"/prod/@connections/{cid}", dict(request.headers.items())
+
+
+def send(api: LocalManagementApi, path: str, headers: dict[str, str], body: bytes) -> int:
+    import http.client
+
+    connection = http.client.HTTPConnection(api.host, api.port, timeout=5)
+    try:
+        connection.request("POST", path, body=body, headers=headers)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_the_local_api_accepts_botocore_signatures_and_refuses_tampered_ones(
+    local_api: LocalManagementApi,
+) -> None:
+    cid = local_api.connections.open()
+    path, headers = signed_request(local_api, cid, b"signed")
+    assert send(local_api, path, headers, b"signed") == 200
+    # The same headers over another body, another path, or with one digit changed.
+    assert send(local_api, path, headers, b"Signed") == 403
+    other = local_api.connections.open()
+    assert send(local_api, f"/prod/@connections/{other}", headers, b"signed") == 403
+    signature = headers["Authorization"][-64:]
+    flipped = format(int(signature[0], 16) ^ 1, "x") + signature[1:]
+    tampered = dict(headers, Authorization=headers["Authorization"][:-64] + flipped)
+    assert send(local_api, path, tampered, b"signed") == 403
+    # Signed with a wrong secret, or not signed at all.
+    path, wrong = signed_request(local_api, cid, b"x", secret="not-the-secret")
+    assert send(local_api, path, wrong, b"x") == 403
+    assert send(local_api, path, {}, b"x") == 403
+    assert local_api.connections.inbox(cid) == [b"signed"]
+    assert local_api.connections.inbox(other) == []
+    assert local_api.total("POST", 403) == 5
+
+
+def test_posts_signed_with_a_wrong_secret_are_refused_as_aws_does(
+    local_api: LocalManagementApi,
+) -> None:
+    cid = local_api.connections.open()
+    wrong = Credentials("testing", "not-the-secret", "testing")
+    poster = AsyncHttpPoster(override=f"{local_api.url}/prod", credentials=wrong)
+    try:
+        outcome = poster.post(ENDPOINT, cid, b"x")
+    finally:
+        poster.close()
+    assert outcome == PostOutcome(PostStatus.FORBIDDEN, "403 InvalidSignatureException")
+    assert local_api.connections.inbox(cid) == []
+
+
+def test_signatures_stay_valid_across_seconds_payloads_and_ids(
+    local_api: LocalManagementApi,
+) -> None:
+    # Each post's signature is built from cached parts: a new second, a new payload or a
+    # new id must each give a signature the server accepts.
+    now = [time.time()]
+    poster = AsyncHttpPoster(override=f"{local_api.url}/prod", clock=lambda: now[0])
+    ids = [local_api.connections.open(cid) for cid in HOSTILE_IDS]
+    try:
+        for step, cid in enumerate(ids):
+            for body in (b"one", b"two" * step):
+                assert poster.post(ENDPOINT, cid, body).status is PostStatus.OK
+            now[0] += 0.6  # a new second every other id
+        now[0] -= 400  # signed earlier than AWS allows: the server refuses it
+        outcome = poster.post(ENDPOINT, ids[0], b"late")
+    finally:
+        poster.close()
+    assert outcome == PostOutcome(PostStatus.FORBIDDEN, "403 InvalidSignatureException")
+    assert local_api.total("POST", 200) == 2 * len(ids)
+
+
+def test_new_credentials_sign_from_the_next_second_on(local_api: LocalManagementApi) -> None:
+    # The signer reads the credentials once a second: rotated ones (a refresh) are used
+    # from the next second on.
+    now = [time.time()]
+    credentials = Credentials("testing", "testing", "testing")
+    poster = AsyncHttpPoster(
+        override=f"{local_api.url}/prod", credentials=credentials, clock=lambda: now[0]
+    )
+    cid = local_api.connections.open()
+    try:
+        assert poster.post(ENDPOINT, cid, b"old").status is PostStatus.OK
+        credentials.access_key, credentials.secret_key = "FOOBARKEY", "FOOBARSECRET"
+        local_api.credentials = {"FOOBARKEY": "FOOBARSECRET"}
+        assert poster.post(ENDPOINT, cid, b"same second").status is PostStatus.FORBIDDEN
+        now[0] += 1
+        assert poster.post(ENDPOINT, cid, b"new").status is PostStatus.OK
+    finally:
+        poster.close()
+    assert local_api.connections.inbox(cid) == [b"old", b"new"]
+
+
+@given(st.text())
+def test_ids_are_encoded_as_botocore_encodes_a_uri_label(cid: str) -> None:
+    from botocore.utils import percent_encode
+
+    assert encoded_id(cid) == percent_encode(cid, safe="-._~")

@@ -21,8 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: list[tuple[str, ...]] = [
     ("_lazy", "errors", "config", "keys", "audience", "message"),
     ("models", "result", "policy"),
-    ("delivery.backoff", "delivery.posting", "delivery._private", "delivery.loop", "delivery.rate"),
-    ("delivery.http_poster",),
+    (
+        "delivery.backoff",
+        "delivery.posting",
+        "delivery._private",
+        "delivery.loop",
+        "delivery.rate",
+        "delivery.signing",
+    ),
+    ("delivery.http11", "delivery.http_poster"),
     ("delivery.deliverer", "delivery"),
     ("reads", "store", "ratelimit", "history"),
     ("strategy", "queue", "worker", "strategies"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from fanout_core.audience import Page, Target, targets_of
@@ -29,14 +31,40 @@ def _ignore_gone(connection_id: str) -> None:
     """The default: nothing to clean up (a Deliverer used without a store)."""
 
 
+@dataclass(eq=False)
+class _Feed:
+    """One fan-out: the targets read and not yet taken, and the workers that post them.
+
+    The reading thread appends to ``queue`` and reads the counters; everything else is
+    changed on the loop thread only.
+    """
+
+    post: _Post
+    data: bytes
+    result: FanoutResult
+    queue: collections.deque[Target] = field(default_factory=collections.deque)
+    idle: collections.deque[asyncio.Future[None]] = field(default_factory=collections.deque)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    workers: int = 0
+    finished: int = 0  # targets whose delivery has ended
+    wake_at: int = 0  # the reading thread waits for ``finished`` to reach it
+    room: threading.Event = field(default_factory=threading.Event)
+    wake_pending: bool = False  # a call to wake workers is on its way to the loop
+    ended: bool = False  # no more targets will be queued
+    broken: bool = False  # a worker was cancelled (close()) before the end
+    done: asyncio.Future[None] | None = None
+    errors: list[BaseException] = field(default_factory=list)
+
+
 class Deliverer:
     """Posts frames with at most ``concurrency`` posts in flight, from one event-loop thread.
 
-    Pages are consumed as they arrive and a page is read only when a slot is free, so
-    memory holds about ``concurrency`` targets however large the audience. An
-    ``AsyncPoster`` posts on the loop itself; any other ``Poster`` posts from a pool of
-    ``concurrency`` threads the loop hands posts to. Either way, one coroutine per target
-    retries, backs off, reports a 410 to ``on_gone`` and counts. Posts start within an
+    Pages are consumed as they arrive and read only while fewer than ``read_ahead`` targets
+    (1.5 x ``concurrency``) are queued or in flight, so memory holds about that many targets
+    however large the audience. An ``AsyncPoster`` posts on the loop itself; any other
+    ``Poster`` posts from a pool of ``concurrency`` threads the loop hands posts to. Either
+    way, up to ``concurrency`` workers on the loop take targets in turn, and retry, back off,
+    report a 410 to ``on_gone`` and count. Posts start within an
     ``AdaptiveWindow``: a 429 halves the posts in flight (``adaptive``), and
     ``max_posts_per_second`` caps their rate.
     """
@@ -59,6 +87,9 @@ class Deliverer:
         self.window: AdaptiveWindow | None = None
         self.on_gone = on_gone
         self.concurrency = concurrency
+        # Targets read ahead: those in flight and half as many queued, so that a worker
+        # never waits for the reading thread, which is woken once per half a queue.
+        self.read_ahead = concurrency + max(1, concurrency // 2)
         self.backoff = backoff or Backoff()
         # None sleeps on the loop (asyncio.sleep); an injected one (tests) is called as it is.
         self.sleep = sleep
@@ -76,77 +107,178 @@ class Deliverer:
 
     def deliver_targets(self, targets: Iterable[Target], data: bytes, result: FanoutResult) -> None:
         """Post ``data`` to each target; returns when every post has ended."""
-        # This thread reads the audience (blocking DynamoDB pages) and hands each target to
-        # the loop thread, which has up to `concurrency` posts in flight: no thread per post
-        # for an AsyncPoster, and one retry loop for every kind of poster.
+        # This thread reads the audience (blocking DynamoDB pages) into a queue that workers
+        # on the loop thread take targets from: a target costs a deque append here, and
+        # this thread wakes the loop only when a worker is idle or one more can start, and
+        # is woken only once per half a queue. One retry loop for every kind of poster.
         import asyncio
 
         loop = self._loop.get()
-        post = self._post_function(loop)
-        slots = threading.BoundedSemaphore(self.concurrency)
-        errors: list[BaseException] = []
-        # The loop holds tasks weakly: a task is kept alive by its future, held here.
-        in_flight: set[Future[None]] = set()
-        lock = threading.Lock()
-
-        def release(future: Future[None]) -> None:
-            with lock:
-                in_flight.discard(future)
-            if future.cancelled():  # close() cancelled it: this post's end is unknown
-                errors.append(RuntimeError("the Deliverer was closed during a fan-out"))
-            elif (error := future.exception()) is not None:
-                errors.append(error)
-            slots.release()
-
+        feed = _Feed(self._post_function(loop), data, result)
+        queue, limit = feed.queue, self.read_ahead
+        resume = max(1, (limit - self.concurrency) // 2)
+        handed = 0
         try:
             for target in targets:
-                slots.acquire()
-                try:
-                    with self._schedule_lock:
-                        if self._loop.current is not loop:
-                            raise RuntimeError("the Deliverer was closed during a fan-out")
-                        future = asyncio.run_coroutine_threadsafe(
-                            self._deliver_one(post, target, data, result), loop
-                        )
-                except BaseException:
-                    slots.release()  # never scheduled: its slot would never come back
-                    raise
-                with lock:
-                    in_flight.add(future)
-                future.add_done_callback(release)
+                queue.append(target)
+                handed += 1
+                if not feed.wake_pending and (feed.idle or feed.workers < self.concurrency):
+                    feed.wake_pending = True
+                    self._schedule(loop, self._feed, feed)
+                if handed - feed.finished >= limit:
+                    self._wait_for_room(loop, feed, handed - limit + resume)
         finally:
             # Wait for the posts in flight, even when reading the audience failed.
-            for _ in range(self.concurrency):
-                slots.acquire()
-        if errors:
-            raise errors[0]
+            with self._schedule_lock:
+                future = None
+                if self._loop.current is loop:
+                    future = asyncio.run_coroutine_threadsafe(self._finish(feed), loop)
+            try:
+                if future is None:
+                    raise RuntimeError("the Deliverer was closed during a fan-out")
+                future.result()
+            except CancelledError:  # close() cancelled it: the posts' end is unknown
+                raise RuntimeError("the Deliverer was closed during a fan-out") from None
+        if feed.errors:
+            raise feed.errors[0]
+
+    def _schedule(
+        self, loop: asyncio.AbstractEventLoop, callback: Callable[[_Feed], None], feed: _Feed
+    ) -> None:
+        # Under the lock that close() holds while it stops the loop: a fan-out that outlives
+        # its loop sees a new one (or none) and ends.
+        with self._schedule_lock:
+            if self._loop.current is not loop:
+                raise RuntimeError("the Deliverer was closed during a fan-out")
+            loop.call_soon_threadsafe(callback, feed)
+
+    def _wait_for_room(self, loop: asyncio.AbstractEventLoop, feed: _Feed, finished: int) -> None:
+        """Block the reading thread until ``finished`` targets have ended."""
+        feed.wake_at = finished
+        while True:
+            feed.room.clear()  # then check: a worker sets it after counting, never lost
+            if feed.finished >= finished:
+                return
+            if feed.broken or self._loop.current is not loop:
+                raise RuntimeError("the Deliverer was closed during a fan-out")
+            feed.room.wait(1.0)
+
+    # -- on the loop thread ---------------------------------------------------------------
+
+    def _feed(self, feed: _Feed) -> None:
+        """Wake an idle worker, or start one, for each target queued."""
+        import asyncio
+
+        feed.wake_pending = False  # first: a target queued from now on schedules another call
+        waiting = len(feed.queue)
+        while waiting and feed.idle:
+            waiter = feed.idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                waiting -= 1
+        while waiting and feed.workers < self.concurrency:
+            task = asyncio.get_running_loop().create_task(self._work(feed))
+            feed.workers += 1
+            feed.tasks.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(feed.tasks.discard)
+            waiting -= 1
+
+    async def _finish(self, feed: _Feed) -> None:
+        """No more targets: let the workers post what is queued, then wait for them."""
+        import asyncio
+
+        feed.ended = True
+        self._feed(feed)
+        while feed.idle:  # an idle worker now ends
+            waiter = feed.idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+        if feed.workers:
+            feed.done = asyncio.get_running_loop().create_future()
+            await feed.done
+
+    async def _work(self, feed: _Feed) -> None:
+        """Post queued targets one after another until the fan-out has no more."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        queue, window = feed.queue, self._window()
+        try:
+            while True:
+                if queue:
+                    target = queue.popleft()
+                    try:
+                        await self._deliver_one(feed.post, window, target, feed.data, feed.result)
+                    except Exception as error:  # raised by the fan-out once every post ended
+                        feed.errors.append(error)
+                    feed.finished += 1
+                    if feed.finished >= feed.wake_at and not feed.room.is_set():
+                        feed.room.set()
+                elif feed.ended:
+                    return
+                else:
+                    waiter = loop.create_future()
+                    feed.idle.append(waiter)
+                    if queue:  # queued after the check above, before we were seen idle
+                        feed.idle.pop()
+                        continue
+                    await waiter
+        finally:
+            feed.workers -= 1
+            if not feed.ended:  # cancelled by close(): the reading thread must not wait on
+                feed.broken = True
+                feed.room.set()
+            elif feed.workers == 0 and feed.done is not None and not feed.done.done():
+                feed.done.set_result(None)
 
     # -- one target ---------------------------------------------------------------------
 
     async def _deliver_one(
-        self, post: _Post, target: Target, data: bytes, result: FanoutResult
+        self,
+        post: _Post,
+        window: AdaptiveWindow,
+        target: Target,
+        data: bytes,
+        result: FanoutResult,
+    ) -> None:
+        outcome = await self._attempt(post, window, target, data)
+        if outcome.status is PostStatus.OK:
+            result.add_outcome(delivered=True)
+            return
+        await self._retry(post, window, target, data, result, outcome)
+
+    @staticmethod
+    async def _attempt(
+        post: _Post, window: AdaptiveWindow, target: Target, data: bytes
+    ) -> PostOutcome:
+        started = window.try_acquire()
+        if started == 0:
+            started = await window.acquire()
+        try:
+            outcome = await post(target.endpoint, target.connection_id, data)
+        except BaseException:
+            window.release(started, throttled=False)
+            raise
+        window.release(started, throttled=outcome.status is PostStatus.THROTTLED)
+        return outcome
+
+    async def _retry(
+        self,
+        post: _Post,
+        window: AdaptiveWindow,
+        target: Target,
+        data: bytes,
+        result: FanoutResult,
+        outcome: PostOutcome,
     ) -> None:
         import asyncio
 
-        window = self._window()
-
-        async def attempt() -> PostOutcome:
-            started = await window.acquire()
-            try:
-                outcome = await post(target.endpoint, target.connection_id, data)
-            except BaseException:
-                window.release(started, throttled=False)
-                raise
-            window.release(started, throttled=outcome.status is PostStatus.THROTTLED)
-            return outcome
-
-        outcome = await attempt()
         for delay in self.backoff.delays():
             if not outcome.status.retryable:
                 break
             result.add_retry(throttled=outcome.status is PostStatus.THROTTLED)
             await pause(self.sleep or asyncio.sleep, delay)
-            outcome = await attempt()
+            outcome = await self._attempt(post, window, target, data)
         gone_error = None
         if outcome.status is PostStatus.GONE:
             # The gone connection's own id, from the target that was posted to; the

@@ -70,6 +70,16 @@ class AdaptiveWindow:
         self._bucket = TokenBucket(max_rate) if max_rate else None
         self._waiters: list[asyncio.Future[None]] = []
 
+    def try_acquire(self) -> int:
+        """The post's round if it may start now, without waiting; else 0: ``acquire()``."""
+        # window >= 1, and for an integer in_flight, in_flight + 1 <= window is exactly
+        # in_flight < floor(window): acquire()'s test without the floor.
+        if self.in_flight + 1 <= self.window and self._bucket is None and not self._waiters:
+            self.in_flight += 1
+            self._round += 1
+            return self._round
+        return 0
+
     async def acquire(self) -> int:
         """Wait for room in the window (and a token of the cap); the post's round."""
         import asyncio
@@ -89,8 +99,8 @@ class AdaptiveWindow:
     def release(self, started: int, *, throttled: bool) -> None:
         """One post ended: grow the window, or (a 429) halve it once per round."""
         self.in_flight -= 1
-        if not self.adaptive:
-            pass
+        if not self.adaptive or (not throttled and self.window == self.ceiling):
+            pass  # at the ceiling, a success changes nothing: the common case, kept cheap
         elif throttled:
             if started > self._cut_at:  # older posts' 429s answer the load before the cut
                 self.window = max(1.0, self.window / 2)

@@ -4,17 +4,20 @@
 GoneException for an unknown or closed one, 413 over 128 KB. ``GET`` describes a connection
 and ``DELETE`` closes it. Any of the three answers whatever faults a test injects for it (403,
 410, 429, 500, or no answer at all). moto cannot do this: it accepts a post to any id.
+Given ``credentials`` (access key id to secret key), it checks every request's SigV4
+signature as AWS does, recomputed with botocore, and answers 403 to a missing or wrong one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import hmac
 import itertools
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -53,6 +56,8 @@ _REASONS = {
     500: "Internal Server Error",
 }
 _MAX_HEADER_BYTES = 16 * 1024
+SIGNING_NAME = "execute-api"
+_MAX_CLOCK_SKEW_SECONDS = 300  # AWS refuses a signature dated further from its clock
 
 
 @dataclass
@@ -79,6 +84,80 @@ async def _injected(fault: Fault) -> _Response | None:
     return _error(fault.status, f"injected {fault.status}")
 
 
+def _denied(error_type: str, message: str) -> _Response:
+    # The 403s of API Gateway's front door, with their own error types.
+    response = _error(403, message)
+    response.headers["x-amzn-ErrorType"] = error_type
+    return response
+
+
+def check_signature(
+    credentials: Mapping[str, str],
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+) -> _Response | None:
+    """None if the request is signed (SigV4) by one of ``credentials``; else AWS's 403.
+
+    The signature is recomputed by botocore's ``SigV4Auth`` over the headers the request
+    says it signed, for the scope it names, and compared in constant time.
+    """
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    authorization = headers.get("authorization", "")
+    if not authorization:
+        return _denied("MissingAuthenticationTokenException", "Missing Authentication Token")
+    fields = {}
+    algorithm, _, rest = authorization.partition(" ")
+    for part in rest.split(","):
+        name, _, value = part.strip().partition("=")
+        fields[name] = value
+    scope = fields.get("Credential", "").split("/")
+    if algorithm != "AWS4-HMAC-SHA256" or len(scope) != 5 or "Signature" not in fields:
+        return _denied("IncompleteSignatureException", f"Authorization header is invalid: {rest}")
+    access_key, day, region, service, terminal = scope
+    secret = credentials.get(access_key)
+    if secret is None:
+        return _denied(
+            "UnrecognizedClientException", "The security token included in the request is invalid."
+        )
+    amz_date = headers.get("x-amz-date", "")
+    try:
+        signed_at = datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return _denied("IncompleteSignatureException", "X-Amz-Date is missing or malformed")
+    if abs(now - signed_at) > _MAX_CLOCK_SKEW_SECONDS:
+        return _denied("InvalidSignatureException", "Signature expired")
+    signed = fields.get("SignedHeaders", "").split(";")
+    if "host" not in signed or any(name not in headers for name in signed):
+        return _denied("IncompleteSignatureException", "a signed header is missing")
+    if (service, terminal, day) != (SIGNING_NAME, "aws4_request", amz_date[:8]):
+        wrong = "/".join(scope[1:])
+        return _denied("InvalidSignatureException", f"Credential is scoped to {wrong}")
+    request = AWSRequest(
+        method=method,
+        url=f"http://{headers['host']}{target}",
+        data=body,
+        headers={name: headers[name] for name in signed},
+    )
+    request.context["timestamp"] = amz_date
+    token = headers.get("x-amz-security-token")
+    auth = SigV4Auth(Credentials(access_key, secret, token), service, region)
+    expected = auth.signature(
+        auth.string_to_sign(request, auth.canonical_request(request)), request
+    )
+    if not hmac.compare_digest(expected, fields["Signature"]):
+        return _denied(
+            "InvalidSignatureException",
+            "The request signature we calculated does not match the signature you provided.",
+        )
+    return None
+
+
 def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
@@ -97,8 +176,11 @@ class LocalManagementApi:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         self.connections = connections or LocalConnections()
+        # Access key id -> secret key: when given, every request must be signed by one.
+        self.credentials = credentials
         self.faults = faults or Faults()
         self.host = host
         self.port = port
@@ -209,7 +291,12 @@ class LocalManagementApi:
                         headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
-                response = await self._handle(method, target, body)
+                denied = None
+                if self.credentials is not None:
+                    denied = check_signature(
+                        self.credentials, method, target, headers, body, time.time()
+                    )
+                response = denied or await self._handle(method, target, body)
                 if self.on_request is not None:
                     status, answer = (
                         (0, b"") if response is None else (response.status, response.body)
