@@ -375,7 +375,19 @@ def memory(rss: list[tuple[float, int]], times: dict[str, float]) -> dict[str, A
     if not during:
         return {}
     tail = during[-10:]
+    half = [(t, kib) for t, kib in rss if times["steady_joined"] <= t <= times["steady_end"]]
+    half = half[len(half) // 2 :]
+    slope = 0.0
+    if len(half) >= 2:  # least squares, MiB a minute, over the second half of the run
+        mean_t = statistics.fmean(t for t, _ in half)
+        mean_k = statistics.fmean(k for _, k in half)
+        num = sum((t - mean_t) * (k - mean_k) for t, k in half)
+        den = sum((t - mean_t) ** 2 for t, _ in half)
+        slope = num / den * 60 / 1024 if den else 0.0
+    start = rss[0][0]
     return {
+        "second_half_mib_per_minute": slope,
+        "series_mib": [(round(t - start, 1), round(k / 1024, 1)) for t, k in rss[::5]],
         "rss_start_mib": during[0] / 1024,
         "rss_end_mib": statistics.median(tail) / 1024,
         "rss_peak_mib": max(kib for _, kib in rss) / 1024,
@@ -457,7 +469,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| {r['dropped_rows_before_sweep']:,} | |",
         f"| peak RSS of the server | {m.get('rss_peak_mib', 0):,.0f} MiB | |",
         f"| RSS growth over the run | {m.get('rss_growth_mib', 0):+,.1f} MiB "
-        f"({m.get('rss_start_mib', 0):,.0f} -> {m.get('rss_end_mib', 0):,.0f}) | |",
+        f"({m.get('rss_start_mib', 0):,.0f} -> {m.get('rss_end_mib', 0):,.0f}; second half "
+        f"{m.get('second_half_mib_per_minute', 0):+,.1f} MiB/min) | |",
         f"| delivery latency p50 / p99 | {ms(r['latency_p50_ms'])} / {ms(r['latency_p99_ms'])} "
         f"(max {ms(r['latency_max_ms'])}) | |",
         "",
