@@ -81,11 +81,11 @@ class Load:
 class Server:
     """``fanout serve`` in its own process; its banner parsed, its RSS sampled."""
 
-    def __init__(self, dynamodb: str, strategy: str) -> None:
+    def __init__(self, dynamodb: str, strategy: str, handlers: str) -> None:
         script = Path(sys.executable).parent / "fanout"
         command = [str(script)] if script.exists() else [sys.executable, "-m", "fanout_core.cli"]
         command += ["serve", "--port", "0", "--dynamodb-endpoint", dynamodb]
-        command += ["--strategy", strategy, "--handlers", "benchmarks.load_handlers"]
+        command += ["--strategy", strategy, "--handlers", handlers]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
         )
@@ -418,7 +418,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from tests.support import backends
 
     with more_files(4 * args.clients + 1024) as files, backends.dynalite() as dynamodb:
-        server = Server(dynamodb, args.strategy)
+        server = Server(dynamodb, args.strategy, args.handlers)
         try:
             table = server.banner["table"]
             clients = Clients(args, server.url, functools.partial(count_rows, dynamodb, table))
@@ -506,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=30.0, help="seconds to wait for rows")
     parser.add_argument("--strategy", default="gsi_query")
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--handlers", default="benchmarks.load_handlers", help="fanout serve's")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if shutil.which("node") is None:
