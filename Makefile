@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: test test-thorough test-browser demo lint bench bench-quick clean
+.PHONY: test test-thorough test-browser demo lint bench bench-quick bench-load clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -70,3 +70,7 @@ bench: $(VENV)/.stamp-bench node_modules/.stamp
 
 bench-quick: $(VENV)/.stamp-bench node_modules/.stamp
 	$(PY) -m benchmarks.run --quick
+
+# 1,000 WebSocket clients on `fanout serve` for a few minutes (not in CI): benchmarks/results/load.md.
+bench-load: $(VENV)/.stamp-bench node_modules/.stamp
+	$(PY) -m benchmarks.load

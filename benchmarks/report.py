@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import posting
+from benchmarks.account_limit import account_limit_section
+from benchmarks.sender import sender_section
+from benchmarks.sender import targets as sender_targets
+from benchmarks.shards import shards_section
 from fanout_core import cost
 
 STRATEGIES = ("full_scan", "gsi_query", "parallel_scan", "sqs_batched")
@@ -92,7 +96,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     )
     target = "`import fanout_core.handlers` within 1.3x of `import boto3`"
     out.append((target, measured, imports["ratio"] <= 1.3))
-    return out
+    return out + sender_targets(results)
 
 
 def markdown(results: dict[str, Any], *, quick: bool) -> str:
@@ -205,6 +209,7 @@ def markdown(results: dict[str, Any], *, quick: bool) -> str:
     ]
     lines += cost_section(results)
     lines += history_section(results)
+    lines += shards_section(results) + sender_section(results) + account_limit_section(results)
     lines += ["", "## Loading", ""]
     for r in results["loading"]:
         lines.append(

@@ -37,8 +37,11 @@ import boto3  # noqa: E402
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]  # noqa: E402
 
 from benchmarks import posting  # noqa: E402
+from benchmarks.account_limit import measure_account_limit  # noqa: E402
 from benchmarks.common import ENDPOINT, bench_id, room_name  # noqa: E402
 from benchmarks.history import measure_history  # noqa: E402
+from benchmarks.sender import extra_size, measure_send, measure_sender  # noqa: E402
+from benchmarks.shards import measure_shards  # noqa: E402
 from fanout_core import cost, sizes  # noqa: E402
 from fanout_core.audience import Audience  # noqa: E402
 from fanout_core.config import FanoutConfig  # noqa: E402
@@ -359,6 +362,9 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
         "memory": [],
         "loading": [],
         "history": [],
+        "shards": [],
+        "account_limit": [],
+        "sender": [],
     }
     started = time.perf_counter()
     progress.set_description("cold start")
@@ -409,6 +415,21 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
                         connections, room_size, check=not checked,
                     )  # fmt: skip
                     checked = True
+            if (extra := extra_size(plan.sizes)) is not None:
+                progress.set_description(f"sqs_batched sender N={extra:,}")
+                base = FanoutConfig(
+                    table="bench-sender",
+                    dynamodb_endpoint=endpoint,
+                    queue_url=queue_url,
+                    sqs_endpoint=sqs_url,
+                    management_endpoint=f"{api}/prod",
+                )
+                measure_sender(results, base, sqs, extra, plan.room_sizes[-1])
+            # 1,000 posts/s, burst 500: ~25x less than 8 workers ask; quick: smaller, sooner.
+            point = (500, 250, 50) if plan == QUICK else (20_000, 1_000, 500)
+            progress.set_description(f"account limit N={point[0]:,}")
+            measure_account_limit(results, endpoint, sqs_url, *point)
+        progress.update(2)
     results["total_seconds"] = time.perf_counter() - started
     return results
 
@@ -517,6 +538,10 @@ def measure_table(
     if room_size == plan.room_sizes[1] and connections == max(plan.sizes):
         progress.set_description(f"history N={connections:,} k={room_size:,}")
         measure_history(results, config, room, room_size)
+    if room_size == plan.room_sizes[1]:
+        progress.set_description(f"shard reads N={connections:,}")
+        measure_shards(results, config, connections)
+        measure_send(results, config, sqs, connections)
     progress.set_description(f"sqs_batched N={connections:,} k={room_size:,}")
     measure_sqs(results, config, sqs, connections, room_size, room)
     progress.update()
@@ -603,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    steps = 3 + len(plan.concurrencies)
+    steps = 5 + len(plan.concurrencies)
     for n in plan.sizes:
         steps += 4 * sum(1 for k in plan.room_sizes if k <= n)
     with tqdm(total=steps, unit="step", dynamic_ncols=True) as progress:

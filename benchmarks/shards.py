@@ -1,0 +1,163 @@
+"""gsi_query's send to everyone: its 16 shards read one after another, or all at once.
+
+On a loaded table, each way reads the audience twice: alone (how long the reads take), and
+feeding a delivery through the local Management API (time to the first post, to the last
+page read, to the last post). The concurrent reads feed the same bounded delivery: a reader
+waits while delivery is behind, so the last read is bounded by the posts, not by the reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+from fanout_core.config import FanoutConfig
+from fanout_core.delivery.http_poster import AsyncHttpPoster
+from fanout_core.delivery.posting import PostOutcome
+from fanout_core.message import Message
+from fanout_core.runtime import build_runtime
+from fanout_core.store import Page
+from strategies.gsi_query import GsiQuery
+
+CONCURRENCY = 64
+
+
+class FirstPost(AsyncHttpPoster):
+    """AsyncHttpPoster that notes when its first post started."""
+
+    first: float | None = None
+
+    async def post_async(self, endpoint: str, connection_id: str, data: bytes) -> PostOutcome:
+        if self.first is None:
+            self.first = time.perf_counter()
+        return await super().post_async(endpoint, connection_id, data)
+
+
+def timed(pages: Iterator[Page], times: list[float]) -> Iterator[Page]:
+    """``pages``, noting when each one reached the consumer."""
+    for page in pages:
+        times.append(time.perf_counter())
+        yield page
+
+
+def timed_pages(
+    read: Callable[[str | None], Iterator[Page]], times: list[float], room: str | None
+) -> Iterator[Page]:
+    """``read(room)``, timed."""
+    return timed(read(room), times)
+
+
+def measure_shards(results: dict[str, Any], config: FanoutConfig, connections: int) -> None:
+    """Rows in results["shards"]: reads alone, then with delivery, sequential and concurrent."""
+    config = dataclasses.replace(config, concurrency=CONCURRENCY)
+    for concurrent in (False, True):
+        poster = FirstPost(override=config.management_endpoint, pool_size=CONCURRENCY)
+        runtime = build_runtime(config, strategy="gsi_query", poster=poster)
+        strategy = cast(GsiQuery, runtime.strategy)
+        strategy.concurrent_shards = concurrent
+        read_pages = strategy.audience_pages
+        try:
+            times: list[float] = []
+            started = time.perf_counter()
+            items = sum(len(page.targets) for page in timed(read_pages(None), times))
+            row: dict[str, Any] = {
+                "connections": connections,
+                "reads": "concurrent" if concurrent else "sequential",
+                "items": items,
+                "pages": len(times),
+                "read_first_page_seconds": times[0] - started,
+                "read_seconds": time.perf_counter() - started,
+            }
+            times.clear()
+            strategy.audience_pages = functools.partial(timed_pages, read_pages, times)  # type: ignore[method-assign]
+            started = time.perf_counter()
+            result = strategy.fanout(Message("bench", "shard benchmark frame", None))
+            ended = time.perf_counter()
+            row.update(
+                concurrency=CONCURRENCY,
+                delivered=result.delivered,
+                failed=result.failed + result.gone,
+                first_post_seconds=(poster.first or ended) - started,
+                last_read_seconds=times[-1] - started,
+                delivery_seconds=ended - started,
+            )
+            results["shards"].append(row)
+        finally:
+            runtime.close()
+
+
+def shards_section(results: dict[str, Any]) -> list[str]:
+    """The report's lines for results["shards"]."""
+    rows = results.get("shards", [])
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## gsi_query to everyone: the 16 shards read one after another, or at once",
+        "",
+        "Reads alone (the pages drained, nothing posted), then the same send delivered through "
+        f"the local Management API (C = {CONCURRENCY}, L = 20 ms): seconds from the start to the "
+        "first post, to the last page read and to the last post.",
+        "",
+        "| N | shard reads | pages | reads: first page s | reads: all s | delivered "
+        "| first post s | last read s | last post s |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['connections']:,} | {r['reads']} | {r['pages']:,} "
+            f"| {r['read_first_page_seconds']:.3f} | {r['read_seconds']:.2f} "
+            f"| {r['delivered']:,} | {r['first_post_seconds']:.3f} "
+            f"| {r['last_read_seconds']:.2f} | {r['delivery_seconds']:.2f} |"
+        )
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load a table per size; the shard reads and sqs_batched's sending invocation on each."""
+    import argparse
+    import logging
+    import uuid
+
+    import boto3
+
+    from benchmarks import run
+    from benchmarks.sender import measure_send, sender_section
+    from fanout_core.store import ConnectionStore
+    from fanout_core.table import create_table
+    from tests.support import backends
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.shards", description=__doc__)
+    parser.add_argument("sizes", type=int, nargs="+", help="connections in each table")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's request log
+    results: dict[str, Any] = {"shards": [], "sender": [], "loading": []}
+    with (
+        run.management_api(run.LATENCY, max(args.sizes)) as api,
+        backends.dynalite() as endpoint,
+        backends.moto_server() as sqs_url,
+    ):
+        sqs = boto3.client("sqs", endpoint_url=sqs_url, region_name="us-east-1")
+        for connections in args.sizes:
+            config = FanoutConfig(
+                table=f"bench-shards-{uuid.uuid4().hex[:6]}",
+                dynamodb_endpoint=endpoint,
+                management_endpoint=f"{api.url}/prod",  # type: ignore[attr-defined]
+                sqs_endpoint=sqs_url,
+            )
+            create_table(config)
+            try:
+                run.load(config, connections, room_size=100)
+                measure_shards(results, config, connections)
+                measure_send(results, config, sqs, connections)
+            finally:
+                ConnectionStore(config).models.item.delete_table()
+    print("\n".join(shards_section(results) + sender_section(results)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
