@@ -32,7 +32,7 @@ node_modules/.stamp: package.json package-lock.json
 	touch $@
 
 test: $(VENV)/.stamp-dev node_modules/.stamp
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 test-thorough: $(VENV)/.stamp-dev node_modules/.stamp
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest --hypothesis-show-statistics

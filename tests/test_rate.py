@@ -148,7 +148,7 @@ def test_the_cap_keeps_a_fan_out_under_the_account_limit(
 ) -> None:
     api = throttled_api
     ids = [api.connections.open() for _ in range(60)]
-    api.faults.account_limit(400, burst=10)
+    api.faults.account_limit(400, burst=40)  # past the cap's own burst of 10, bunched or not
     targets = [Target(cid, "https://x/prod") for cid in ids]
     result, _ = deliver(api, targets, backoff=Backoff(attempts=1), max_posts_per_second=100)
     assert (result.delivered, result.throttled, api.faults.account_throttled) == (60, 0, 0)
