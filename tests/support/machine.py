@@ -715,15 +715,21 @@ class FanoutMachine(RuleBasedStateMachine):
             len(live - still_open),
             0,
         ), result
-        if self.pump is not None:
-            # sqs_batched: the presence events of each removal are posted by the worker, after
-            # every connection of the user is closed: those to its own others answer 410.
-            for cid in live:
-                self.conns[cid].open = False
-        for cid in sorted(live):  # in the order of its index partition: CONN#<id>
+        for cid in live:
             assert not self.h.api.connections.is_open(cid), f"{cid} of {user} is still open"
-            self.conns[cid].open = False
-            self.remove(cid)
+        if self.pump is not None:
+            # sqs_batched: the workers read each room's audience after every row of the user
+            # is deleted, so the user's own other connections are neither posted nor 410.
+            rooms = {cid: sorted(self.conns[cid].rooms) for cid in live}
+            for cid in live:
+                self.forget(cid)
+            for cid in sorted(live):
+                for room in rooms[cid]:
+                    self.announce(LEAVE, room, cid)
+        else:
+            for cid in sorted(live):  # in the order of its index partition: CONN#<id>
+                self.conns[cid].open = False
+                self.remove(cid)
         self.drain()
         posts = self.posts.take()
         if not self.access.presence_events:
