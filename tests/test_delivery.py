@@ -13,6 +13,7 @@ import pytest
 from fanout_core.delivery import Backoff, Deliverer
 from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus
 from fanout_core.errors import PayloadTooLargeError
+from fanout_core.local.connections import CLOSED_KEPT, SOCKET_INBOX_LIMIT
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.result import FanoutResult
@@ -309,3 +310,32 @@ def test_a_post_that_raises_is_raised_after_every_other_post_ended() -> None:
         deliverer.close()
     assert result.delivered == 11
     assert poster.max_in_flight == 3
+
+
+def test_the_local_api_forgets_old_closed_connections_and_socket_frames(
+    local_api: LocalManagementApi,
+) -> None:
+    """``fanout serve`` under churn: memory stays bounded, and a post still answers 410."""
+    poster = BotoPoster(override=f"{local_api.url}/prod", timeout=1.0)
+    conns = local_api.connections
+    first = conns.open()
+    assert poster.post(ENDPOINT, first, b"kept").status is PostStatus.OK
+    conns.close(first)
+    for _ in range(CLOSED_KEPT):
+        conns.close(conns.open())
+    assert conns.inbox(first) == []  # forgotten: the 1,000 closed since are remembered
+    assert poster.post(ENDPOINT, first, b"late").status is PostStatus.GONE
+    received: list[bytes] = []
+
+    async def sink(body: bytes) -> None:
+        received.append(body)
+
+    socket = conns.open(sink=sink)
+    for i in range(SOCKET_INBOX_LIMIT + 5):
+        assert poster.post(ENDPOINT, socket, b"%d" % i).status is PostStatus.OK
+    assert len(received) == SOCKET_INBOX_LIMIT + 5  # the client got every frame
+    assert conns.inbox(socket)[0] == b"5"  # the inbox shows the last ones
+    conns.close(socket)
+    assert conns.inbox(socket)[-1] == b"%d" % (SOCKET_INBOX_LIMIT + 4)
+    assert poster.post(ENDPOINT, socket, b"after").status is PostStatus.GONE
+    poster.close()

@@ -18,6 +18,11 @@ from fanout_core.delivery.rate import TokenBucket
 
 Sink = Callable[[bytes], Awaitable[None]]
 INBOX_LIMIT = 10_000
+# A connection with a socket: its client has the frames; the inbox only shows the last ones.
+SOCKET_INBOX_LIMIT = 100
+# Closed connections remembered (their inboxes, for tests and the console); older ones are
+# forgotten, and a post to them answers 410 as to any id the API does not know.
+CLOSED_KEPT = 1_000
 # The errors the local Management API can be told to answer, and their x-amzn-ErrorType.
 ERROR_TYPES = {
     403: "ForbiddenException",
@@ -72,8 +77,11 @@ class LocalConnections:
     def open(self, connection_id: str | None = None, *, sink: Sink | None = None) -> str:
         """Register a live connection; returns its id."""
         connection_id = connection_id or new_connection_id()
+        connection = LocalConnection(connection_id, sink)
+        if sink is not None:
+            connection.inbox = collections.deque(maxlen=SOCKET_INBOX_LIMIT)
         with self._lock:
-            self._open[connection_id] = LocalConnection(connection_id, sink)
+            self._open[connection_id] = connection
         return connection_id
 
     def close(self, connection_id: str) -> bool:
@@ -81,7 +89,10 @@ class LocalConnections:
         with self._lock:
             connection = self._open.pop(connection_id, None)
             if connection is not None:
+                connection.sink = None  # the socket and its buffers can go
                 self._closed[connection_id] = connection
+                while len(self._closed) > CLOSED_KEPT:
+                    del self._closed[next(iter(self._closed))]  # the longest closed
         return connection is not None
 
     def is_open(self, connection_id: str) -> bool:

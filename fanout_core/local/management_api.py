@@ -380,9 +380,10 @@ class LocalManagementApi:
             return _error(410)
         connection.inbox.append(body)
         connection.last_active_at = time.time()
-        if connection.sink is not None:
+        sink = connection.sink  # None once closed (close drops it)
+        if sink is not None:
             try:
-                await connection.sink(body)
+                await sink(body)
             except Exception:
                 # The socket died under us: from now on the connection is gone.
                 self.connections.close(connection_id)
