@@ -2,9 +2,10 @@
 
 ``sqs_batched`` fans out as a tree. The sending invocation enqueues one *read task* per
 audience partition (a room's, a user's, each everyone-shard) and returns. A worker
-(``fanout_core.worker``) reads one page of its task's partition, enqueues the rest as the
-next task before it posts, and posts the page, handing what is over a bounded batch on as
-*post batches* of up to ``TARGETS_PER_MESSAGE`` ids. Frames travel base64-encoded, so a
+(``fanout_core.worker``) reads one page of its task's partition (or of one key range of
+it), enqueues the rest as the next task (or tasks) before it posts, and posts the page,
+handing what is over a bounded batch on as *post batches* of up to ``TARGETS_PER_MESSAGE``
+ids. Frames travel base64-encoded, so a
 128 KB frame fits an SQS message whatever it holds (JSON-escaping could double it).
 Bodies of version 1 (post batches with a plain ``frame``) are still read.
 """
@@ -18,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -27,6 +28,7 @@ from fanout_core import keys
 from fanout_core.audience import Target
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Backoff
+from fanout_core.ranges import KeyRange
 from fanout_core.result import FanoutResult
 
 if TYPE_CHECKING:
@@ -115,20 +117,22 @@ class ReadTask:
     start: dict[str, Any] | None = None  # the page's ExclusiveStartKey; None: the first
     exclude: tuple[str, ...] = ()
     depth: int = 0  # pages read before this one
+    key_range: KeyRange | None = None  # a part of the partition (ranges.split); None: all
 
     def encode(self) -> str:
         """The SQS message body."""
-        return _dumps(
-            {
-                "v": BODY_VERSION,
-                "kind": "read",
-                "frame64": base64.b64encode(self.frame).decode(),
-                "partition": self.partition,
-                "start": self.start,
-                "exclude": list(self.exclude),
-                "depth": self.depth,
-            }
-        )
+        body: dict[str, Any] = {
+            "v": BODY_VERSION,
+            "kind": "read",
+            "frame64": base64.b64encode(self.frame).decode(),
+            "partition": self.partition,
+            "start": self.start,
+            "exclude": list(self.exclude),
+            "depth": self.depth,
+        }
+        if self.key_range is not None:
+            body["range"] = [self.key_range.lower, self.key_range.upper]
+        return _dumps(body)
 
     @property
     def targets_count(self) -> int:
@@ -142,7 +146,15 @@ class ReadTask:
 
     def next(self, start: dict[str, Any]) -> ReadTask:
         """The task for the rest of the partition, from ``start``."""
-        return ReadTask(self.frame, self.partition, start, self.exclude, self.depth + 1)
+        return replace(self, start=start, depth=self.depth + 1)
+
+    def split(self, start: dict[str, Any], ranges: list[KeyRange]) -> list[ReadTask]:
+        """Tasks for the rest of the partition, one per range: the first goes on from
+        ``start``, the others from their lower bounds."""
+        return [
+            replace(self, start=start if i == 0 else None, depth=self.depth + 1, key_range=r)
+            for i, r in enumerate(ranges)
+        ]
 
 
 Message = Batch | ReadTask
@@ -169,7 +181,21 @@ def decode(body: str) -> Message:
     if type(depth) is not int or depth < 0:
         raise ValueError("'depth' must be an integer >= 0")
     partition = keys.validate_partition(data.get("partition"))
-    return ReadTask(frame, partition, start, _ids_of(data, "exclude"), depth)
+    key_range = _range_of(data.get("range"))
+    return ReadTask(frame, partition, start, _ids_of(data, "exclude"), depth, key_range)
+
+
+def _range_of(value: object) -> KeyRange | None:
+    if value is None:
+        return None
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, str) and v.startswith(keys.CONNECTION_PREFIX) for v in value)
+        and value[0] < value[1]
+    ):
+        return KeyRange(value[0], value[1])
+    raise ValueError("'range' must be two increasing sort keys, CONN#...")
 
 
 def _dumps(value: dict[str, Any]) -> str:

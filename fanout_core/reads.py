@@ -7,7 +7,7 @@ skipped: DynamoDB deletes expired items only within about two days, local backen
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from pynamodb.pagination import ResultIterator
@@ -16,6 +16,7 @@ from fanout_core import keys
 from fanout_core.audience import Page, Target
 from fanout_core.delivery.backoff import Backoff
 from fanout_core.models import Models
+from fanout_core.ranges import KeyRange
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -79,19 +80,45 @@ class AudienceReads:
         return self._pages(result)
 
     def partition_page(
-        self, partition: str, start: dict[str, Any] | None, *, page_size: int
+        self,
+        partition: str,
+        start: dict[str, Any] | None,
+        *,
+        page_size: int,
+        key_range: KeyRange | None = None,
     ) -> tuple[Page, dict[str, Any] | None]:
         """One page of an audience index partition (``ROOM#``, ``USER#``, ``ALL#nn``) from
-        ``start``, and where the next page starts (None: this was the last)."""
+        ``start``, within ``key_range`` if given, and where the next page starts (None: this
+        was the last)."""
         item = self.models.item
         result = item.audience.query(
             keys.validate_partition(partition),
+            range_key_condition=(
+                None if key_range is None else item.gsi1sk.between(key_range.lower, key_range.upper)
+            ),
             filter_condition=item.expires_at > int(self.clock()),
             page_size=page_size,
             last_evaluated_key=start,
         )
         page = next(self._pages(result), Page((), 0, None))
+        if key_range is not None and page.targets:
+            # BETWEEN includes its upper bound; the range does not (the next one starts there).
+            last = page.targets[-1]
+            if keys.CONNECTION_PREFIX + last.connection_id == key_range.upper:
+                page = replace(page, targets=page.targets[:-1])
         return page, result.page_iter.last_evaluated_key
+
+    def partition_last_key(self, partition: str) -> tuple[str | None, Page]:
+        """The largest sort key of a partition (None: it is empty), and the read as a page."""
+        item = self.models.item
+        result = item.audience.query(
+            keys.validate_partition(partition), scan_index_forward=False, limit=1
+        )
+        raw: dict[str, Any] = next(iter(result.page_iter), {})
+        items: list[dict[str, dict[str, str]]] = raw.get("Items", [])
+        capacity = raw.get("ConsumedCapacity", {}).get("CapacityUnits")
+        page = Page((), len(items), None if capacity is None else float(capacity))
+        return (items[0]["gsi1sk"]["S"] if items else None), page
 
     def connection_pages(self, connection_ids: Iterable[str]) -> Iterator[Page]:
         """The live ones of ``connection_ids`` (each once), by BatchGetItem of 100 keys."""

@@ -6,10 +6,12 @@ of just those ids, held for a growing delay, up to ``MAX_ATTEMPTS`` times: a rec
 redelivered for a few of its posts, so its other targets are not posted twice. Only a
 record that cannot be handled (or requeued) is reported in ``batchItemFailures``. A read
 task reads one page of its partition, enqueues the rest of the partition as the next task
-and what is over ``inline`` targets as post batches, and only then posts the first
-``inline`` targets itself: no invocation reads more than a page or posts more than a
-bounded batch, and a crash after the enqueue loses nothing (the redelivered task reads and
-posts its page again: at least once, duplicates dropped by the frame's ``id``).
+(the first page of a bigger partition cuts the rest into key ranges, each read by a chain of
+its own: ``fanout_core.ranges``) and what is over ``inline`` targets as post batches, and
+only then posts the first ``inline`` targets itself: no invocation reads more than a page
+or posts more than a bounded batch, and a crash after the enqueue loses nothing (the
+redelivered task reads and posts its page again: at least once, duplicates dropped by the
+frame's ``id``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from fanout_core.audience import Target
+from fanout_core.audience import Page, Target
 from fanout_core.delivery import Deliverer
+from fanout_core.keys import CONNECTION_PREFIX
 from fanout_core.queue import Batch, BatchSender, ReadTask, SqsResponse, decode, pack
+from fanout_core.ranges import MAX_RANGES, split
 from fanout_core.result import FanoutResult
 
 if TYPE_CHECKING:
@@ -51,7 +55,9 @@ class TaskRunner:
         inline: int = DEFAULT_INLINE,
         per_message: int | None = None,
         requeue_delay: int = REQUEUE_DELAY_SECONDS,
+        max_ranges: int = MAX_RANGES,
     ) -> None:
+        self.max_ranges = max_ranges
         self.requeue_delay = requeue_delay
         self.store = store
         self.sender = sender  # a BatchSender to the queue, counting in the given result
@@ -62,18 +68,35 @@ class TaskRunner:
     def run(self, task: ReadTask, deliverer: Deliverer, result: FanoutResult) -> None:
         """Read the task's page; enqueue the next task and the overflow; post the rest."""
         page, next_start = self.store.partition_page(
-            task.partition, task.start, page_size=self.page_size
+            task.partition, task.start, page_size=self.page_size, key_range=task.key_range
         )
         result.add_page(page)
         exclude = set(task.exclude)
         targets = [t for t in page.targets if t.connection_id not in exclude]
         sender = self.sender(result)
         if next_start is not None:
-            sender.add(task.next(next_start))
+            for rest in self.rest(task, page, next_start, result):
+                sender.add(rest)
         for batch in pack(targets[self.inline :], task.frame, self.per_message):
             sender.add(batch)
         sender.flush()  # before posting: a crash now is redelivered, never lost
         self.post(targets[: self.inline], task.frame, 0, deliverer, result)
+
+    def rest(
+        self, task: ReadTask, page: Page, start: dict[str, Any], result: FanoutResult
+    ) -> list[ReadTask]:
+        """The tasks for the rest of the partition: the first page of a partition that has
+        more splits it into key ranges (``ranges.split``); a range's task goes on alone."""
+        after = start.get("gsi1sk", {}).get("S") if isinstance(start, dict) else None
+        if task.key_range is not None or self.max_ranges <= 1 or not isinstance(after, str):
+            return [task.next(start)]
+        last, read = self.store.partition_last_key(task.partition)
+        result.add_page(read)
+        if last is None:
+            return [task.next(start)]
+        seen = [CONNECTION_PREFIX + target.connection_id for target in page.targets]
+        parts = split(after, last, seen=seen, most=self.max_ranges)
+        return task.split(start, parts)
 
     def post(
         self,

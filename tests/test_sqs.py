@@ -11,6 +11,7 @@ from fanout_core.audience import Audience
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.queue import MAX_BYTES_PER_CALL, Batch, ReadTask, decode
+from fanout_core.ranges import KeyRange
 from fanout_core.result import FanoutResult
 from fanout_core.store import Page, Target
 from strategies.sqs_batched import SqsBatched
@@ -173,6 +174,13 @@ def test_message_bodies_round_trip_and_refuse_what_is_not_ours() -> None:
     frame = b'{"quote":"\\"\\"\\""}'
     task = ReadTask(frame, "ROOM#r", {"pk": {"S": "x"}}, ("a",), 3)
     assert decode(task.encode()) == task
+    ranged = ReadTask(frame, "ALL#03", None, (), 1, KeyRange("CONN#A", "CONN#b"))
+    assert decode(ranged.encode()) == ranged
+    for bad_range in (["CONN#b", "CONN#A"], ["ROOM#a", "CONN#b"], ["CONN#a"], "CONN#a", [1, 2]):
+        body = json.loads(ranged.encode())
+        body["range"] = bad_range
+        with pytest.raises(ValueError, match="range"):
+            decode(json.dumps(body))
     assert decode(Batch(frame, ENDPOINT, ("a",), 2).encode()) == Batch(frame, ENDPOINT, ("a",), 2)
     v1 = json.dumps({"v": 1, "frame": "{}", "endpoint": ENDPOINT, "ids": ["a"]})
     assert decode(v1) == Batch(b"{}", ENDPOINT, ("a",))  # bodies already queued still work
@@ -213,3 +221,36 @@ def test_workers_read_a_page_each_and_reach_every_member_once(sqs_chat: Chat) ->
     # after a full page), each posting 1 itself and handing 2 on as post batches.
     assert chat.pump.invocations - before >= 3
     assert chat.pump.failed == 0
+
+
+def test_a_partition_of_many_pages_is_read_by_several_chains_and_reaches_everyone_once(
+    sqs_chat: Chat,
+) -> None:
+    chat = sqs_chat
+    assert chat.pump is not None
+    assert chat.runtime.tasks is not None
+    tasks = chat.runtime.tasks
+    tasks.page_size, tasks.inline, tasks.per_message = 4, 4, 4
+    members = [chat.connect(rooms=["r"]) for _ in range(60)]
+    gone = members[7]
+    chat.drop(gone)
+    read: list[ReadTask] = []
+    run = tasks.run
+
+    def recording(task: ReadTask, *args: Any) -> None:
+        read.append(task)
+        run(task, *args)
+
+    tasks.run = recording  # type: ignore[method-assign,assignment]
+    chat.send(members[0], "hi", room="r")
+    for cid in members:
+        assert chat.texts(cid) == ([] if cid == gone else ["hi"]), cid
+    assert gone not in chat.row_ids()
+    assert chat.pump.failed == 0
+    ranges = {task.key_range for task in read if task.key_range is not None}
+    # 60 members in pages of 4: the first page splits the other 56 into several ranges
+    # (as many as 4 random ids let it guess), each its own chain, none splitting again.
+    assert 3 <= len(ranges) <= 16, ranges
+    assert sum(1 for task in read if task.key_range is None) == 1
+    longest = max(task.depth for task in read)
+    assert longest < 10, [task.depth for task in read]  # one chain: 15 pages deep

@@ -1,6 +1,8 @@
 """``sqs_batched``'s fan-out tree, stepped through time.
 
-The sending invocation enqueues one read task per partition and returns. Lambda's SQS event
+The sending invocation enqueues one read task per partition and returns. A partition bigger
+than a page is cut, after its first page, into up to ``MAX_RANGES`` key ranges read by
+chains of their own. Lambda's SQS event
 source runs batches of up to ``batch_size`` messages, five at once at first and 300 more a
 minute while messages wait. A worker handles its records in turn: a read task reads one page,
 enqueues the rest of its partition and the page's targets past ``inline`` as post batches,
@@ -15,6 +17,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from fanout_core.ranges import MAX_RANGES
 from fanout_core.simulate.outcome import Deliveries, Outcome
 from fanout_core.simulate.pieces import (
     FluidBucket,
@@ -38,6 +41,7 @@ class _Message:
     partition: Partition | None  # a read task's partition; None: a post batch
     items: float  # a read task: items left to read; a post batch: targets
     attempt: int = 0
+    ranged: bool = False  # a read task of one key range: it goes on alone, never splits
 
 
 @dataclass
@@ -151,14 +155,24 @@ class TreeRun:
         self.outcome.dynamodb_requests += 1
         self.outcome.read_units += page_read_units(math.ceil(page * part.item_bytes))
         then: list[_Message] = []
-        if message.items > page:
-            then.append(_Message(0.0, part, int(message.items) - page))
+        left = int(message.items) - page
+        read = page_seconds(page, kept, part.item_bytes, p)
+        if left > 0 and message.ranged:
+            then.append(_Message(0.0, part, left, ranged=True))
+        elif left > 0:
+            # The first page of a bigger partition: its largest key, then up to MAX_RANGES
+            # key ranges of the rest, each a chain of its own (fanout_core.ranges).
+            self.outcome.dynamodb_requests += 1
+            self.outcome.read_units += page_read_units(1)
+            read += p.read_request
+            count = min(MAX_RANGES, math.ceil(left / part.page_items(self.plan.limit)))
+            then += [_Message(0.0, part, left / count, ranged=True) for _ in range(count)]
         over = kept - min(kept, p.inline)
         per = p.targets_per_message
         then += [_Message(0.0, None, min(per, over - start)) for start in range(0, over, per)]
         send = self.send_seconds(len(then)) if then else 0.0
         return [
-            _Phase("wait", page_seconds(page, kept, part.item_bytes, p)),
+            _Phase("wait", read),
             _Phase("wait", send, then=then),
             self.post_phase(min(kept, p.inline)),
         ]
