@@ -28,7 +28,7 @@ from fanout_core import keys
 from fanout_core.audience import Target
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Backoff
-from fanout_core.ranges import KeyRange
+from fanout_core.ranges import KeyRange, is_bound
 from fanout_core.result import FanoutResult
 
 if TYPE_CHECKING:
@@ -43,6 +43,10 @@ MAX_ENTRIES_PER_CALL = 10  # SendMessageBatch's limit
 MAX_BYTES_PER_CALL = 250_000
 SEND_BACKOFF = Backoff(attempts=5, base=0.1, cap=2.0)
 BODY_VERSION = 2
+# A read task of one key range: a worker that predates ranges would read the whole partition
+# from the range's start, so it must refuse the body (dead-letter queue) rather than ignore
+# the range and post the rest of the partition again.
+RANGED_BODY_VERSION = 3
 
 SqsResponse = dict[str, list[dict[str, str]]]
 # An entry of a SendMessageBatch call and how many connection ids its message carries.
@@ -122,7 +126,7 @@ class ReadTask:
     def encode(self) -> str:
         """The SQS message body."""
         body: dict[str, Any] = {
-            "v": BODY_VERSION,
+            "v": BODY_VERSION if self.key_range is None else RANGED_BODY_VERSION,
             "kind": "read",
             "frame64": base64.b64encode(self.frame).decode(),
             "partition": self.partition,
@@ -163,7 +167,7 @@ Message = Batch | ReadTask
 def decode(body: str) -> Message:
     """Parse an SQS message body; ValueError if it is not one of ours."""
     data = json.loads(body)
-    if not isinstance(data, dict) or data.get("v") not in (1, BODY_VERSION):
+    if not isinstance(data, dict) or data.get("v") not in (1, BODY_VERSION, RANGED_BODY_VERSION):
         raise ValueError("not a fanout batch or task (missing or unknown 'v')")
     frame = _frame_of(data)
     if data.get("kind", "post") == "post":
@@ -191,7 +195,7 @@ def _range_of(value: object) -> KeyRange | None:
     if (
         isinstance(value, list)
         and len(value) == 2
-        and all(isinstance(v, str) and v.startswith(keys.CONNECTION_PREFIX) for v in value)
+        and all(isinstance(v, str) and is_bound(v) for v in value)
         and value[0] < value[1]
     ):
         return KeyRange(value[0], value[1])

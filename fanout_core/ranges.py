@@ -8,7 +8,9 @@ The cuts interpolate between the page's last key and the partition's largest key
 characters the ids use, so they follow any id scheme that spreads over its range (API
 Gateway's random base64 ids, or sequential ones). Each range includes its lower bound and
 excludes its upper bound (the reader drops the one item equal to it); the last one is
-open-ended, so a connection that joins during the read is still found.
+open-ended, so a connection that joins during the read is still found. A partition holds one
+row per connection (its sort key is the connection's), so an item dropped at one range's
+upper bound is the next one's first.
 """
 
 from __future__ import annotations
@@ -86,6 +88,14 @@ def _id_of(sort_key: str) -> str | None:
         return None
     ident = sort_key[len(keys.CONNECTION_PREFIX) :]
     return ident if _ID.fullmatch(ident) else None
+
+
+def is_bound(sort_key: str) -> bool:
+    """True if ``sort_key`` may bound a range: a connection's sort key, or ``END``."""
+    return sort_key == END or (
+        len(sort_key) <= len(keys.CONNECTION_PREFIX) + keys.CONNECTION_ID_MAX
+        and _id_of(sort_key) is not None
+    )
 
 
 def split(

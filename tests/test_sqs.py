@@ -174,9 +174,20 @@ def test_message_bodies_round_trip_and_refuse_what_is_not_ours() -> None:
     frame = b'{"quote":"\\"\\"\\""}'
     task = ReadTask(frame, "ROOM#r", {"pk": {"S": "x"}}, ("a",), 3)
     assert decode(task.encode()) == task
-    ranged = ReadTask(frame, "ALL#03", None, (), 1, KeyRange("CONN#A", "CONN#b"))
+    ranged = ReadTask(frame, "ALL#03", None, (), 1, KeyRange("CONN#A", "CONN#~"))
     assert decode(ranged.encode()) == ranged
-    for bad_range in (["CONN#b", "CONN#A"], ["ROOM#a", "CONN#b"], ["CONN#a"], "CONN#a", [1, 2]):
+    # A worker that predates ranges accepts versions 1 and 2 only: it refuses a ranged task
+    # rather than read the whole partition from the range's start.
+    assert (json.loads(task.encode())["v"], json.loads(ranged.encode())["v"]) == (2, 3)
+    for bad_range in (
+        ["CONN#b", "CONN#A"],
+        ["ROOM#a", "CONN#b"],
+        ["CONN#a", "CONN#a#b"],
+        ["CONN#a", "CONN#" + "b" * 200],
+        ["CONN#a"],
+        "CONN#a",
+        [1, 2],
+    ):
         body = json.loads(ranged.encode())
         body["range"] = bad_range
         with pytest.raises(ValueError, match="range"):

@@ -166,7 +166,8 @@ class TreeRun:
             self.outcome.read_units += page_read_units(1)
             read += p.read_request
             count = min(MAX_RANGES, math.ceil(left / part.page_items(self.plan.limit)))
-            then += [_Message(0.0, part, left / count, ranged=True) for _ in range(count)]
+            share, extra = divmod(left, count)
+            then += [_Message(0.0, part, share + (i < extra), ranged=True) for i in range(count)]
         over = kept - min(kept, p.inline)
         per = p.targets_per_message
         then += [_Message(0.0, None, min(per, over - start)) for start in range(0, over, per)]
