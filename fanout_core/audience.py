@@ -89,29 +89,38 @@ def without(pages: Iterable[Page], exclude: frozenset[str]) -> Iterator[Page]:
 _DONE = object()
 
 
-def interleaved(readers: Sequence[Callable[[], Iterable[Page]]], *, name: str) -> Iterator[Page]:
+def interleaved(
+    readers: Sequence[Callable[[], Iterable[Page]]], *, name: str, parallel: int = 4
+) -> Iterator[Page]:
     """The pages of every reader, each read on a thread of its own, in the order they come.
 
-    Bounded: a reader waits while the consumer (delivery) is behind, so memory holds about
-    two pages per reader however large the audience. A reader's error is raised here.
+    Bounded: at most ``parallel`` readers fetch or hold a page the consumer (delivery) has
+    not taken, and at most ``parallel`` pages wait for it, however many readers and however
+    large the audience. A 1 MB page is ~10 MB while botocore parses it: 16 at once made a
+    fan-out to 100,000 peak 178 MB above its start; a few readers already read far faster
+    than one invocation posts. A reader's error is raised here.
     """
     if len(readers) == 1:
         yield from readers[0]()
         return
-    pages: queue.Queue[object] = queue.Queue(maxsize=2 * len(readers))
+    pages: queue.Queue[object] = queue.Queue(maxsize=parallel)
+    slots = threading.Semaphore(parallel)
     stop = threading.Event()
 
     def read(reader: Callable[[], Iterable[Page]]) -> None:
         try:
-            for page in reader():
-                while not stop.is_set():
-                    try:
-                        pages.put(page, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
+            iterator = iter(reader())
+            while not stop.is_set():
+                with slots:
+                    page = next(iterator, None)
+                    if page is None:
+                        return
+                    while not stop.is_set():
+                        try:
+                            pages.put(page, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
         except BaseException as error:  # handed to the consumer, re-raised there
             pages.put(error)
         finally:

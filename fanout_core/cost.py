@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from fanout_core import keys, queue
 from fanout_core.history import PAGE_ITEMS as HISTORY_PAGE_ITEMS
 from fanout_core.sizes import (
+    LIBRARY_PAGE_ITEMS,
     SAMPLE_CONNECTION_ID,
     SAMPLE_ENDPOINT,
     ItemSizes,
@@ -67,6 +68,20 @@ def _paged(items: int, item_bytes: float, page_size: int | None) -> tuple[int, f
     return requests, units
 
 
+def _partition(
+    items: int, item_bytes: float, page_size: int | None, *, tree: bool
+) -> tuple[int, float]:
+    """One audience partition: sqs_batched's tree reads pages of LIBRARY_PAGE_ITEMS, and a
+    partition past its first page costs one more request for its largest key (ranges)."""
+    if not tree:
+        return _paged(items, item_bytes, page_size)
+    per_page = page_size or LIBRARY_PAGE_ITEMS
+    requests, units = _paged(items, item_bytes, per_page)
+    if items > per_page:
+        requests, units = requests + 1, units + page_read_units(math.ceil(item_bytes))
+    return requests, units
+
+
 def estimate_reads(
     strategy: str,
     *,
@@ -103,17 +118,21 @@ def estimate_reads(
             requests, units = requests + r, units + u
         return ReadEstimate(requests, rows, audience, units)
     if strategy in ("gsi_query", "sqs_batched"):
+        tree = strategy == "sqs_batched"
         if user is not None:
-            requests, units = _paged(user, sizes.user_entry or sizes.membership_entry, page_size)
+            entry = sizes.user_entry or sizes.membership_entry
+            requests, units = _partition(user, entry, page_size, tree=tree)
             return ReadEstimate(requests, user, user, units)
         if not everyone:
-            requests, units = _paged(audience, sizes.membership_entry, page_size)
+            requests, units = _partition(audience, sizes.membership_entry, page_size, tree=tree)
             return ReadEstimate(requests, audience, audience, units)
         requests, units = 0, 0.0
         shards = keys.EVERYONE_SHARDS
+        # gsi_query reads the shards at once, in pages of LIBRARY_PAGE_ITEMS (GsiQuery).
+        shard_pages = page_size or LIBRARY_PAGE_ITEMS
         for shard in range(shards):
             share = connections // shards + (1 if shard < connections % shards else 0)
-            r, u = _paged(share, sizes.connection_entry, page_size)
+            r, u = _partition(share, sizes.connection_entry, shard_pages, tree=tree)
             requests, units = requests + r, units + u
         return ReadEstimate(requests, connections, connections, units)
     raise ValueError(f"no cost model for strategy {strategy!r}; use one of {STRATEGIES}")

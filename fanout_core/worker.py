@@ -28,6 +28,7 @@ from fanout_core.keys import CONNECTION_PREFIX
 from fanout_core.queue import Batch, BatchSender, ReadTask, SqsResponse, decode, pack
 from fanout_core.ranges import MAX_RANGES, split
 from fanout_core.result import FanoutResult
+from fanout_core.sizes import LIBRARY_PAGE_ITEMS
 
 if TYPE_CHECKING:
     from fanout_core.store import ConnectionStore
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 # Items a read task reads per page unless FANOUT_PAGE_SIZE says otherwise: a page of index
 # entries (~110 bytes each) is ~110 KB, 14 read units; its posts take a worker ~0.7 s at
 # C = 32 and L = 20 ms.
-DEFAULT_PAGE_ITEMS = 1000
+DEFAULT_PAGE_ITEMS = LIBRARY_PAGE_ITEMS
 DEFAULT_INLINE = 100  # targets a worker posts itself; the rest go on as post batches
 MAX_ATTEMPTS = 5  # requeues of a target whose posts keep failing; then its record fails
 REQUEUE_DELAY_SECONDS = 2  # times the attempt: SQS holds a requeued batch this long

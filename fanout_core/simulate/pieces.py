@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from fanout_core import keys
 from fanout_core.cost import PAGE_BYTES
 from fanout_core.simulate.platform import Platform
-from fanout_core.sizes import ItemSizes, page_read_units
+from fanout_core.sizes import LIBRARY_PAGE_ITEMS, ItemSizes, page_read_units
 
 MB = 1024 * 1024
 
@@ -80,6 +80,10 @@ class ReadPlan:
     partitions: tuple[Partition, ...]
     limit: int | None = None  # items per page (FANOUT_PAGE_SIZE, a worker's page)
     concurrent: bool = False  # the partitions are read at once (threads), not in turn
+    tree: bool = False  # sqs_batched: a partition past a page also reads its largest key
+
+    def _cut(self, part: Partition) -> bool:
+        return self.tree and part.items > part.page_items(self.limit)
 
     @property
     def returned(self) -> int:
@@ -89,16 +93,20 @@ class ReadPlan:
     @property
     def requests(self) -> int:
         """Query/Scan requests."""
-        return sum(len(p.pages(self.limit)) for p in self.partitions)
+        return sum(len(p.pages(self.limit)) + self._cut(p) for p in self.partitions)
 
     @property
     def read_units(self) -> float:
         """Read units, 0.5 per 4 KB per page, rounded up per page."""
-        return sum(
+        pages = sum(
             page_read_units(math.ceil(items * p.item_bytes))
             for p in self.partitions
             for items in p.pages(self.limit)
         )
+        largest = sum(
+            page_read_units(math.ceil(p.item_bytes)) for p in self.partitions if self._cut(p)
+        )
+        return pages + largest
 
     @property
     def megabytes(self) -> float:
@@ -135,13 +143,16 @@ def read_plan(
             ),
             concurrent=parts > 1,
         )
-    limit = platform.page_items if strategy == "sqs_batched" else None
+    tree = strategy == "sqs_batched"
+    limit = platform.page_items if tree else None
     if audience is not None:
-        return ReadPlan((Partition(audience, audience, sizes.membership_entry),), limit)
+        return ReadPlan((Partition(audience, audience, sizes.membership_entry),), limit, tree=tree)
     shards = _split(connections, keys.EVERYONE_SHARDS)
-    concurrent = strategy == "sqs_batched" or platform.concurrent_shards
+    concurrent = tree or platform.concurrent_shards
+    if concurrent and not tree:
+        limit = LIBRARY_PAGE_ITEMS  # gsi_query's concurrent shard reads (GsiQuery)
     return ReadPlan(
-        tuple(Partition(n, n, sizes.connection_entry) for n in shards), limit, concurrent
+        tuple(Partition(n, n, sizes.connection_entry) for n in shards), limit, concurrent, tree
     )
 
 
