@@ -97,7 +97,7 @@ def local_platform(results: dict[str, Any]) -> tuple[Platform, dict[str, float]]
         account_rate=None,  # the local Management API has no account bucket
         vcpu=1.0,  # CPU per post and per item are measured as they are
         read_parallelism=DYNALITE_PARALLELISM,
-        concurrent_shards=False,  # files before concurrent shard reads read them in turn
+        concurrent_shards=True,  # gsi_query reads the everyone-shards at once
         segments=4,  # benchmarks.run's FANOUT_SEGMENTS
     )
     features, seconds = [], []
@@ -131,7 +131,7 @@ def local_platform(results: dict[str, Any]) -> tuple[Platform, dict[str, float]]
     overhead = sum(r["seconds"] - _predict_delivery(r, platform) for r in tiny) / len(tiny)
     platform = replace(platform, fanout_overhead=max(0.0, overhead))
     workers = [r for r in results["sqs"] if r["connections"] == smallest and "worker_seconds" in r]
-    least = min(workers, key=lambda r: r["enqueued"])
+    least = min(workers, key=lambda r: r["worker_delivered"])
     calls = least["worker_receives"] + 1  # the receives and one delete
     sqs = (least["worker_seconds"] - _worker_posts(least, platform)) / calls
     platform = replace(platform, sqs_request=max(0.0, sqs))
@@ -153,9 +153,15 @@ def _predict_delivery(row: dict[str, Any], platform: Platform) -> float:
 
 
 def _worker_posts(row: dict[str, Any], platform: Platform) -> float:
-    """The worker's records, one after another: post batches of up to 100 ids each."""
+    """The benchmark's one worker, its records one after another: the tree's pages read in
+    turn, and posts of up to 100 targets per record (a read task's first 100, post batches)."""
     p = replace(platform, concurrency=DEFAULT_CONCURRENCY)
-    left, seconds = row["enqueued"], 0.0
+    plan = read_plan("sqs_batched", row["connections"], _room(row), p)
+    seconds = read_seconds(replace(plan, concurrent=False), p)[1]
+    seconds += (plan.requests - sum(len(part.pages(plan.limit)) for part in plan.partitions)) * (
+        p.read_request
+    )  # the largest key of each partition past a page
+    left = row["worker_delivered"]
     while left > 0:
         batch = min(left, p.targets_per_message)
         seconds += post_seconds_alone(batch, p)
@@ -183,7 +189,7 @@ def predictions(results: dict[str, Any]) -> tuple[list[Point], dict[str, float]]
         if row["connections"] > smallest and "worker_seconds" in row:
             calls = row["worker_receives"] + 1
             predicted = _worker_posts(row, platform) + calls * platform.sqs_request
-            label = f"worker room N={row['connections']:,} k={row['room_size']:,}"
+            label = f"worker {row['audience']} N={row['connections']:,} k={row['room_size']:,}"
             points.append(Point("worker", label, row["worker_seconds"], predicted))
     return points, derived
 
