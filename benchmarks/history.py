@@ -49,7 +49,14 @@ class Calls:
         return taken
 
 
-def measure_history(results: dict[str, Any], config: FanoutConfig, room: str, members: int) -> None:
+def measure_history(
+    results: dict[str, Any],
+    config: FanoutConfig,
+    room: str,
+    members: int,
+    *,
+    resumes: tuple[int, ...] = RESUMES,
+) -> None:
     """Rows in results["history"]: per-message calls with history off/on, and resumes."""
     for label, history_seconds, keyed in (
         ("history off", 0, False),
@@ -86,16 +93,21 @@ def measure_history(results: dict[str, Any], config: FanoutConfig, room: str, me
                 }
             )
             if history_seconds and not keyed:
-                measure_resumes(results, runtime, fanout, calls, room)
+                measure_resumes(results, runtime, fanout, calls, room, resumes)
         finally:
             runtime.close()
 
 
 def measure_resumes(
-    results: dict[str, Any], runtime: Runtime, fanout: Fanout, calls: Calls, room: str
+    results: dict[str, Any],
+    runtime: Runtime,
+    fanout: Fanout,
+    calls: Calls,
+    room: str,
+    resumes: tuple[int, ...] = RESUMES,
 ) -> None:
-    """One member asks the last 10 and 100 frames of the room; count its reads and posts."""
-    for frames in RESUMES:
+    """One member asks the last 10 (and 100) frames of the room; count its reads and posts."""
+    for frames in resumes:
         while runtime.history.position(f"ROOM#{room}").seq < frames:
             fanout.publish({"fill": True}, room=room)
         member = next(iter(fanout.members(room)))
