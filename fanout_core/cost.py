@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 from fanout_core import keys, queue
 from fanout_core.history import PAGE_ITEMS as HISTORY_PAGE_ITEMS
+from fanout_core.reads import LIBRARY_PAGE_ITEMS
 from fanout_core.sizes import (
-    LIBRARY_PAGE_ITEMS,
     SAMPLE_CONNECTION_ID,
     SAMPLE_ENDPOINT,
     ItemSizes,

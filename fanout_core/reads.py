@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], float]
 BATCH_GET_KEYS = 100  # BatchGetItem's limit
+# Items a page asks for where the library chooses (FANOUT_PAGE_SIZE unset): a fan-out tree's
+# task and a concurrent shard read. A 1 MB page (~6,600 index entries) is tens of MB while
+# botocore parses it; 1,000 entries keep a worker's page, and memory, small.
+LIBRARY_PAGE_ITEMS = 1000
 UNPROCESSED_BACKOFF = Backoff(attempts=8, base=0.05, cap=1.0)
 _CONNECTION_ATTRIBUTES = {"#c": "connection_id", "#e": "endpoint", "#x": "expires_at"}
 

@@ -30,10 +30,6 @@ from fanout_core.models import (
 READ_UNIT_BYTES = 4096
 READ_UNIT_EVENTUAL = 0.5
 WRITE_UNIT_BYTES = 1024
-# Items a page asks for where the library chooses (FANOUT_PAGE_SIZE unset): a fan-out tree's
-# task and a concurrent shard read. A 1 MB page (~6,600 index entries) is tens of MB while
-# botocore parses it; 1,000 entries keep a worker's page, and memory, small.
-LIBRARY_PAGE_ITEMS = 1000
 
 # A connection id as API Gateway makes them and a callback URL of the usual length.
 SAMPLE_CONNECTION_ID = "L0SM9cOFvHcCIhw="

@@ -27,8 +27,8 @@ from fanout_core.delivery import Deliverer
 from fanout_core.keys import CONNECTION_PREFIX
 from fanout_core.queue import Batch, BatchSender, ReadTask, SqsResponse, decode, pack
 from fanout_core.ranges import MAX_RANGES, split
+from fanout_core.reads import LIBRARY_PAGE_ITEMS
 from fanout_core.result import FanoutResult
-from fanout_core.sizes import LIBRARY_PAGE_ITEMS
 
 if TYPE_CHECKING:
     from fanout_core.store import ConnectionStore

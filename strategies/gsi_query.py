@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from fanout_core import keys
 from fanout_core.audience import interleaved
-from fanout_core.sizes import LIBRARY_PAGE_ITEMS
+from fanout_core.reads import LIBRARY_PAGE_ITEMS
 from fanout_core.store import Page
 from fanout_core.strategy import FanoutStrategy
 

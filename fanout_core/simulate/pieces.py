@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from fanout_core import keys
 from fanout_core.cost import PAGE_BYTES
+from fanout_core.reads import LIBRARY_PAGE_ITEMS
 from fanout_core.simulate.platform import Platform
-from fanout_core.sizes import LIBRARY_PAGE_ITEMS, ItemSizes, page_read_units
+from fanout_core.sizes import ItemSizes, page_read_units
 
 MB = 1024 * 1024
 
