@@ -162,9 +162,7 @@ def _worker_posts(row: dict[str, Any], platform: Platform) -> float:
     p = replace(platform, concurrency=DEFAULT_CONCURRENCY)
     plan = read_plan("sqs_batched", row["connections"], _room(row), p)
     seconds = read_seconds(replace(plan, concurrent=False), p)[1]
-    seconds += (plan.requests - sum(len(part.pages(plan.limit)) for part in plan.partitions)) * (
-        p.read_request
-    )  # the largest key of each partition past a page
+    seconds += plan.largest_key_reads * p.read_request
     left = row["worker_delivered"]
     while left > 0:
         batch = min(left, p.targets_per_message)

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from fanout_core import keys
+from fanout_core.errors import InvalidConnectionIdError
 
 MAX_RANGES = 16
 _PLACES = 8  # characters after the common prefix that the cuts interpolate over
 END = keys.CONNECTION_PREFIX + "~"  # above every sort key: "~" sorts after every id character
-_ID = re.compile(r"[A-Za-z0-9+/=_-]+")  # keys._CONNECTION_ID
 
 
 @dataclass(frozen=True)
@@ -86,16 +85,15 @@ def _id_of(sort_key: str) -> str | None:
     """The connection id of a sort key, or None if it is not one."""
     if not sort_key.startswith(keys.CONNECTION_PREFIX):
         return None
-    ident = sort_key[len(keys.CONNECTION_PREFIX) :]
-    return ident if _ID.fullmatch(ident) else None
+    try:
+        return keys.validate_connection_id(sort_key[len(keys.CONNECTION_PREFIX) :])
+    except InvalidConnectionIdError:
+        return None
 
 
 def is_bound(sort_key: str) -> bool:
     """True if ``sort_key`` may bound a range: a connection's sort key, or ``END``."""
-    return sort_key == END or (
-        len(sort_key) <= len(keys.CONNECTION_PREFIX) + keys.CONNECTION_ID_MAX
-        and _id_of(sort_key) is not None
-    )
+    return sort_key == END or _id_of(sort_key) is not None
 
 
 def split(

@@ -108,7 +108,7 @@ class AudienceReads:
         if key_range is not None and page.targets:
             # BETWEEN includes its upper bound; the range does not (the next one starts there).
             last = page.targets[-1]
-            if keys.CONNECTION_PREFIX + last.connection_id == key_range.upper:
+            if not key_range.holds(keys.CONNECTION_PREFIX + last.connection_id):
                 page = replace(page, targets=page.targets[:-1])
         return page, result.page_iter.last_evaluated_key
 
@@ -118,11 +118,10 @@ class AudienceReads:
         result = item.audience.query(
             keys.validate_partition(partition), scan_index_forward=False, limit=1
         )
-        raw: dict[str, Any] = next(iter(result.page_iter), {})
-        items: list[dict[str, dict[str, str]]] = raw.get("Items", [])
-        capacity = raw.get("ConsumedCapacity", {}).get("CapacityUnits")
-        page = Page((), len(items), None if capacity is None else float(capacity))
-        return (items[0]["gsi1sk"]["S"] if items else None), page
+        page = next(self._pages(result), Page((), 0, None))
+        # An index entry's sort key is its connection's (key layout); the read finds no target.
+        last = keys.CONNECTION_PREFIX + page.targets[0].connection_id if page.targets else None
+        return last, replace(page, targets=())
 
     def connection_pages(self, connection_ids: Iterable[str]) -> Iterator[Page]:
         """The live ones of ``connection_ids`` (each once), by BatchGetItem of 100 keys."""

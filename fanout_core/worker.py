@@ -88,7 +88,7 @@ class TaskRunner:
     ) -> list[ReadTask]:
         """The tasks for the rest of the partition: the first page of a partition that has
         more splits it into key ranges (``ranges.split``); a range's task goes on alone."""
-        after = start.get("gsi1sk", {}).get("S") if isinstance(start, dict) else None
+        after = start.get("gsi1sk", {}).get("S")
         if task.key_range is not None or self.max_ranges <= 1 or not isinstance(after, str):
             return [task.next(start)]
         last, read = self.store.partition_last_key(task.partition)

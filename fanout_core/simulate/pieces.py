@@ -87,6 +87,11 @@ class ReadPlan:
         return self.tree and part.items > part.page_items(self.limit)
 
     @property
+    def largest_key_reads(self) -> int:
+        """The tree's reads of a partition's largest key: one per partition past a page."""
+        return sum(self._cut(p) for p in self.partitions)
+
+    @property
     def returned(self) -> int:
         """Targets found."""
         return sum(p.returned for p in self.partitions)
@@ -94,7 +99,7 @@ class ReadPlan:
     @property
     def requests(self) -> int:
         """Query/Scan requests."""
-        return sum(len(p.pages(self.limit)) + self._cut(p) for p in self.partitions)
+        return sum(len(p.pages(self.limit)) for p in self.partitions) + self.largest_key_reads
 
     @property
     def read_units(self) -> float:
