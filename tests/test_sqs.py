@@ -14,6 +14,7 @@ from fanout_core.queue import MAX_BYTES_PER_CALL, Batch, ReadTask, decode
 from fanout_core.ranges import KeyRange
 from fanout_core.result import FanoutResult
 from fanout_core.store import Page, Target
+from fanout_core.worker import TaskRunner
 from strategies.sqs_batched import SqsBatched
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
@@ -214,37 +215,46 @@ def test_message_bodies_round_trip_and_refuse_what_is_not_ours() -> None:
         decode(json.dumps({**json.loads(task.encode()), "frame64": "%%%"}))
 
 
-def test_workers_read_a_page_each_and_reach_every_member_once(sqs_chat: Chat) -> None:
-    chat = sqs_chat
-    assert chat.pump is not None
+def room_with_a_dropped_member(
+    chat: Chat, size: int, *, gone_at: int, page_size: int, inline: int
+) -> tuple[TaskRunner, list[str], str]:
+    """``size`` members of room "r" read in pages of ``page_size``; the one at ``gone_at``
+    dropped unannounced."""
     assert chat.runtime.tasks is not None
     tasks = chat.runtime.tasks
-    tasks.page_size, tasks.inline, tasks.per_message = 3, 1, 1
-    members = [chat.connect(rooms=["r"]) for _ in range(8)]
-    gone = members[5]
+    tasks.page_size, tasks.inline, tasks.per_message = page_size, inline, inline
+    members = [chat.connect(rooms=["r"]) for _ in range(size)]
+    gone = members[gone_at]
     chat.drop(gone)
-    before = chat.pump.invocations
-    chat.send(members[0], "hi", room="r")
+    return tasks, members, gone
+
+
+def assert_each_live_member_got_it_once(chat: Chat, members: list[str], gone: str) -> None:
+    """The send of "hi": every live member once, the dropped one deleted, no record failed."""
+    assert chat.pump is not None
     for cid in members:
         assert chat.texts(cid) == ([] if cid == gone else ["hi"]), cid
     assert gone not in chat.row_ids()
+    assert chat.pump.failed == 0
+
+
+def test_workers_read_a_page_each_and_reach_every_member_once(sqs_chat: Chat) -> None:
+    chat = sqs_chat
+    assert chat.pump is not None
+    _, members, gone = room_with_a_dropped_member(chat, 8, gone_at=5, page_size=3, inline=1)
+    before = chat.pump.invocations
+    chat.send(members[0], "hi", room="r")
+    assert_each_live_member_got_it_once(chat, members, gone)
     # 8 members in pages of 3: 3 read tasks (a 4th when the backend marks the end
     # after a full page), each posting 1 itself and handing 2 on as post batches.
     assert chat.pump.invocations - before >= 3
-    assert chat.pump.failed == 0
 
 
 def test_a_partition_of_many_pages_is_read_by_several_chains_and_reaches_everyone_once(
     sqs_chat: Chat,
 ) -> None:
     chat = sqs_chat
-    assert chat.pump is not None
-    assert chat.runtime.tasks is not None
-    tasks = chat.runtime.tasks
-    tasks.page_size, tasks.inline, tasks.per_message = 4, 4, 4
-    members = [chat.connect(rooms=["r"]) for _ in range(60)]
-    gone = members[7]
-    chat.drop(gone)
+    tasks, members, gone = room_with_a_dropped_member(chat, 60, gone_at=7, page_size=4, inline=4)
     read: list[ReadTask] = []
     run = tasks.run
 
@@ -254,10 +264,7 @@ def test_a_partition_of_many_pages_is_read_by_several_chains_and_reaches_everyon
 
     tasks.run = recording  # type: ignore[method-assign,assignment]
     chat.send(members[0], "hi", room="r")
-    for cid in members:
-        assert chat.texts(cid) == ([] if cid == gone else ["hi"]), cid
-    assert gone not in chat.row_ids()
-    assert chat.pump.failed == 0
+    assert_each_live_member_got_it_once(chat, members, gone)
     ranges = {task.key_range for task in read if task.key_range is not None}
     # 60 members in pages of 4: the first page splits the other 56 into several ranges
     # (as many as 4 random ids let it guess), each its own chain, none splitting again.
