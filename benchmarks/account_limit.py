@@ -317,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         serve(float(args.serve[0]), float(args.serve[1]), int(args.serve[2]))
         return 0
-    from tests.support import backends
+    from fanout_core.local import backends
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's request log
     results: dict[str, Any] = {"account_limit": []}

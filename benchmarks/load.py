@@ -415,7 +415,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name, value in (("AWS_ACCESS_KEY_ID", "load"), ("AWS_SECRET_ACCESS_KEY", "load"),
                         ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
         os.environ.setdefault(name, value)
-    from tests.support import backends
+    from fanout_core.local import backends
 
     with more_files(4 * args.clients + 1024) as files, backends.dynalite() as dynamodb:
         server = Server(dynamodb, args.strategy, args.handlers)

@@ -48,12 +48,12 @@ from fanout_core.config import FanoutConfig  # noqa: E402
 from fanout_core.delivery import Deliverer  # noqa: E402
 from fanout_core.delivery.http_poster import AsyncHttpPoster  # noqa: E402
 from fanout_core.delivery.posting import BotoPoster, Poster, management_client  # noqa: E402
+from fanout_core.local import backends  # noqa: E402
 from fanout_core.message import Message  # noqa: E402
 from fanout_core.result import FanoutResult  # noqa: E402
 from fanout_core.runtime import Runtime, build_runtime  # noqa: E402
 from fanout_core.store import ConnectionStore, Target  # noqa: E402
 from fanout_core.table import create_table  # noqa: E402
-from tests.support import backends  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

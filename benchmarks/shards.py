@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from benchmarks import run
     from benchmarks.sender import measure_send, sender_section
+    from fanout_core.local import backends
     from fanout_core.store import ConnectionStore
     from fanout_core.table import create_table
-    from tests.support import backends
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.shards", description=__doc__)
     parser.add_argument("sizes", type=int, nargs="+", help="connections in each table")

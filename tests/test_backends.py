@@ -1,14 +1,15 @@
-"""The test backends themselves: a dynalite survives a client that hangs up mid-request."""
+"""The local servers themselves: a dynalite survives a client that hangs up mid-request."""
 
 from __future__ import annotations
 
 import socket
 import struct
+from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.support import backends
+from fanout_core.local import backends
 
 # Each test starts a dynalite of its own, not through a fixture the automatic marking sees.
 pytestmark = pytest.mark.server
@@ -44,3 +45,22 @@ def test_a_dead_dynalite_is_reported_with_its_exit_code() -> None:
         process.wait(timeout=5)
         with pytest.raises(RuntimeError, match=r"dynalite at .* exited with code"):
             backends.check_alive(url)
+
+
+def test_a_missing_dynalite_names_the_command_that_installs_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(backends, "_CHECKOUT", tmp_path)
+    with pytest.raises(RuntimeError, match=r"dynalite is not installed.*`make test`.*`npm ci`"):
+        backends.node_modules()
+
+
+def test_dynalite_starts_from_any_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher finds the checkout's node_modules when the cwd has none."""
+    monkeypatch.chdir(tmp_path)
+    with backends.dynalite() as url:
+        client = boto3.client("dynamodb", endpoint_url=url, region_name="us-east-1")
+        assert client.list_tables()["TableNames"] == []

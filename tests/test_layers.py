@@ -64,23 +64,28 @@ def is_module(name: str) -> bool:
     return (ROOT / relative).with_suffix(".py").exists() or (ROOT / relative).is_dir()
 
 
-def ours(name: str) -> bool:
-    return name.split(".")[0] in ("fanout_core", "strategies")
-
-
 def imported(path: Path) -> set[str]:
-    """Every fanout_core / strategies module the file imports, anywhere in it.
+    """Every fanout_core / strategies module the file imports, anywhere in it."""
+    return imported_from(path, "fanout_core", "strategies")
+
+
+def imported_from(path: Path, *packages: str) -> set[str]:
+    """Every module of ``packages`` the file imports, anywhere in it.
 
     ``from package import module`` counts the module, not the package it sits in.
     """
     names: set[str] = set()
+
+    def wanted(name: str) -> bool:
+        return name.split(".")[0] in packages
+
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and ours(node.module):
+        if isinstance(node, ast.ImportFrom) and node.module and wanted(node.module):
             for alias in node.names:
                 target = f"{node.module}.{alias.name}"
                 names.add(target if is_module(target) else node.module)
         elif isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names if ours(alias.name))
+            names.update(alias.name for alias in node.names if wanted(alias.name))
     return names
 
 
@@ -155,3 +160,16 @@ def test_only_the_cli_imports_the_simulator() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert json.loads(out) == []
+
+
+BENCHMARKS = sorted(ROOT.joinpath("benchmarks").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_benchmark_imports_a_test_module(path: Path) -> None:
+    """The servers both start live in fanout_core.local.backends."""
+    assert not imported_from(path, "tests"), f"{path.name} imports {imported_from(path, 'tests')}"
+
+
+def test_the_benchmarks_common_module_imports_no_benchmark() -> None:
+    assert imported_from(ROOT / "benchmarks" / "common.py", "benchmarks") == set()

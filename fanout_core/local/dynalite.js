@@ -1,7 +1,7 @@
-// dynalite for the test run and the benchmarks, as its CLI starts it, with one fix: a client
-// that hangs up mid-request (a process killed during a call, a client-side timeout) makes
-// dynalite 4.0.0 rethrow ECONNRESET from the request's 'error' handler, which kills the
-// server and fails every later test with "connection refused". Swallow only that error.
+// dynalite as its CLI starts it (for the tests, the benchmarks and `fanout serve`), with one
+// fix: a client that hangs up mid-request (a process killed during a call, a client-side
+// timeout) makes dynalite 4.0.0 rethrow ECONNRESET from the request's 'error' handler, which
+// kills the server and fails every later call with "connection refused". Swallow only that.
 'use strict'
 const dynalite = require('dynalite')
 
