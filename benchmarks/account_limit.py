@@ -17,23 +17,20 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import dataclasses
 import json
 import logging
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
-from benchmarks.common import bench_id
+from benchmarks.common import LATENCY, Served, ask, bench_id, load, server
 
 WORKERS = 8
 CONCURRENCY = 64  # each worker's posts in flight, FANOUT_CONCURRENCY's default
-LATENCY = 0.020
 RATE, BURST = 1_000, 500  # a tenth of AWS's account bucket: 8 workers want ~25x as much
 # Seconds before a failed record comes back: the worker function's timeout in template.yaml
 # (its queue's is 6x that). A batch running longer would be cut off there and redelivered
@@ -76,32 +73,9 @@ def serve(rate: float, burst: float, count: int) -> None:
                 print(json.dumps("ok"), flush=True)
 
 
-@contextlib.contextmanager
-def limited_api(rate: float, burst: float, count: int) -> Iterator[subprocess.Popen[str]]:
-    """``serve`` in its own process; yields it (its URL as ``url``)."""
-    from benchmarks.run import ROOT
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.account_limit", "--serve", str(rate), str(burst),
-         str(count)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
-    assert process.stdin is not None
-    assert process.stdout is not None
-    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
-    try:
-        yield process
-    finally:
-        process.stdin.close()
-        process.wait(30)
-
-
-def ask(process: subprocess.Popen[str], command: str) -> Any:
-    assert process.stdin is not None
-    assert process.stdout is not None
-    process.stdin.write(command + "\n")
-    process.stdin.flush()
-    return json.loads(process.stdout.readline())
+def limited_api(rate: float, burst: float, count: int) -> AbstractContextManager[Served]:
+    """``serve`` in its own process."""
+    return server("benchmarks.account_limit", "--serve", str(rate), str(burst), str(count))
 
 
 class Workers:
@@ -174,7 +148,7 @@ class Workers:
 
 
 def run_mode(
-    config: Any, sqs: Any, api: subprocess.Popen[str], connections: int, *, adaptive: bool
+    config: Any, sqs: Any, api: Served, connections: int, *, adaptive: bool
 ) -> dict[str, Any]:
     """One send to everyone through the tree; the counts once the queue is empty."""
     from fanout_core.message import Message
@@ -244,7 +218,6 @@ def measure_account_limit(
     """Rows in results["account_limit"]: the same send with adaptive off, then on."""
     import boto3
 
-    from benchmarks.run import load
     from fanout_core.config import FanoutConfig
     from fanout_core.store import ConnectionStore
     from fanout_core.table import create_table
@@ -254,7 +227,7 @@ def measure_account_limit(
         config = FanoutConfig(
             table=f"bench-limit-{uuid.uuid4().hex[:6]}",
             dynamodb_endpoint=endpoint,
-            management_endpoint=f"{api.url}/prod",  # type: ignore[attr-defined]
+            management_endpoint=f"{api.url}/prod",
             sqs_endpoint=sqs_url,
             concurrency=CONCURRENCY,
             strategy="sqs_batched",

@@ -14,28 +14,31 @@ measured ``repeats`` times, the two posters in turn, and reported as median and 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from benchmarks.common import ENDPOINT, bench_id
+from benchmarks.common import (
+    ENDPOINT,
+    LATENCY,
+    RESULTS,
+    Served,
+    ask,
+    bench_id,
+    cpu_seconds,
+    management_api,
+)
 from fanout_core.delivery import Deliverer
 from fanout_core.delivery.http_poster import AsyncHttpPoster
 from fanout_core.delivery.posting import BotoPoster, Poster
 from fanout_core.result import FanoutResult
 from fanout_core.store import Target
 
-ROOT = Path(__file__).resolve().parent.parent
-LATENCY = 0.020
 PATHS = ("AsyncHttpPoster", "BotoPoster")
 BOTO_RATE = 1_500  # posts a second the boto3 pool is given time for (it reaches ~1,000)
 FRAME = b'{"id":"bench","body":"' + b"x" * 100 + b'"}'
@@ -60,38 +63,9 @@ FULL = PostingPlan((64, 128, 256), 3, 2.0)
 QUICK = PostingPlan((64,), 1, 0.3)
 
 
-@contextlib.contextmanager
-def fast_api(count: int, processes: int) -> Iterator[subprocess.Popen[str]]:
-    """The lean Management API (``--fast``) with ``count`` open ids; yields the process."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.mgmt_server", str(LATENCY), str(count), "--fast",
-         "--processes", str(processes)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )  # fmt: skip
-    assert process.stdin is not None
-    assert process.stdout is not None
-    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
-    try:
-        yield process
-    finally:
-        process.stdin.close()
-        process.wait(30)
-
-
-def server_stats(process: subprocess.Popen[str]) -> dict[str, Any]:
-    assert process.stdin is not None
-    assert process.stdout is not None
-    process.stdin.write("stats\n")
-    process.stdin.flush()
-    return cast(dict[str, Any], json.loads(process.stdout.readline()))
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+def fast_api(count: int, processes: int) -> AbstractContextManager[Served]:
+    """The lean Management API (``--fast``) with ``count`` open ids."""
+    return management_api(LATENCY, count, "--fast", "--processes", str(processes))
 
 
 def poster_for(path: str, url: str, concurrency: int) -> Poster:
@@ -100,23 +74,21 @@ def poster_for(path: str, url: str, concurrency: int) -> Poster:
     return BotoPoster(override=f"{url}/prod", pool_size=concurrency)
 
 
-def measure(
-    server: subprocess.Popen[str], path: str, concurrency: int, posts: int
-) -> dict[str, Any]:
+def measure(server: Served, path: str, concurrency: int, posts: int) -> dict[str, Any]:
     """One fan-out of ``posts`` posts at ``concurrency``, after a warm-up fan-out."""
-    url = server.url  # type: ignore[attr-defined]
+    url = server.url
     targets = [Target(bench_id(i), ENDPOINT) for i in range(posts)]
     poster = poster_for(path, url, concurrency)
     deliverer = Deliverer(poster, concurrency=concurrency)
     try:
         # Warm: connections open, threads started, the signing key and headers cached.
         deliverer.deliver_targets(targets[: 2 * concurrency], FRAME, FanoutResult("w", None, "w"))
-        before = server_stats(server)
+        before = ask(server, "stats")
         result = FanoutResult("bench", None, "m")
         cpu, started = cpu_seconds(), time.perf_counter()
         deliverer.deliver_targets(targets, FRAME, result)
         elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
-        after = server_stats(server)
+        after = ask(server, "stats")
     finally:
         deliverer.close()
         poster.close()
@@ -285,10 +257,8 @@ def section(results: dict[str, Any]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.posting", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="C=64, one run")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    for name, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench")):
-        os.environ.setdefault(name, value)
     results = {"posting": measure_posting(QUICK if args.quick else FULL)}
     lines = ["# The posting path" + (" (quick run)" if args.quick else ""), ""]
     lines += [f"- {name}: {measured}: {'met' if met else 'not met'}"

@@ -10,9 +10,7 @@ from typing import Any
 
 from benchmarks import posting
 from benchmarks.account_limit import account_limit_section
-from benchmarks.sender import sender_section
-from benchmarks.sender import targets as sender_targets
-from benchmarks.shards import shards_section
+from benchmarks.shards import sender_section, sender_targets, shards_section
 from fanout_core import cost
 
 STRATEGIES = ("full_scan", "gsi_query", "parallel_scan", "sqs_batched")

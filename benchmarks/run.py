@@ -13,55 +13,55 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-for _name, _value in (
-    ("AWS_ACCESS_KEY_ID", "bench"),
-    ("AWS_SECRET_ACCESS_KEY", "bench"),
-    ("AWS_DEFAULT_REGION", "us-east-1"),
-):
-    os.environ.setdefault(_name, _value)
+import boto3
+from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
-import boto3  # noqa: E402
-from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]  # noqa: E402
+from benchmarks import posting
+from benchmarks.account_limit import measure_account_limit
+from benchmarks.common import (
+    BENCH_USER,
+    BENCH_USER_CONNECTIONS,
+    ENDPOINT,
+    LATENCY,
+    RESULTS,
+    ROOT,
+    ask,
+    bench_id,
+    bench_items,
+    check_layout,
+    cpu_seconds,
+    load,
+    management_api,
+    room_name,
+)
+from benchmarks.history import measure_history
+from benchmarks.shards import extra_size, measure_send, measure_sender, measure_shards
+from fanout_core import cost, sizes
+from fanout_core.audience import Audience
+from fanout_core.config import FanoutConfig
+from fanout_core.delivery import Deliverer
+from fanout_core.delivery.http_poster import AsyncHttpPoster
+from fanout_core.delivery.posting import BotoPoster, Poster, management_client
+from fanout_core.local import backends
+from fanout_core.message import Message
+from fanout_core.result import FanoutResult
+from fanout_core.runtime import Runtime, build_runtime
+from fanout_core.store import ConnectionStore, Target
+from fanout_core.table import create_table
 
-from benchmarks import posting  # noqa: E402
-from benchmarks.account_limit import measure_account_limit  # noqa: E402
-from benchmarks.common import ENDPOINT, bench_id, room_name  # noqa: E402
-from benchmarks.history import measure_history  # noqa: E402
-from benchmarks.sender import extra_size, measure_send, measure_sender  # noqa: E402
-from benchmarks.shards import measure_shards  # noqa: E402
-from fanout_core import cost, sizes  # noqa: E402
-from fanout_core.audience import Audience  # noqa: E402
-from fanout_core.config import FanoutConfig  # noqa: E402
-from fanout_core.delivery import Deliverer  # noqa: E402
-from fanout_core.delivery.http_poster import AsyncHttpPoster  # noqa: E402
-from fanout_core.delivery.posting import BotoPoster, Poster, management_client  # noqa: E402
-from fanout_core.local import backends  # noqa: E402
-from fanout_core.message import Message  # noqa: E402
-from fanout_core.result import FanoutResult  # noqa: E402
-from fanout_core.runtime import Runtime, build_runtime  # noqa: E402
-from fanout_core.store import ConnectionStore, Target  # noqa: E402
-from fanout_core.table import create_table  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
 STRATEGIES = ("full_scan", "gsi_query", "parallel_scan", "sqs_batched")
 DIRECT = ("full_scan", "gsi_query", "parallel_scan")
-LATENCY = 0.020
-BENCH_USER = "bench-user-0001"
-BENCH_USER_CONNECTIONS = 3
 EVERYONE_WORKER_MAX = 10_000  # the tree's workers run here, one after another: keep it short
 
 
@@ -84,118 +84,6 @@ class Plan:
 FULL = Plan((1_000, 10_000, 100_000), (10, 100, 1_000), (8, 32, 64, 128), (8, 64), 10_000,
             (10_000, 100_000), 9, 2.0, 5, (10, 100))  # fmt: skip
 QUICK = Plan((1_000,), (10, 100), (64,), (64,), 1_000, (1_000,), 3, 0.6, 1, (10,))
-
-
-# -- the local Management API in its own process -----------------------------------------
-
-
-@contextlib.contextmanager
-def management_api(latency: float, count: int) -> Iterator[subprocess.Popen[str]]:
-    """``benchmarks.mgmt_server`` with ``count`` open ids; yields the process (url attr)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.mgmt_server", str(latency), str(count)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert process.stdout is not None
-    assert process.stdin is not None
-    process.url = process.stdout.readline().strip()  # type: ignore[attr-defined]
-    try:
-        yield process
-    finally:
-        process.stdin.close()
-        process.wait(30)
-
-
-def api_stats(process: subprocess.Popen[str]) -> dict[str, int]:
-    assert process.stdin is not None
-    assert process.stdout is not None
-    process.stdin.write("stats\n")
-    process.stdin.flush()
-    return cast(dict[str, int], json.loads(process.stdout.readline()))
-
-
-# -- loading tables fast, in the library's exact layout ------------------------------------
-
-
-def attribute_values(item: dict[str, str | int]) -> dict[str, dict[str, str]]:
-    return {k: ({"N": str(v)} if isinstance(v, int) else {"S": v}) for k, v in item.items()}
-
-
-def bench_items(i: int, room_size: int, now: float, ttl: int) -> list[dict[str, str | int]]:
-    return sizes.layout_items(
-        bench_id(i),
-        ENDPOINT,
-        rooms=(room_name(room_size, i // room_size),),
-        expires_at=int(now) + ttl,
-        connected_at_ms=int(now * 1000),
-        # The first few connections belong to one user: a publish to it reads its partition.
-        principal=BENCH_USER if i < BENCH_USER_CONNECTIONS else None,
-    )
-
-
-def check_layout(config: FanoutConfig) -> None:
-    """The loader's items are exactly what ConnectionStore.connect writes."""
-    now = 1_700_000_000.25
-    store = ConnectionStore(config, clock=lambda: now)
-    store.connect(bench_id(7), ENDPOINT, rooms=[room_name(10, 0)])
-    client = ddb_client(config)
-    stored = client.scan(TableName=config.table, ConsistentRead=True)["Items"]
-    expected = [attribute_values(item) for item in bench_items(7, 10, now, config.ttl_seconds)]
-    key = lambda item: (item["pk"]["S"], item["sk"]["S"])  # noqa: E731
-    if sorted(stored, key=key) != sorted(expected, key=key):
-        raise SystemExit(f"the loader's layout differs from the library's:\n{stored}\n{expected}")
-    store.disconnect(bench_id(7))
-
-
-def ddb_client(config: FanoutConfig) -> Any:
-    return boto3.session.Session().client(
-        "dynamodb",
-        endpoint_url=config.dynamodb_endpoint,
-        region_name="us-east-1",
-        config=__import__("botocore.config").config.Config(max_pool_connections=16),
-    )
-
-
-def load(config: FanoutConfig, connections: int, room_size: int, threads: int = 6) -> float:
-    """BatchWriteItem, 25 items a call, from several threads; returns seconds."""
-    client = ddb_client(config)
-    now = time.time()
-
-    def chunks() -> Iterator[list[dict[str, Any]]]:
-        batch: list[dict[str, Any]] = []
-        for i in range(connections):
-            for item in bench_items(i, room_size, now, config.ttl_seconds):
-                batch.append({"PutRequest": {"Item": attribute_values(item)}})
-                if len(batch) == 25:
-                    yield batch
-                    batch = []
-        if batch:
-            yield batch
-
-    def write(batch: list[dict[str, Any]]) -> None:
-        requests = {config.table: batch}
-        while requests:
-            requests = client.batch_write_item(RequestItems=requests).get("UnprocessedItems")
-
-    started = time.perf_counter()
-    errors: list[BaseException] = []
-    slots = threading.BoundedSemaphore(4 * threads)  # Executor.map would queue every batch
-
-    def done(future: Future[None]) -> None:
-        if future.exception() is not None:
-            errors.append(cast(BaseException, future.exception()))
-        slots.release()
-
-    with ThreadPoolExecutor(threads) as pool:
-        for batch in chunks():
-            slots.acquire()
-            pool.submit(write, batch).add_done_callback(done)
-    if errors:
-        raise errors[0]
-    return time.perf_counter() - started
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -243,11 +131,6 @@ class SqsCounter:
 
     def _count(self, **kwargs: Any) -> None:
         self.calls += 1
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def throughput(api: str, concurrency: int, posts: int, path: str) -> dict[str, float]:
@@ -394,7 +277,7 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
     progress.update()
     largest = max(plan.sizes)
     with management_api(LATENCY, largest) as api_process:
-        api = api_process.url  # type: ignore[attr-defined]
+        api = api_process.url
         for concurrency in plan.concurrencies:
             posts = max(1_000, int(concurrency / LATENCY * plan.throughput_seconds))
             posts = min(posts, largest)
@@ -405,7 +288,7 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
                 row["bound"] = concurrency / LATENCY
                 results["throughput"].append(row)
             progress.update()
-        results["api_server"] = api_stats(api_process)
+        results["api_server"] = ask(api_process, "stats")
         # The same at C=64 with the server on a thread of this process, sharing its GIL.
         from fanout_core.local.management_api import LocalManagementApi
 
