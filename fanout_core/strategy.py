@@ -28,10 +28,10 @@ from fanout_core.store import ConnectionStore
 
 ENTRY_POINT_GROUP = "fanout.strategies"
 BUILTIN_STRATEGIES = {
-    "full_scan": "strategies.full_scan:FullScan",
-    "gsi_query": "strategies.gsi_query:GsiQuery",
-    "parallel_scan": "strategies.parallel_scan:ParallelScan",
-    "sqs_batched": "strategies.sqs_batched:SqsBatched",
+    "full_scan": "fanout_core.strategies.full_scan:FullScan",
+    "gsi_query": "fanout_core.strategies.gsi_query:GsiQuery",
+    "parallel_scan": "fanout_core.strategies.parallel_scan:ParallelScan",
+    "sqs_batched": "fanout_core.strategies.sqs_batched:SqsBatched",
 }
 
 

@@ -21,7 +21,8 @@ from fanout_core.errors import ConfigError
 from fanout_core.queue import TARGETS_PER_MESSAGE, BatchSender, ReadTask, pack, sqs_client
 from fanout_core.result import FanoutResult
 from fanout_core.store import ConnectionStore
-from strategies.gsi_query import GsiQuery
+
+from .gsi_query import GsiQuery
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

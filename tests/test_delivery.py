@@ -19,8 +19,8 @@ from fanout_core.message import MAX_PAYLOAD_BYTES, Message
 from fanout_core.result import FanoutResult
 from fanout_core.store import ConnectionStore, Page, Target
 from fanout_core.strategy import strategy_class
-from strategies.gsi_query import GsiQuery
 from tests.support import frames
+from tests.support.strategy_classes import GsiQuery
 
 ENDPOINT = "https://abcd123.execute-api.us-east-1.amazonaws.com/prod"
 

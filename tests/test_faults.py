@@ -41,7 +41,6 @@ from fanout_core.local.sqs_pump import SqsEventSource
 from fanout_core.message import Message
 from fanout_core.store import ConnectionStore
 from fanout_core.strategy import strategy_class
-from strategies.sqs_batched import SqsBatched
 from tests.support.backends import STRATEGIES, Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event
@@ -65,6 +64,7 @@ from tests.support.machine import (
     machine_settings,
     run_and_check_steps,
 )
+from tests.support.strategy_classes import SqsBatched
 
 HANG = POST_TIMEOUT + 0.5  # an injected timeout holds the post longer than the client waits
 DYNAMO_OPERATIONS = (

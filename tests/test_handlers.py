@@ -330,9 +330,10 @@ import sys
 import fanout_core.handlers
 import fanout_core.runtime, fanout_core.delivery.posting
 banned = [m for m in sys.modules if m.split('.')[0] in (
-    'moto', 'pytest', 'hypothesis', 'websockets', 'rich', 'flask', 'werkzeug', 'tests')
+    'moto', 'pytest', 'hypothesis', 'websockets', 'rich', 'flask', 'werkzeug', 'tests',
+    'strategies')
     or m in ('fanout_core.cli', 'fanout_core.table', 'fanout_core.local')
-    or m.startswith(('fanout_core.local.', 'fanout_core.cli.', 'strategies.'))]
+    or m.startswith(('fanout_core.local.', 'fanout_core.cli.', 'fanout_core.strategies.'))]
 import boto3
 print(repr((banned, fanout_core.runtime._runtime, len(fanout_core.delivery.posting._clients),
             boto3.DEFAULT_SESSION)))

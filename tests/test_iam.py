@@ -17,11 +17,11 @@ from fanout_core import handlers
 from fanout_core.config import RateLimit
 from fanout_core.fanout import Fanout
 from fanout_core.local.management_api import LocalManagementApi
-from strategies.sqs_batched import SqsBatched
 from tests.support.backends import STRATEGIES, Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.harness import Chat, make_chat
+from tests.support.strategy_classes import SqsBatched
 from tests.test_template import PUBLISHER_ACTIONS, expected_actions
 
 # Calls the event source mapping makes for the worker, not the worker's own code.

@@ -43,11 +43,18 @@ RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 
 def module_name(path: Path) -> str:
+    """The module's name inside the package: ``strategies/x.py`` is ``strategies.x``."""
     relative = path.relative_to(ROOT).with_suffix("")
     parts = [p for p in relative.parts if p != "__init__"]
     if parts[0] == "fanout_core":
         parts = parts[1:]
     return ".".join(parts) or "__init__"
+
+
+def installed_name(path: Path) -> str:
+    """Its name once installed: the ``strategies/`` folder is ``fanout_core.strategies``."""
+    parts = [p for p in path.relative_to(ROOT).with_suffix("").parts if p != "__init__"]
+    return ".".join(["fanout_core", *parts] if parts[0] == "strategies" else parts)
 
 
 def rank_of(name: str) -> int:
@@ -60,8 +67,23 @@ def rank_of(name: str) -> int:
 
 
 def is_module(name: str) -> bool:
-    relative = Path(*name.split("."))
+    """Whether ``name`` is a module or package of the source tree (either spelling)."""
+    parts = name.split(".")
+    if parts[:2] == ["fanout_core", "strategies"]:
+        parts = parts[1:]
+    relative = Path(*parts)
     return (ROOT / relative).with_suffix(".py").exists() or (ROOT / relative).is_dir()
+
+
+def absolute(node: ast.ImportFrom, path: Path) -> str | None:
+    """The module a ``from`` import names, relative ones resolved against the installed name."""
+    if not node.level:
+        return node.module
+    package = installed_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    base = package[: len(package) - (node.level - 1)]
+    return ".".join([*base, *([node.module] if node.module else [])])
 
 
 def imported(path: Path) -> set[str]:
@@ -72,7 +94,8 @@ def imported(path: Path) -> set[str]:
 def imported_from(path: Path, *packages: str) -> set[str]:
     """Every module of ``packages`` the file imports, anywhere in it.
 
-    ``from package import module`` counts the module, not the package it sits in.
+    ``from package import module`` counts the module, not the package it sits in; a relative
+    import counts under its installed name.
     """
     names: set[str] = set()
 
@@ -80,10 +103,12 @@ def imported_from(path: Path, *packages: str) -> set[str]:
         return name.split(".")[0] in packages
 
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and wanted(node.module):
-            for alias in node.names:
-                target = f"{node.module}.{alias.name}"
-                names.add(target if is_module(target) else node.module)
+        if isinstance(node, ast.ImportFrom):
+            module = absolute(node, path)
+            if module and wanted(module):
+                for alias in node.names:
+                    target = f"{module}.{alias.name}"
+                    names.add(target if is_module(target) else module)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names if wanted(alias.name))
     return names
@@ -126,6 +151,16 @@ def test_importing_a_poster_loads_nothing_above_it() -> None:
     ).stdout
     loaded = [package_modules(name) for name in json.loads(out)]
     assert loaded == ["", "_lazy", "delivery", "delivery.posting"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_import_of_the_source_folder_name(path: Path) -> None:
+    """Installed, the ``strategies/`` folder is ``fanout_core.strategies``: no top-level name.
+
+    An app's own ``strategies`` module would shadow it (``'strategies' is not a package``).
+    """
+    top_level = sorted(name for name in imported(path) if name.split(".")[0] == "strategies")
+    assert not top_level, f"{module_name(path)} imports {top_level}"
 
 
 def test_every_module_has_a_layer() -> None:

@@ -26,12 +26,12 @@ from fanout_core.delivery.http_poster import AsyncHttpPoster
 from fanout_core.delivery.posting import BotoPoster, Poster, PostOutcome
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
-from strategies.sqs_batched import SqsBatched
 from tests.support.backends import STRATEGIES, Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event
 from tests.support.harness import Chat, make_chat
 from tests.support.hyp_strategies import JUNK, VALID_CONNECTION_ID, hostile_strings, profile, scaled
+from tests.support.strategy_classes import SqsBatched
 
 OK = {"statusCode": 200}
 HOSTILE_PUBLISH = settings(

@@ -18,14 +18,11 @@ from fanout_core.runtime import build_runtime
 from fanout_core.store import ConnectionStore
 from fanout_core.strategy import strategy_class, strategy_names
 from fanout_core.table import create_table
-from strategies.full_scan import FullScan
-from strategies.gsi_query import GsiQuery
-from strategies.parallel_scan import ParallelScan
-from strategies.sqs_batched import SqsBatched
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.events import message_event
 from tests.support.harness import make_chat
+from tests.support.strategy_classes import FullScan, GsiQuery, ParallelScan, SqsBatched
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from fanout_core.ranges import KeyRange
 from fanout_core.result import FanoutResult
 from fanout_core.store import Page, Target
 from fanout_core.worker import TaskRunner
-from strategies.sqs_batched import SqsBatched
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.harness import Chat, make_chat
+from tests.support.strategy_classes import SqsBatched
 
 ENDPOINT = "https://abcd123.execute-api.us-east-1.amazonaws.com/prod"
 

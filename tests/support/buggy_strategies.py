@@ -18,7 +18,7 @@ from fanout_core.result import FanoutResult
 from fanout_core.runtime import Runtime
 from fanout_core.store import Page
 from fanout_core.strategy import FanoutStrategy
-from strategies.gsi_query import GsiQuery
+from tests.support.strategy_classes import GsiQuery
 
 
 class FirstPageOnly(FanoutStrategy):

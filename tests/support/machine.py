@@ -44,7 +44,6 @@ from fanout_core.fanout import Fanout
 from fanout_core.local.sqs_pump import SqsEventSource
 from fanout_core.presence import JOIN, LEAVE
 from fanout_core.runtime import Runtime
-from strategies.sqs_batched import SqsBatched
 from tests.support import frames
 from tests.support.access_model import Access, Bucket, PresenceLog, accesses
 from tests.support.clock import FakeClock
@@ -62,6 +61,7 @@ from tests.support.hyp_strategies import (
     run_machine,
     scaled,
 )
+from tests.support.strategy_classes import SqsBatched
 
 PROPERTY_BACKENDS = ["moto", "dynalite"]
 TTL = 60  # the shortest FANOUT_TTL_SECONDS: expiry is a small clock step

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from fanout_core.result import FanoutResult
 from fanout_core.store import Page
 from fanout_core.strategy import FanoutStrategy
-from strategies.gsi_query import GsiQuery
+from tests.support.strategy_classes import GsiQuery
 
 
 class ShardByShard(FanoutStrategy):
