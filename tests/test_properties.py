@@ -12,12 +12,14 @@ from collections.abc import Callable
 import pytest
 from hypothesis import Phase, settings
 
+from fanout_core.config import RateLimit
 from fanout_core.runtime import Runtime
+from tests.support.access_model import Access
 from tests.support.backends import STRATEGIES
 from tests.support.buggy_strategies import install_deletes_sender_on_gone, install_first_page_only
 from tests.support.harness import Harness
 from tests.support.history_model import HistoryMachine
-from tests.support.hyp_strategies import run_machine
+from tests.support.hyp_strategies import assert_steps_fired, run_machine
 from tests.support.machine import (
     PROPERTY_BACKENDS,
     SKIPPED,
@@ -45,6 +47,31 @@ def test_access_control_holds_on_every_strategy(
 ) -> None:
     """The same promise under a drawn policy, rate limit and presence events."""
     run_and_check_steps(machine_for(make_harness(strategy), AccessMachine), machine_settings())
+
+
+@pytest.mark.parametrize("backend", ["moto"], indirect=True)
+def test_a_refusal_is_judged_on_the_posts_of_its_own_call(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """An example the thorough profile found: under owner_rooms, presence events and a rate
+    limit of 1 in 5 s, the second member of "r" connects (its join is posted to the first),
+    then the roomless client's burst to everyone is denied. The join is not the denied
+    send's post."""
+    machine = machine_for(make_harness("full_scan"), AccessMachine)()
+    try:
+        machine.configure(
+            page_size=1,
+            segments=1,
+            concurrency=1,
+            per_message=1,
+            clients=[[], ["r"], ["r"]],
+            access=Access("owner_rooms", rate_limit=RateLimit(1, 5.0), presence_events=True),
+        )
+        machine.presence_events_reached_exactly_the_live_members()
+        machine.table_matches_model()
+    finally:
+        machine.teardown()
+    assert_steps_fired(["connect", "denied", "presence_event"])
 
 
 # -- the properties catch real bugs ----------------------------------------------------

@@ -308,6 +308,20 @@ class PostLog:
             posts, self.posts = self.posts, []
         return posts
 
+    @contextlib.contextmanager
+    def apart(self) -> Iterator[list[tuple[str, int]]]:
+        """The posts made inside the block, in a list of their own: those made before it
+        stay for the next ``take``, so a check judges only what its own call posted."""
+        with self._lock:
+            before, self.posts = self.posts, []
+        made: list[tuple[str, int]] = []
+        try:
+            yield made
+        finally:
+            with self._lock:
+                made.extend(self.posts)
+                self.posts = before
+
     def close(self) -> None:
         """Stop recording."""
         self.api.on_post = None
