@@ -1,5 +1,6 @@
 """What the benchmark modules share: ids and rooms, the servers they run in processes of their
-own, a table loader in the library's exact layout, and this process's CPU time.
+own, fresh processes of the installed wheel, a table loader in the library's exact layout,
+and this process's CPU time.
 
 Every benchmark imports this module and the library; it imports no benchmark.
 """
@@ -12,9 +13,10 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 ENDPOINT = "https://abcd123456.execute-api.us-east-1.amazonaws.com/prod"
 LATENCY = 0.020  # seconds the local Management API takes to answer each post
+COLD_CHILD = Path(__file__).with_name("cold_child.py")
 BENCH_USER = "bench-user-0001"
 BENCH_USER_CONNECTIONS = 3  # the first connections of a loaded table belong to BENCH_USER
 
@@ -102,6 +105,99 @@ def ask(served: Served, command: str) -> Any:
     stdin.write(command + "\n")
     stdin.flush()
     return json.loads(stdout.readline())
+
+
+# -- fresh processes of the package as users install it -----------------------------------------
+
+
+@contextlib.contextmanager
+def installed_wheel() -> Iterator[Path]:
+    """A venv holding the built wheel and its dependencies, nothing else; yields its python.
+
+    Its site-packages is the only one its processes see: not this venv's, whose editable
+    install of the package would import it from the source tree."""
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    with tempfile.TemporaryDirectory(prefix="fanout-cold-") as tmp:
+        place = Path(tmp)
+        subprocess.run([*pip, "wheel", "--no-deps", "-w", str(place / "dist"), str(ROOT)],
+                       check=True, capture_output=True, cwd=place)  # fmt: skip
+        wheel = next((place / "dist").glob("*.whl"))
+        constraints = place / "constraints.txt"
+        frozen = subprocess.run([*pip, "freeze", "--exclude-editable"], check=True,
+                                capture_output=True, text=True).stdout  # fmt: skip
+        constraints.write_text(frozen)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(place / "venv")],
+                       check=True)  # fmt: skip
+        python = place / "venv" / "bin" / "python"
+        code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        purelib = subprocess.run([python, "-c", code], check=True, capture_output=True,
+                                 text=True).stdout.strip()  # fmt: skip
+        subprocess.run([*pip, "install", "--target", purelib, "-c", str(constraints), str(wheel)],
+                       check=True, capture_output=True)  # fmt: skip
+        # pip compiles what it installs; this makes sure, with the venv's own interpreter.
+        subprocess.run([python, "-m", "compileall", "-q", purelib], check=True)
+        python.with_name("wheel").write_text(wheel.name)
+        yield python
+
+
+def lambda_env(**extra: str) -> dict[str, str]:
+    """The environment of a Lambda-like process: this one's, without settings of ours, AWS's or
+    Python's, plus the credentials and region Lambda sets and ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FANOUT_", "PYTHON"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="cold",
+        AWS_SECRET_ACCESS_KEY="cold",
+        AWS_SESSION_TOKEN="cold",
+        AWS_REGION="us-east-1",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    env.update(extra)
+    return env
+
+
+def cold_child(python: Path, env: dict[str, str], *args: str, flags: tuple[str, ...] = ()) -> Any:
+    """One fresh process of ``benchmarks/cold_child.py`` run by ``python`` (an
+    ``installed_wheel``): its JSON line, with ``process_seconds`` (and with ``flags``, its
+    ``stderr``) added."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [str(python), *flags, "-P", str(COLD_CHILD), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=python.parent,  # away from the source tree
+        timeout=600,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"cold_child {' '.join(args)} failed:\n{done.stderr[-4000:]}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if isinstance(figures, dict):
+        figures["process_seconds"] = time.perf_counter() - started
+        figures["stderr"] = done.stderr if flags else ""
+    return figures
+
+
+def in_turn(
+    repeats: int, sides: dict[str, Callable[[int], Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    """``repeats`` runs of each side, the sides in turn, their order reversed every round."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in sides}
+    names = list(sides)
+    for repeat in range(repeats):
+        for name in names if repeat % 2 == 0 else reversed(names):
+            runs[name].append(sides[name](repeat))
+    return runs
+
+
+def profile_summary(seen: dict[str, Any]) -> str:
+    """What a ``--profile`` run of ``cold_child`` built, loaded, started and imported."""
+    ranked = sorted(seen["packages"].items(), key=lambda kv: -kv[1])
+    packages = ", ".join(f"{name} {count}" for name, count in ranked)
+    return (
+        f"clients built: {', '.join(seen['clients']) or 'none'}; service models loaded: "
+        f"{', '.join(seen['service_models']) or 'none'}; threads started: "
+        f"{len(seen['threads'])}; modules imported: {seen['modules']} ({packages or 'none'})"
+    )
 
 
 # -- loading tables fast, in the library's exact layout ---------------------------------------

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from benchmarks import posting
+from benchmarks import cold_fanout, cold_start, posting
 from benchmarks.account_limit import account_limit_section
 from benchmarks.shards import sender_section, sender_targets, shards_section
 from fanout_core import cost
@@ -87,13 +87,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
         out.append((f"peak memory N={max(mem):,} within 1.5x of N={min(mem):,}",
                     f"{large['peak_kib'] / 1024:,.0f} vs {small['peak_kib'] / 1024:,.0f} MiB "
                     f"peak RSS: {ratio:.2f}x", ratio <= 1.5))  # fmt: skip
-    imports = results["imports"]
-    measured = (
-        f"{imports['handlers_ms']:.0f} vs {imports['boto3_ms']:.0f} ms "
-        f"(median of {imports['repeats']}): {imports['ratio']:.2f}x"
-    )
-    target = "`import fanout_core.handlers` within 1.3x of `import boto3`"
-    out.append((target, measured, imports["ratio"] <= 1.3))
+    out += cold_start.targets(results) + cold_fanout.targets(results)
     return out + sender_targets(results)
 
 
@@ -189,15 +183,8 @@ def markdown(results: dict[str, Any], *, quick: bool) -> str:
                 f"| {r['peak_kib'] / 1024:,.1f} | {(r['peak_kib'] - r['before_kib']) / 1024:,.1f} "
                 f"| {r['seconds']:.1f} |"
             )
-    i = results["imports"]
+    lines += cold_start.section(results) + cold_fanout.section(results)
     lines += [
-        "",
-        "## Cold start (fresh processes, median)",
-        "",
-        f"`import boto3`: {i['boto3_ms']:.0f} ms; `import fanout_core.handlers`: "
-        f"{i['handlers_ms']:.0f} ms ({i['ratio']:.2f}x); whole process: "
-        f"{i['boto3_process_ms']:.0f} ms vs {i['handlers_process_ms']:.0f} ms "
-        f"({i['repeats']} repetitions each, interleaved).",
         "",
         "## Cost per million messages, from this run's measurements",
         "",
@@ -365,4 +352,25 @@ def write_reports(results: dict[str, Any], out: Path, *, quick: bool) -> str:
     (out / "results.md").write_text(text)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
     plots(results, out)
+    return text
+
+
+def write_cold_start(results: dict[str, Any], out: Path, *, quick: bool) -> str:
+    """Write cold_start.md and cold_start.json: the cold-start sections of a run of their own."""
+    out = out / "quick" if quick else out
+    out.mkdir(parents=True, exist_ok=True)
+    m = results["machine"]
+    lines = [
+        "# Cold start" + (" (quick run)" if quick else ""),
+        "",
+        f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, boto3 {m['boto3']}.",
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+    ]
+    for name, measured, met in cold_start.targets(results) + cold_fanout.targets(results):
+        lines.append(f"| {name} | {measured} | {'yes' if met else 'no'} |")
+    text = "\n".join(lines + cold_start.section(results) + cold_fanout.section(results)) + "\n"
+    (out / "cold_start.md").write_text(text)
+    (out / "cold_start.json").write_text(json.dumps(results, indent=2) + "\n")
     return text

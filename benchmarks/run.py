@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import platform
 import statistics
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, cast
 import boto3
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
-from benchmarks import posting
+from benchmarks import cold_fanout, cold_start, posting
 from benchmarks.account_limit import measure_account_limit
 from benchmarks.common import (
     BENCH_USER,
@@ -41,6 +42,7 @@ from benchmarks.common import (
     bench_items,
     check_layout,
     cpu_seconds,
+    installed_wheel,
     load,
     management_api,
     room_name,
@@ -78,15 +80,14 @@ class Plan:
     e2e_concurrencies: tuple[int, ...]
     everyone_e2e_max: int
     memory_sizes: tuple[int, ...]
-    import_repeats: int
     throughput_seconds: float
     read_repeats: int  # reads timed per resolve row (the median; 1 s at most)
     history_resumes: tuple[int, ...]  # frames a member resumes in the history section
 
 
 FULL = Plan((1_000, 10_000, 100_000), (10, 100, 1_000), (8, 32, 64, 128), (8, 64), 10_000,
-            (10_000, 100_000), 9, 2.0, 5, (10, 100))  # fmt: skip
-QUICK = Plan((1_000,), (10, 100), (64,), (64,), 1_000, (1_000,), 3, 0.6, 1, (10,))
+            (10_000, 100_000), 2.0, 5, (10, 100))  # fmt: skip
+QUICK = Plan((1_000,), (10, 100), (64,), (64,), 1_000, (1_000,), 0.6, 1, (10,))
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -172,44 +173,6 @@ def throughput(api: str, concurrency: int, posts: int, path: str) -> dict[str, f
     return {"posts_per_second": posts / elapsed, "cpu_ms_per_post": cpu / posts * 1000}
 
 
-def import_times(repeats: int) -> dict[str, Any]:
-    """Median import time of boto3 alone and of fanout_core.handlers, fresh processes."""
-    code = "import time; t = time.perf_counter(); import {m}; print(time.perf_counter() - t)"
-    # Compiled, as pip installs a wheel (boto3's own .pyc are): an editable install under
-    # PYTHONDONTWRITEBYTECODE would compile our source in every process and time that.
-    subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "fanout_core", "strategies"],
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-    )
-    samples: dict[str, list[float]] = {"boto3": [], "fanout_core.handlers": []}
-    wall: dict[str, list[float]] = {"boto3": [], "fanout_core.handlers": []}
-    for _ in range(repeats):
-        for module in samples:  # interleaved, so drift hits both alike
-            started = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-c", code.format(m=module)],
-                capture_output=True,
-                text=True,
-                check=True,
-                cwd=ROOT,
-            ).stdout
-            wall[module].append(time.perf_counter() - started)
-            samples[module].append(float(out))
-    boto = statistics.median(samples["boto3"])
-    ours = statistics.median(samples["fanout_core.handlers"])
-    return {
-        "repeats": repeats,
-        "boto3_ms": boto * 1000,
-        "handlers_ms": ours * 1000,
-        "ratio": ours / boto,
-        "boto3_process_ms": statistics.median(wall["boto3"]) * 1000,
-        "handlers_process_ms": statistics.median(wall["fanout_core.handlers"]) * 1000,
-        "spread_ms": {m: [min(v) * 1000, max(v) * 1000] for m, v in samples.items()},
-    }
-
-
 def memory(endpoint: str, table: str, strategy: str, room: str) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.memory_probe", endpoint, table, strategy, room],
@@ -237,6 +200,19 @@ def machine() -> dict[str, str]:
         "botocore": botocore.__version__,
         "platform": platform.platform(),
     }
+
+
+def cold(*, quick: bool) -> dict[str, Any]:
+    """The cold-start sections, from one installed wheel."""
+    with installed_wheel() as python:
+        return {
+            "cold_start": cold_start.measure_cold_start(
+                python, cold_start.QUICK if quick else cold_start.FULL
+            ),
+            "cold_fanout": cold_fanout.measure_cold_fanout(
+                python, cold_fanout.QUICK if quick else cold_fanout.FULL
+            ),
+        }
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -273,7 +249,7 @@ def run(plan: Plan, backend: str, progress: tqdm[Any]) -> dict[str, Any]:
     }
     started = time.perf_counter()
     progress.set_description("cold start")
-    results["imports"] = import_times(plan.import_repeats)
+    results.update(cold(quick=plan == QUICK))
     progress.update()
     progress.set_description("posting: CPU per post")
     results["posting"] = posting.measure_posting(posting.QUICK if plan == QUICK else posting.FULL)
@@ -530,7 +506,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="N=1,000 only, fewer levels")
     parser.add_argument("--backend", choices=["dynalite", "moto"], default="dynalite")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--cold-start", action="store_true", help="the cold-start figures alone: cold_start.md"
+    )
+    parser.add_argument("--profile", action="store_true", help="with --cold-start: cProfile tops")
     args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the moto server's request log
+    if args.cold_start:
+        from benchmarks.report import write_cold_start
+
+        results = {"machine": machine(), **cold(quick=args.quick)}
+        print(write_cold_start(results, args.out, quick=args.quick))
+        if args.profile:
+            profiles = {
+                **results["cold_start"]["profile"],
+                "fanout": results["cold_fanout"]["profile"],
+            }
+            for side in ("connect", "plain", "fanout"):
+                print(f"## cProfile: {side}\n\n{profiles[side]['profile']}")
+        return 0
     plan = QUICK if args.quick else FULL
     steps = 5 + len(plan.concurrencies)
     for n in plan.sizes:
