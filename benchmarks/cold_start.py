@@ -47,7 +47,7 @@ from fanout_core.table import create_table
 
 TARGET_IMPORT = 1.15  # import fanout_core.handlers / import boto3
 TARGET_CONNECT = 1.3  # a first $connect / a plain boto3 handler's first write
-LIBRARY = ("fanout_core", "strategies")
+LIBRARY = "fanout_core"
 DOMAIN = "abcd123456.execute-api.us-east-1.amazonaws.com"
 
 
