@@ -47,10 +47,12 @@ __all__ = [
 _ERRORS = "fanout_core.errors"
 _STORE = "fanout_core.store"
 # Imported on first use: every module of the package imports this one first, and a
-# light one (a poster, the store) must not bring the whole fan-out along.
+# light one (a poster, the store) must not bring the whole fan-out along (nor, for
+# __version__, importlib.metadata).
 __getattr__, __dir__ = _lazy_exports(
     __name__,
     {
+        "__version__": "fanout_core._version",
         "Audience": "fanout_core.audience",
         "ConfigError": _ERRORS,
         "ConnectionStore": _STORE,

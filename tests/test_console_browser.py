@@ -36,7 +36,7 @@ def chromium_path() -> str:
 @pytest.fixture(scope="module")
 def console_url() -> Iterator[str]:
     """`fanout serve` on a free port, in its own process, as a developer runs it."""
-    yield from started("serve", "--port", "0")
+    yield from started("serve", "--port", "0", "--management-port", "0", "--dynamodb-port", "0")
 
 
 def started(*command: str) -> Iterator[str]:

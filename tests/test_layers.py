@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lower first. Within delivery: the contract and its helpers, then the poster, then the
 # Deliverer that uses both.
 LAYERS: list[tuple[str, ...]] = [
-    ("_lazy", "errors", "config", "keys", "ranges", "audience", "message"),
+    ("_lazy", "_version", "errors", "config", "keys", "ranges", "audience", "message"),
     ("models", "result", "policy"),
     (
         "delivery.backoff",

@@ -238,6 +238,8 @@ def test_fanout_serve_command_on_dynalite(dynalite_url: str) -> None:
             "serve",
             "--port",
             "0",
+            "--management-port",
+            "0",
             "--dynamodb-endpoint",
             dynalite_url,
         ],

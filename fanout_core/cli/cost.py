@@ -63,19 +63,23 @@ def add_cost_command(subparsers: Any) -> argparse.ArgumentParser:
         "requests, SQS requests. Prices: us-east-1 on demand, without free tiers "
         "(fanout_core/cost.py cites them).",
     )
-    parser.add_argument("--connections", type=positive_int, required=True, metavar="N")
+    parser.add_argument(
+        "--connections", type=positive_int, required=True, metavar="N", help="live connections"
+    )
     parser.add_argument(
         "--room-size", type=positive_int, required=True, metavar="K", help="members per room"
     )
-    parser.add_argument("--messages-per-day", type=non_negative, required=True, metavar="M")
-    parser.add_argument("--everyone", action="store_true", help="each message to everyone")
-    parser.add_argument("--frame-bytes", type=positive_int, default=200, help="default 200")
-    parser.add_argument("--concurrency", type=positive_int, default=32, help="default 32")
-    parser.add_argument("--post-latency-ms", type=non_negative, default=20.0, help="default 20")
     parser.add_argument(
-        "--post-cpu-ms", type=non_negative, default=0.2, help="CPU per post (default 0.2)"
+        "--messages-per-day", type=non_negative, required=True, metavar="M", help="published"
     )
-    parser.add_argument("--lambda-memory-mb", type=positive_int, default=256, help="default 256")
+    parser.add_argument("--everyone", action="store_true", help="each message to everyone")
+    parser.add_argument("--frame-bytes", type=positive_int, default=200, help="bytes per frame")
+    parser.add_argument("--concurrency", type=positive_int, default=32, help="posts in flight")
+    parser.add_argument(
+        "--post-latency-ms", type=non_negative, default=20.0, help="a post's round trip"
+    )
+    parser.add_argument("--post-cpu-ms", type=non_negative, default=0.2, help="CPU per post")
+    parser.add_argument("--lambda-memory-mb", type=positive_int, default=256, help="MB")
     parser.add_argument("--segments", type=positive_int, default=4, help="parallel_scan's")
     parser.add_argument(
         "--rate-limit", action="store_true", help="with FANOUT_RATE_LIMIT: a write per send"

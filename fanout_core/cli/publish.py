@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -67,7 +68,9 @@ def _members(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_publish_commands(subparsers: Any) -> None:
+def add_publish_commands(
+    subparsers: Any, add_env_file_option: Callable[[argparse.ArgumentParser], None]
+) -> None:
     """Add ``fanout publish`` and ``fanout members``."""
     publish: argparse.ArgumentParser = subparsers.add_parser(
         "publish",
@@ -78,7 +81,7 @@ def add_publish_commands(subparsers: Any) -> None:
         "AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI, ...).",
     )
     audience = publish.add_mutually_exclusive_group(required=True)
-    audience.add_argument("--room", metavar="ROOM")
+    audience.add_argument("--room", metavar="ROOM", help="every member of the room")
     audience.add_argument("--user", metavar="PRINCIPAL", help="every live connection of a user")
     audience.add_argument(
         "--connection",
@@ -87,8 +90,8 @@ def add_publish_commands(subparsers: Any) -> None:
         action="extend",
         help="connection ids: several after one flag, or the flag repeated",
     )
-    audience.add_argument("--everyone", action="store_true")
-    publish.add_argument("--event", default="message", help="the event name (default message)")
+    audience.add_argument("--everyone", action="store_true", help="every live connection")
+    publish.add_argument("--event", default="message", help="the frame's event name")
     publish.add_argument(
         "--id",
         metavar="KEY",
@@ -109,9 +112,13 @@ def add_publish_commands(subparsers: Any) -> None:
         help="the payload, as JSON; - reads it from stdin, @FILE from a file",
     )
     publish.set_defaults(run=_publish)
+    add_env_file_option(publish)
     members: argparse.ArgumentParser = subparsers.add_parser(
         "members",
         help="the live connections of a room and their principals, one JSON line each",
+        description="Print each live connection of ROOM and its principal as a JSON line: "
+        '{"connection_id": ..., "principal": ...}. Settings from the environment, as publish.',
     )
-    members.add_argument("room", metavar="ROOM")
+    members.add_argument("room", metavar="ROOM", help="the room's name, e.g. lobby")
     members.set_defaults(run=_members)
+    add_env_file_option(members)

@@ -89,7 +89,7 @@ def add_simulate_command(subparsers: Any) -> argparse.ArgumentParser:
         "messages, and marks a sending invocation past 29 s (API Gateway's integration "
         "timeout) or 15 min (Lambda's limit). docs/simulator.md names every figure's source.",
     )
-    parser.add_argument("--connections", type=positive_int, metavar="N")
+    parser.add_argument("--connections", type=positive_int, metavar="N", help="live connections")
     audience = parser.add_mutually_exclusive_group()
     audience.add_argument("--room-size", type=positive_int, metavar="K", help="members")
     audience.add_argument("--everyone", action="store_true", help="a message to everyone")
@@ -103,19 +103,27 @@ def add_simulate_command(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--memory-mb", type=positive_int, help="Lambda memory (default 256)")
     parser.add_argument("--concurrency", type=positive_int, help="posts in flight (default 32)")
-    parser.add_argument("--post-latency-ms", type=non_negative, help="a post's round trip (20)")
-    parser.add_argument("--post-cpu-ms", type=non_negative, help="CPU per post at 1 vCPU (0.2)")
     parser.add_argument(
-        "--max-posts-per-second", type=positive_int, help="FANOUT_MAX_POSTS_PER_SECOND"
+        "--post-latency-ms", type=non_negative, help="a post's round trip (default 20)"
     )
     parser.add_argument(
-        "--max-workers", type=positive_int, help="the SQS mapping's MaximumConcurrency"
+        "--post-cpu-ms", type=non_negative, help="CPU per post at 1 vCPU (default 0.2)"
+    )
+    parser.add_argument(
+        "--max-posts-per-second",
+        type=positive_int,
+        help="FANOUT_MAX_POSTS_PER_SECOND (default: no cap)",
+    )
+    parser.add_argument(
+        "--max-workers",
+        type=positive_int,
+        help="the SQS mapping's MaximumConcurrency (default: none)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, help="the SQS mapping's BatchSize (default 10)"
     )
     parser.add_argument(
-        "--account-rate", type=positive_int, help="API Gateway's account rate (10,000)"
+        "--account-rate", type=positive_int, help="API Gateway's account rate (default 10,000)"
     )
     parser.add_argument(
         "--no-adaptive", action="store_true", help="without the adaptive window (AIMD)"

@@ -7,15 +7,15 @@ variables a deployment would (table, endpoints, queue) for this process while it
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import socket
-import uuid
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Self
 
-from fanout_core.config import FanoutConfig
+from fanout_core.config import FanoutConfig, is_loopback
 from fanout_core.local.authorizer import Authorizer, load_callable
 from fanout_core.local.gateway import (
     IDLE_TIMEOUT,
@@ -27,12 +27,36 @@ from fanout_core.local.gateway import (
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.local.sqs_pump import SqsEventSource
 
+# Local endpoints take any key: these stand in for a bare machine's missing ones.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+
+class PortInUseError(OSError):
+    """A port ``fanout serve`` was asked to listen on is taken (``what``: the option's name)."""
+
+    def __init__(self, what: str, host: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"{host}:{port} is already in use")
+        self.what = what
+        self.host = host
+        self.port = port
+
+
+def claim_port(what: str, host: str, port: int) -> None:
+    """Raise PortInUseError if something listens on ``host:port`` (0: any free, never taken).
+
+    Bound as the servers bind (SO_REUSEADDR), so a previous run's closing sockets do not count.
+    """
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUseError(what, host, port) from None
+            raise
 
 
 class LocalDeployment:
@@ -44,6 +68,7 @@ class LocalDeployment:
         host: str = "127.0.0.1",
         port: int = 0,
         management_port: int = 0,
+        dynamodb_port: int = 0,
         stage: str = "local",
         handlers: str = "fanout_core.handlers",
         dynamodb_endpoint: str | None = None,
@@ -69,6 +94,7 @@ class LocalDeployment:
         # MODULE:FUNCTION, loaded now: a typo fails before anything starts.
         self.authorizer = load_callable(authorizer) if isinstance(authorizer, str) else authorizer
         self.port = port
+        self.dynamodb_port = dynamodb_port  # the embedded moto server's (0: any free)
         self.stage = stage
         self.handlers_module = handlers
         self.dynamodb_endpoint = dynamodb_endpoint or os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
@@ -92,18 +118,31 @@ class LocalDeployment:
         assert self.gateway is not None
         return self.gateway.url
 
-    def environment(self) -> str:
-        """The variables backend code needs to publish here, as ``NAME=value`` words."""
+    def variables(self) -> dict[str, str]:
+        """The variables backend code needs to publish here, in the order they are printed.
+
+        AWS credentials appear only for local endpoints, and only as ``local`` ones (they
+        accept any key): the shell's own are never printed.
+        """
         names = ["FANOUT_TABLE", "FANOUT_STRATEGY", "FANOUT_QUEUE_URL", "AWS_DEFAULT_REGION"]
         names += ["FANOUT_PRESENCE_EVENTS"]  # publishes announce leaves found on a 410
         names += ["FANOUT_HISTORY_SECONDS", "FANOUT_HISTORY_MAX"]  # publishes number, keep
         names += ["FANOUT_DEDUP_SECONDS"]  # a publish's idempotency key lasts as the handlers'
-        names += ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
-        names += [f"AWS_ENDPOINT_URL_{s}" for s in ("DYNAMODB", "SQS", "APIGATEWAYMANAGEMENTAPI")]
+        endpoints = [
+            f"AWS_ENDPOINT_URL_{s}" for s in ("DYNAMODB", "SQS", "APIGATEWAYMANAGEMENTAPI")
+        ]
         assert self.config is not None
         values = {**os.environ, "FANOUT_TABLE": self.config.table}
         values["FANOUT_STRATEGY"] = self.config.strategy
-        return " ".join(f"{name}={values[name]}" for name in names if values.get(name))
+        variables = {name: values[name] for name in names if values.get(name)}
+        urls = {name: values[name] for name in endpoints if values.get(name)}
+        if all(is_loopback(url) for url in urls.values()):
+            variables.update(LOCAL_CREDENTIALS)
+        return {**variables, **urls}
+
+    def environment(self) -> str:
+        """``variables()`` as ``NAME=value`` words, for an ``export`` line."""
+        return " ".join(f"{name}={value}" for name, value in self.variables().items())
 
     @property
     def management_url(self) -> str:
@@ -120,11 +159,14 @@ class LocalDeployment:
 
             # Its request log would bury what the server prints.
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
-
-            port = _free_port()
-            self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+            # Its thread would wait forever on a port that is taken: look first.
+            claim_port("dynamodb_port", "127.0.0.1", self.dynamodb_port)
+            self._moto = ThreadedMotoServer(
+                ip_address="127.0.0.1", port=self.dynamodb_port, verbose=False
+            )
             self._moto.start()
-            self.moto_url = f"http://127.0.0.1:{port}"
+            host, port = self._moto.get_host_and_port()
+            self.moto_url = f"http://{host}:{port}"
         return self.moto_url
 
     def _prepare_data(self) -> None:
@@ -133,8 +175,8 @@ class LocalDeployment:
 
         if not os.environ.get("AWS_ACCESS_KEY_ID"):
             # Local endpoints accept any key; a bare laptop has none.
-            self._setenv("AWS_ACCESS_KEY_ID", "local")
-            self._setenv("AWS_SECRET_ACCESS_KEY", "local")
+            for name, value in LOCAL_CREDENTIALS.items():
+                self._setenv(name, value)
         if not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
             self._setenv("AWS_DEFAULT_REGION", "us-east-1")
         if self.table:
@@ -152,8 +194,9 @@ class LocalDeployment:
             sqs_url = os.environ.get("AWS_ENDPOINT_URL_SQS") or self._start_moto()
             self._setenv("AWS_ENDPOINT_URL_SQS", sqs_url)
             client = boto3.client("sqs", endpoint_url=sqs_url, region_name=config.region)
+            # Named after the table, so the `export` line is the same on every run.
             self.queue_url = client.create_queue(
-                QueueName=f"fanout-{uuid.uuid4().hex[:8]}",
+                QueueName=f"{config.table}-tasks",
                 Attributes={"VisibilityTimeout": "5"},
             )["QueueUrl"]
             self._setenv("FANOUT_QUEUE_URL", self.queue_url)
@@ -164,6 +207,8 @@ class LocalDeployment:
 
     async def start(self) -> None:
         """Start the Management API, data, the WebSocket API and (sqs_batched) the worker."""
+        claim_port("port", self.host, self.port)  # before the slower parts start
+        claim_port("management_port", self.management.host, self.management.port)
         await self.management.start()
         await asyncio.to_thread(self._prepare_data)
         routes = routes_from_module(self.handlers_module)
@@ -286,35 +331,3 @@ class LocalDeployment:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-async def serve_forever(deployment: LocalDeployment, announce: Callable[[str], None]) -> None:
-    """Run until cancelled (Ctrl-C), announcing the URLs once ready."""
-    async with deployment:
-        assert deployment.config is not None
-        if deployment.console:
-            announce(f"console:        {deployment.console_url}")
-        announce(f"WebSocket API:  {deployment.ws_url}")
-        announce(f"Management API: {deployment.management_url}")
-        announce(f"DynamoDB:       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}")
-        announce(f"table:          {deployment.config.table}")
-        announce(f"strategy:       {deployment.config.strategy}")
-        if deployment.authorizer is not None:
-            announce(f"authorizer:     {getattr(deployment.authorizer, '__qualname__', '?')}")
-        announce(f"policy:         {deployment.config.policy}")
-        if deployment.config.rate_limit is not None:
-            announce(f"rate limit:     {deployment.config.rate_limit} per connection")
-        if deployment.config.history_seconds:
-            config = deployment.config
-            announce(
-                f"history:        {config.history_seconds} s, up to {config.history_max} "
-                "frames per room (resume with the history action)"
-            )
-        if deployment.config.presence_events:
-            announce("presence:       events on (presence.join, presence.leave)")
-        if deployment.queue_url:
-            announce(f"SQS queue:      {deployment.queue_url}")
-        announce("to publish from another shell (fanout publish, or Fanout.from_env()):")
-        announce(f"  export {deployment.environment()}")
-        announce("ready")
-        await asyncio.Event().wait()
