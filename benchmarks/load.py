@@ -84,7 +84,8 @@ class Server:
     def __init__(self, dynamodb: str, strategy: str, handlers: str) -> None:
         script = Path(sys.executable).parent / "fanout"
         command = [str(script)] if script.exists() else [sys.executable, "-m", "fanout_core.cli"]
-        command += ["serve", "--port", "0", "--dynamodb-endpoint", dynamodb]
+        command += ["serve", "--port", "0", "--management-port", "0"]
+        command += ["--dynamodb-endpoint", dynamodb]
         command += ["--strategy", strategy, "--handlers", handlers]
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
