@@ -2,7 +2,7 @@
 
 N real WebSocket clients connect, M messages are sent and delivered, the last client
 drops without telling, and a closing message's fan-out meets its 410 GoneException and
-deletes its row. Every stage shows the wire, the Lambda that ran, the table and the inboxes.
+deletes its rows. Every stage shows the wire, the Lambda that ran, the table and the inboxes.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class Demo:
         # Under a policy, clients sign in (a principal, rooms: lobby) and talk in the lobby.
         self.policy = (settings or {}).get("FANOUT_POLICY")
         self.room = DEMO_ROOM if self.policy else None
-        # N connects, a send and a delivery stage per message, then drop, 410, self-clean;
+        # N connects, a send and a delivery stage per message, then drop, 410, clean-up;
         # under a policy, a join it denies.
         self.total = connect + 2 * send + 3 + (1 if self.policy else 0)
         self.lambdas: list[str] = []
@@ -129,45 +129,37 @@ class Demo:
         assert self.deployment.config is not None
         rows = ConnectionStore(self.deployment.config).rows()
         table = Table(
-            title="Connections · ddb · table · pk:CONN#connectionId",
+            title=f"DynamoDB table {self.deployment.config.table}: its rows",
             title_justify="left",
             expand=False,
         )
-        for column in ("client", "pk", "sk", "type", "connected / expires"):
-            table.add_column(column)
+        for column in ("client", "pk", "sk", "type", "connected at", "expires at"):
+            table.add_column(column, no_wrap=column in ("connected at", "expires at"))
         for row in sorted(rows, key=lambda r: (r.pk, r.sk)):
             name = self._name(row.connection_id)
             live = any(c.live and c.name == name for c in self.clients)
             connected = getattr(row, "connected_at", None)
-            when = (
-                datetime.fromtimestamp(connected / 1000).strftime("ts=%H:%M:%S")
-                if connected
-                else ""
-            )
-            when += f" ttl={datetime.fromtimestamp(row.expires_at).strftime('%H:%M')}"
             table.add_row(
                 name if live else f"{name} (dropped)",
                 row.pk,
                 row.sk,
                 str(row.get_attributes()["item_type"].serialize(type(row))),
-                when,
+                datetime.fromtimestamp(connected / 1000).strftime("%H:%M:%S") if connected else "",
+                # DynamoDB's TTL deletes the row some time after this clock time.
+                datetime.fromtimestamp(row.expires_at).strftime("%H:%M:%S"),
             )
         if not rows:
-            table.add_row("(empty)", "", "", "", "")
+            table.add_row("(empty)", "", "", "", "", "")
         return table
 
     def _inboxes(self, title: str = "clients") -> Table:
         table = Table(title=title, title_justify="left", expand=False)
-        for column in ("client", "state", "url", "inbox"):
+        for column in ("client", "state", "inbox"):
             table.add_column(column)
         for client in self.clients:
             messages = [f"{self._name(f['from'])}: {f['body']}" for f in client.inbox]
-            table.add_row(
-                client.name,
-                "open" if client.live else "dropped",
-                self.deployment.ws_url,
-                "\n".join(messages) or "(empty)",
-            )
+            state = "open" if client.live else "dropped"
+            table.add_row(client.name, state, "\n".join(messages) or "(empty)")
         return table
 
     def _show(
@@ -180,7 +172,7 @@ class Demo:
     ) -> None:
         self.step += 1
         self.console.rule(f"step {self.step} / {self.total}")
-        wire_text = Text("// what's on the wire right now\n", style="dim")
+        wire_text = Text("// on the wire\n", style="dim")
         wire_text.append(f"▸ {wire}", style="bold cyan")
         lambda_text = Text("// the Lambda that ran\n", style="dim")
         lambda_text.append(lambda_line, style="bold magenta")
@@ -211,10 +203,10 @@ class Demo:
     def _lambda_line(self, since: int) -> str:
         ran = self.lambdas[since:]
         if not ran:
-            return "lambda · none ran"
+            return "no Lambda ran"
         names = {route: handler.__name__ for route, handler in handlers.ROUTES.items()}
-        return "lambda · " + ", ".join(
-            f"{route} → fanout_core.handlers.{names.get(route, route)}" for route in ran
+        return "route " + ", ".join(
+            f"{route} → Lambda fanout_core.handlers.{names.get(route, route)}" for route in ran
         )
 
     # -- stages -------------------------------------------------------------------------
@@ -230,7 +222,7 @@ class Demo:
         client = DemoClient(name, websocket, self.deployment.gateway.opened[opened])
         client.reader = asyncio.create_task(client.read())
         self.clients.append(client)
-        self._show(f"{name} → APIGW.WS · CONNECT", self._lambda_line(before))
+        self._show(f"{name} connects to API Gateway's WebSocket API", self._lambda_line(before))
 
     async def _send(self, sender: DemoClient, text: str) -> list[DemoClient]:
         before = len(self.lambdas)
@@ -238,15 +230,15 @@ class Demo:
         audience = [c for c in self.clients if c.live]
         body = {"action": "sendMessage", "text": text, **({"room": self.room} if self.room else {})}
         # The posts land while the Lambda runs; this stage shows the inboxes before them.
-        inboxes = self._inboxes("clients · before delivery")
+        inboxes = self._inboxes("clients, before delivery")
         await sender.websocket.send(json.dumps(body))
         for client in audience:
             client.expected.append(text)
         strategy = self.deployment.config.strategy if self.deployment.config else ""
         await self._settle(lambda: len(self.lambdas) > before, "the sendMessage Lambda")
         self._show(
-            f"{sender.name} → APIGW.WS · sendMessage {json.dumps(body)}",
-            self._lambda_line(before) + f" · fan-out ({strategy})",
+            f"{sender.name} → API Gateway: {json.dumps(body)}",
+            self._lambda_line(before) + f", which fans out ({strategy})",
             inboxes=inboxes,
         )
         return audience
@@ -256,7 +248,7 @@ class Demo:
         for cid, status in self.posts:
             label = {200: "200", 410: "410 GoneException"}.get(status, str(status))
             parts.append(f"{self._name(cid)} {label}")
-        return "APIGW.WS → " + (", ".join(parts) or "(no posts)") + " · postToConnection"
+        return "API Gateway → " + (", ".join(parts) or "(no posts)") + " (postToConnection)"
 
     async def _deliver(self, audience: list[DemoClient]) -> None:
         await self._settle(
@@ -278,7 +270,7 @@ class Demo:
         )
         self._show(
             f"{client.name} ✕ drops without telling (no close frame, no $disconnect)",
-            self._lambda_line(before) + " · its row stays behind",
+            f"{self._lambda_line(before)}: its rows stay behind",
         )
 
     async def _closing(self, sender: DemoClient, gone: DemoClient) -> None:
@@ -290,7 +282,7 @@ class Demo:
             body["room"] = self.room
         for client in audience:
             client.expected.append(body["text"])
-        # The self-clean happens inside this Lambda run; the next stage shows the table after.
+        # The clean-up happens inside this Lambda run; the next stage shows the table after.
         rows = self._rows_table()
         await sender.websocket.send(json.dumps(body))
         await self._settle(
@@ -301,8 +293,8 @@ class Demo:
             "the 410 GoneException",
         )
         self._show(
-            f"{sender.name} → APIGW.WS · sendMessage {json.dumps(body)}\n  {self._posts_line()}",
-            self._lambda_line(before) + f" · fan-out meets 410 for {gone.name}",
+            f"{sender.name} → API Gateway: {json.dumps(body)}\n  {self._posts_line()}",
+            self._lambda_line(before) + f", whose fan-out gets a 410 for {gone.name}",
             rows=rows,
         )
 
@@ -322,8 +314,8 @@ class Demo:
             else "allowed: this policy lets it join"
         )
         self._show(
-            f"{client.name} → APIGW.WS · joinRoom {json.dumps(body)}\n  ← {said}",
-            self._lambda_line(before) + f" · the policy ({self.policy}) is asked first",
+            f"{client.name} → API Gateway: {json.dumps(body)}\n  ← {said}",
+            self._lambda_line(before) + f": the policy ({self.policy}) is asked first",
         )
 
     async def run(self) -> int:
@@ -331,10 +323,14 @@ class Demo:
         async with self.deployment:
             self.deployment.management.on_post = self._on_post
             assert self.deployment.config is not None
+            plural = "" if self.m == 1 else "s"
             self.console.print(
-                f"[bold]fanout demo[/bold] · {self.n} clients · {self.m} message(s) · "
-                f"strategy {self.deployment.config.strategy} · "
-                f"{self.deployment.ws_url} · Management API {self.deployment.management_url}"
+                f"[bold]fanout demo[/bold]: {self.n} clients, {self.m} message{plural}, "
+                f"strategy {self.deployment.config.strategy}"
+            )
+            self.console.print(
+                f"WebSocket API {self.deployment.ws_url}\n"
+                f"Management API {self.deployment.management_url}"
             )
             for index in range(self.n):
                 await self._connect(index)
@@ -350,24 +346,24 @@ class Demo:
             if survivors:
                 await self._closing(survivors[0], gone)
             else:
-                self._show("(no client left to send)", "(none)")
+                self._show("(no client left to send)", "no Lambda ran")
             from fanout_core.store import ConnectionStore
 
             store = ConnectionStore(self.deployment.config)
             await self._settle(
                 lambda: all(r.connection_id != gone.connection_id for r in store.rows()),
-                "the self-clean",
+                "the clean-up",
             )
             self._show(
-                f"410 GoneException for {gone.name} → delete its row and memberships",
-                "lambda · the fan-out that met the 410 deleted the gone connection (self-clean)",
+                f"410 GoneException for {gone.name} → its connection row and memberships deleted",
+                f"the fan-out that got the 410 deleted {gone.name}'s rows: no $disconnect needed",
             )
             for client in self.clients:
                 got = [f["body"] for f in client.inbox]
                 if got != client.expected:
                     self.problems.append(f"{client.name} got {got}, expected {client.expected}")
             if any(r.connection_id == gone.connection_id for r in store.rows()):
-                self.problems.append(f"{gone.name}'s row was left behind")
+                self.problems.append(f"{gone.name}'s rows were left behind")
             for client in survivors:
                 await client.websocket.close()
             for client in self.clients:
@@ -378,8 +374,8 @@ class Demo:
                 self.console.print(f"[bold red]✗ {problem}[/bold red]")
             return 1
         self.console.print(
-            f"[bold green]✓ every inbox got every message; {self.clients[-1].name}'s gone row "
-            "was cleaned up[/bold green]"
+            f"[bold green]✓ every inbox got every message; {self.clients[-1].name}'s rows "
+            "were cleaned up[/bold green]"
         )
         return 0
 
