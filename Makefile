@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: test test-thorough test-browser demo lint bench bench-quick bench-load clean
+.PHONY: test test-ci test-thorough test-browser demo lint bench bench-quick bench-load clean package
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ node_modules/.stamp: package.json package-lock.json
 test: $(VENV)/.stamp-dev node_modules/.stamp
 	$(PY) -m pytest -n 2
 
+# CI: make test, then the tests marked `ci` (too slow for make test, or they fetch from the
+# package index).
+test-ci: test
+	$(PY) -m pytest -n 2 -m ci
+
 test-thorough: $(VENV)/.stamp-dev node_modules/.stamp
 	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest --hypothesis-show-statistics
 
@@ -59,6 +64,11 @@ lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+# What Lambda runs: build/lambda/function/ (template.yaml's CodeUri) and build/lambda/layer.zip,
+# without boto3 (the runtime's); prints their sizes.
+package: $(VENV)/.stamp-dev
+	$(PY) -m fanout_core.deploy.package
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis

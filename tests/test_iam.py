@@ -15,6 +15,8 @@ import pytest
 
 from fanout_core import handlers
 from fanout_core.config import RateLimit
+from fanout_core.deploy.permissions import PUBLISHER as PUBLISHER_ACTIONS
+from fanout_core.deploy.permissions import grants
 from fanout_core.fanout import Fanout
 from fanout_core.local.management_api import LocalManagementApi
 from tests.support.backends import STRATEGIES, Backend
@@ -22,7 +24,6 @@ from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.support.harness import Chat, make_chat
 from tests.support.strategy_classes import SqsBatched
-from tests.test_template import PUBLISHER_ACTIONS, expected_actions
 
 # Calls the event source mapping makes for the worker, not the worker's own code.
 _SQS_ACTION = {"SendMessageBatch": "SendMessage", "SendMessage": "SendMessage"}
@@ -124,7 +125,7 @@ def test_handlers_call_only_what_their_policy_allows(
     assert recorder.run("sweep", {}) == {"connections": 1, "memberships": 1}
 
     recorder.calls.pop("", None)  # the test's own reads
-    expected = expected_actions(presence_events=extras, rate_limit=extras, history=extras)
+    expected = grants(presence_events=extras, rate_limit=extras, history=extras)
     for handler, calls in recorder.calls.items():
         allowed = expected[handler]
         for action, on_index in calls:

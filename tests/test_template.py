@@ -15,7 +15,6 @@ import inspect
 import io
 import json
 import re
-import tomllib
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,152 +36,27 @@ from fanout_core import config as defaults
 from fanout_core import cost, keys
 from fanout_core import handlers as library_handlers
 from fanout_core.config import FanoutConfig
+from fanout_core.deploy import package, permissions
 from fanout_core.errors import ConfigError
 from fanout_core.strategy import BUILTIN_STRATEGIES
 from fanout_core.table import create_table, describe_table
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
-BUILD_MANIFEST = ROOT / "deploy" / "requirements.txt"
 REGION = "us-east-1"
 HANDLER_PREFIX = "fanout_core.handlers."
 # What `sam package` would upload; moto's Lambda reads the code from its S3.
 ARTIFACT_BUCKET = "fanout-artifacts"
 ARTIFACT_KEY = "fanout.zip"
 
-# Route key -> handler function in fanout_core.handlers, as the library wires them.
-ROUTES = {route: handler.__name__ for route, handler in library_handlers.ROUTES.items()}
-# Routes whose answer goes back to the client (a $default route response).
-ONE_WAY_ROUTES = {"$connect", "$disconnect"}
+# Route key -> handler function in fanout_core.handlers, as every deployment wires them.
+ROUTES = permissions.ROUTES
+# Routes whose answer does not go back to the client (no $default route response).
+ONE_WAY_ROUTES = permissions.ONE_WAY_ROUTES
 
-TABLE = frozenset({"table"})
-TABLE_AND_INDEX = frozenset({"table", "index"})
-QUEUE = frozenset({"queue"})
-CONNECTIONS = frozenset({"connections"})
+EXPECTED_ACTIONS = permissions.BASE
+PUBLISHER_ACTIONS = permissions.PUBLISHER
 
-# Least privilege: handler -> IAM action -> the resources it is allowed on. Exactly the
-# calls each handler makes (through PynamoDB, boto3's SQS and Management API clients).
-EXPECTED_ACTIONS: dict[str, dict[str, frozenset[str]]] = {
-    "connect": {
-        "dynamodb:BatchWriteItem": TABLE,
-        "dynamodb:DeleteItem": TABLE,  # rollback of a failed connect
-    },
-    "disconnect": {
-        "dynamodb:DeleteItem": TABLE,
-        "dynamodb:Query": TABLE,
-        "dynamodb:BatchWriteItem": TABLE,
-    },
-    "send_message": {
-        "dynamodb:GetItem": TABLE,  # the sender's membership; a duplicate's first message
-        "dynamodb:PutItem": TABLE,  # an idempotency key ("id"); a frame, history on
-        "dynamodb:Query": TABLE_AND_INDEX,  # gsi_query, sqs_batched; 410 cleanup
-        "dynamodb:Scan": TABLE,  # full_scan, parallel_scan
-        "dynamodb:DeleteItem": TABLE,  # 410 cleanup
-        "dynamodb:BatchWriteItem": TABLE,  # 410 cleanup
-        "sqs:SendMessage": QUEUE,  # sqs_batched (SendMessageBatch)
-        "execute-api:ManageConnections": CONNECTIONS,
-    },
-    "join_room": {
-        "dynamodb:GetItem": TABLE,
-        "dynamodb:PutItem": TABLE,
-        "dynamodb:DeleteItem": TABLE,
-    },
-    "leave_room": {"dynamodb:DeleteItem": TABLE},
-    "ping": {"dynamodb:UpdateItem": TABLE, "dynamodb:Query": TABLE},
-    "default": {},
-    "sqs_worker": {
-        "sqs:ReceiveMessage": QUEUE,  # the event source mapping
-        "sqs:DeleteMessage": QUEUE,
-        "sqs:GetQueueAttributes": QUEUE,
-        "dynamodb:DeleteItem": TABLE,  # 410 cleanup
-        "dynamodb:Query": TABLE_AND_INDEX,  # a read task's page (index); 410 cleanup (table)
-        "dynamodb:BatchWriteItem": TABLE,
-        "sqs:SendMessage": QUEUE,  # the next page's task, post batches, requeued posts
-        "execute-api:ManageConnections": CONNECTIONS,
-    },
-    "sweep": {
-        "dynamodb:Scan": TABLE,
-        "dynamodb:DeleteItem": TABLE,
-        "dynamodb:Query": TABLE,
-        "dynamodb:BatchWriteItem": TABLE,
-    },
-    "history": {
-        "dynamodb:GetItem": TABLE,  # the caller's membership, the room's counter
-        "dynamodb:Query": TABLE,  # the room's frames; 410 cleanup
-        "dynamodb:DeleteItem": TABLE,  # 410 cleanup
-        "dynamodb:BatchWriteItem": TABLE,
-        "execute-api:ManageConnections": CONNECTIONS,
-    },
-    "presence": {
-        "dynamodb:GetItem": TABLE,  # the caller's membership
-        "dynamodb:Query": TABLE_AND_INDEX,  # the room's members; 410 cleanup
-        "dynamodb:BatchGetItem": TABLE,  # their principals
-        "dynamodb:DeleteItem": TABLE,  # 410 cleanup
-        "dynamodb:BatchWriteItem": TABLE,
-        "execute-api:ManageConnections": CONNECTIONS,
-    },
-}
-
-# What the conditional statements add: a fan-out of presence.join / presence.leave from the
-# handlers that see someone join or leave (PresenceEvents=true), and the send bucket
-# (RateLimit set).
-FANOUT_ACTIONS: dict[str, frozenset[str]] = {
-    "dynamodb:Query": TABLE_AND_INDEX,
-    "dynamodb:Scan": TABLE,
-    "dynamodb:DeleteItem": TABLE,
-    "dynamodb:BatchWriteItem": TABLE,
-    "sqs:SendMessage": QUEUE,
-    "execute-api:ManageConnections": CONNECTIONS,
-}
-WITH_PRESENCE_EVENTS: dict[str, dict[str, frozenset[str]]] = {
-    **dict.fromkeys(("connect", "disconnect", "join_room", "leave_room"), FANOUT_ACTIONS),
-    "presence": {"dynamodb:Scan": TABLE, "sqs:SendMessage": QUEUE},
-    "history": {
-        "dynamodb:Scan": TABLE,
-        "dynamodb:Query": frozenset({"index"}),
-        "sqs:SendMessage": QUEUE,
-    },
-}
-WITH_RATE_LIMIT: dict[str, dict[str, frozenset[str]]] = {
-    "send_message": {"dynamodb:UpdateItem": TABLE},
-    "history": {"dynamodb:UpdateItem": TABLE},  # a resume takes a token too
-}
-WITH_HISTORY: dict[str, dict[str, frozenset[str]]] = {
-    "send_message": {"dynamodb:UpdateItem": TABLE},  # the room's sequence counter
-}
-
-
-def expected_actions(
-    *, presence_events: bool, rate_limit: bool, history: bool = False
-) -> dict[str, dict[str, frozenset[str]]]:
-    """EXPECTED_ACTIONS with what the three settings add."""
-    expected = {handler: dict(actions) for handler, actions in EXPECTED_ACTIONS.items()}
-    for on, extra in (
-        (presence_events, WITH_PRESENCE_EVENTS),
-        (rate_limit, WITH_RATE_LIMIT),
-        (history, WITH_HISTORY),
-    ):
-        for handler, actions in extra.items() if on else ():
-            for action, resources in actions.items():
-                expected[handler][action] = expected[handler].get(action, frozenset()) | resources
-    return expected
-
-
-# What a function of the user's may do with PublisherPolicy: what Fanout.publish (every
-# strategy, every audience, 410 cleanup), members and disconnect_user call.
-PUBLISHER_ACTIONS: dict[str, frozenset[str]] = {
-    "dynamodb:Query": TABLE_AND_INDEX,  # rooms, users, everyone; 410 cleanup; history
-    "dynamodb:GetItem": TABLE,  # a duplicate's first message; a room's counter
-    "dynamodb:PutItem": TABLE,  # an idempotency key; a frame, history on
-    # A room's counter, history on: only the counters' partitions (keys.COUNTER_PREFIX).
-    "dynamodb:UpdateItem": frozenset({"table SEQ#*"}),
-    "dynamodb:Scan": TABLE,  # full_scan, parallel_scan
-    "dynamodb:BatchGetItem": TABLE,  # chosen connections, members' principals
-    "dynamodb:DeleteItem": TABLE,  # 410 cleanup, disconnect_user
-    "dynamodb:BatchWriteItem": TABLE,
-    "sqs:SendMessage": QUEUE,
-    "execute-api:ManageConnections": frozenset({"connections", "disconnections"}),
-}
 
 # The only resources a policy may name, as the template writes them.
 POLICY_RESOURCES: dict[str, Any] = {
@@ -348,9 +222,17 @@ def test_cfn_lint_reports_a_broken_template(tmp_path: Path) -> None:
 # -- the API: routes, integrations, permissions, stage ----------------------------------------
 
 
+def test_the_deployment_routes_are_the_librarys() -> None:
+    """fanout_core.deploy names the routes and handlers without importing the handlers."""
+    library = {route: handler.__name__ for route, handler in library_handlers.ROUTES.items()}
+    assert dict(ROUTES) == library
+    assert set(ROUTES) == {"$connect", "$disconnect", "$default", *library_handlers.ACTIONS}
+    assert set(permissions.BASE) == {*ROUTES.values(), permissions.WORKER, permissions.SWEEP}
+    assert library_handlers.__name__ == permissions.HANDLER_MODULE
+    assert callable(getattr(library_handlers, permissions.WEBSOCKET))
+
+
 def test_every_route_reaches_its_handler(transformed: dict[str, Any]) -> None:
-    handlers = importlib.import_module("fanout_core.handlers")
-    assert set(ROUTES) == {"$connect", "$disconnect", "$default", *handlers.ACTIONS}
 
     (api_id, api), *others = of_type(transformed, "AWS::ApiGatewayV2::Api").items()
     assert others == []
@@ -505,12 +387,11 @@ def test_sweep_runs_hourly(transformed: dict[str, Any]) -> None:
     assert functions[function_id] == "sweep"
 
 
-def test_build_manifest_is_the_runtime_dependencies() -> None:
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    lines = [line.strip() for line in BUILD_MANIFEST.read_text().splitlines()]
-    assert sorted(line for line in lines if line and not line.startswith("#")) == sorted(
-        project["dependencies"]
-    )
+def test_the_functions_deploy_the_packaged_artifact(source: dict[str, Any]) -> None:
+    """CodeUri is what `make package` builds (tests/test_package.py checks what is in it)."""
+    code_uri = source["Globals"]["Function"]["CodeUri"]
+    assert Path(code_uri) == package.DEFAULT_OUT / package.FUNCTION_DIR
+    assert source["Globals"]["Function"]["Runtime"] == f"python{package.PYTHON_VERSION}"
 
 
 # -- least privilege --------------------------------------------------------------------------
@@ -614,7 +495,7 @@ def test_presence_events_the_rate_limit_and_history_grant_exactly_what_they_call
     transformed: dict[str, Any], presence_events: bool, rate_limit: bool, history: bool
 ) -> None:
     settings = {"presence_events": presence_events, "rate_limit": rate_limit, "history": history}
-    assert granted_actions(transformed, **settings) == expected_actions(**settings)
+    assert granted_actions(transformed, **settings) == permissions.grants(**settings)
 
 
 def test_publisher_policy_allows_exactly_what_fanout_calls(transformed: dict[str, Any]) -> None:

@@ -59,27 +59,32 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_wheel(tmp_path_factory.mktemp("wheel"))
 
 
-@pytest.fixture(scope="module")
-def venv_python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A new venv with the wheel installed by pip; its python."""
-    home = tmp_path_factory.mktemp("venv")
+def venv_of(home: Path, *paths: Path) -> Path:
+    """A new venv without pip whose site-packages adds ``paths`` (a ``.pth``); its python."""
     subprocess.run(
         [sys.executable, "-m", "venv", "--without-pip", str(home)], check=True, timeout=120
     )
     python = home / "bin" / "python"
-    subprocess.run(
-        [*PIP, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    Path(site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    Path(site, "paths.pth").write_text("".join(f"{path}\n" for path in paths))
+    return python
+
+
+@pytest.fixture(scope="module")
+def venv_python(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A new venv with the wheel installed by pip, dependencies from this one; its python."""
+    python = venv_of(tmp_path_factory.mktemp("venv"), Path(sysconfig.get_paths()["purelib"]))
+    subprocess.run(
+        [*PIP, "--python", str(python), "install", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return python
 
 
