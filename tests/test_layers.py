@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runtime", "table", "sizes", "cost", "simulate"),
     ("fanout",),
     ("events", "handlers"),
-    ("cli", "local", "deploy"),
+    ("cli", "local", "deploy", "cdk"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 

@@ -401,8 +401,8 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _resource_name(value: Any) -> str:
-    for name, written in POLICY_RESOURCES.items():
+def _resource_name(value: Any, resources: dict[str, Any]) -> str:
+    for name, written in resources.items():
         if value == written:
             return name
     raise ValueError(f"a policy names a resource outside this stack's table/queue/API: {value}")
@@ -459,8 +459,14 @@ def granted_actions(
     return granted
 
 
-def statement_actions(statements: list[Any], where: str) -> dict[str, frozenset[str]]:
-    """Action -> resource names of Allow statements; anything else is refused."""
+def statement_actions(
+    statements: list[Any], where: str, resources: dict[str, Any] | None = None
+) -> dict[str, frozenset[str]]:
+    """Action -> resource names of Allow statements; anything else is refused.
+
+    ``resources``: name -> how the template writes it (default: POLICY_RESOURCES).
+    """
+    written = POLICY_RESOURCES if resources is None else resources
     actions: dict[str, set[str]] = {}
     for statement in statements:
         if statement.get("Effect") != "Allow" or not set(statement) <= {
@@ -471,16 +477,16 @@ def statement_actions(statements: list[Any], where: str) -> dict[str, frozenset[
             "Condition",
         }:
             raise ValueError(f"{where}: unexpected statement {statement}")
-        resources = {_resource_name(r) for r in _as_list(statement["Resource"])}
+        names = {_resource_name(r, written) for r in _as_list(statement["Resource"])}
         if "Condition" in statement:  # only a narrowing to partitions: "table SEQ#*"
             [(test, [(key, prefixes)])] = [
                 (t, list(c.items())) for t, c in statement["Condition"].items()
             ]
             if (test, key) != ("ForAllValues:StringLike", "dynamodb:LeadingKeys"):
                 raise ValueError(f"{where}: unexpected condition {statement['Condition']}")
-            resources = {f"{name} {','.join(prefixes)}" for name in resources}
+            names = {f"{name} {','.join(prefixes)}" for name in names}
         for action in _as_list(statement["Action"]):
-            actions.setdefault(action, set()).update(resources)
+            actions.setdefault(action, set()).update(names)
     return {action: frozenset(names) for action, names in actions.items()}
 
 

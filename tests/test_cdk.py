@@ -1,0 +1,364 @@
+"""fanout_core.cdk.FanoutWebSocket, synthesized offline (aws_cdk.assertions, Node).
+
+The construct must build what template.yaml builds: the same table, queues, routes and
+route responses, and, function by function, the same IAM statements for the same options
+(both come from fanout_core.deploy.permissions; here they are compared after synth). Synth
+takes seconds, so these run in make test-ci (marker ci).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aws_cdk as cdk
+import pytest
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Template
+
+from fanout_core.cdk import FanoutSettings, FanoutWebSocket
+from fanout_core.config import FanoutConfig
+from fanout_core.deploy import permissions
+from fanout_core.errors import ConfigError
+from tests.test_deploy_docs import code_block
+from tests.test_template import (
+    BASIC_EXECUTION_ROLE,
+    _source,
+    _transformed,
+    granted_actions,
+    of_type,
+    references,
+    statement_actions,
+)
+
+pytestmark = pytest.mark.ci
+
+RESOURCE_NAMES = ("table", "index", "queue", "connections", "disconnections")
+ALL_ON = FanoutSettings(
+    strategy="sqs_batched", presence_events=True, rate_limit="10/1", history_seconds=600
+)
+
+
+@dataclass(frozen=True)
+class Synth:
+    """A synthesized stack: its template, and how it writes each resource's ARN."""
+
+    template: dict[str, Any]
+    resources: dict[str, Any]
+    construct: FanoutWebSocket
+
+    def ref(self, name: str) -> dict[str, str]:
+        """A Ref to the table or queue the resource name ``name`` is the ARN of."""
+        return {"Ref": self.resources[name]["Fn::GetAtt"][0]}
+
+    def resource(self, logical_id: str) -> dict[str, Any]:
+        resource: dict[str, Any] = self.template["Resources"][logical_id]
+        return resource
+
+
+def synth(
+    code: Path, extra: Callable[[cdk.Stack, FanoutWebSocket], None] | None = None, **props: Any
+) -> Synth:
+    app = cdk.App()
+    stack = cdk.Stack(app, "Chat")
+    fanout = FanoutWebSocket(stack, "Fanout", code=lambda_.Code.from_asset(str(code)), **props)
+    if extra is not None:
+        extra(stack, fanout)
+    resources = {}
+    for name in RESOURCE_NAMES:
+        try:
+            resources[name] = stack.resolve(fanout.arn_of(name))
+        except ValueError:  # no queue without the worker
+            continue
+    return Synth(dict(Template.from_stack(stack).to_json()), resources, fanout)
+
+
+@pytest.fixture(scope="module")
+def code(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A code directory for the assets; what goes in it is tests/test_package.py's matter."""
+    path = tmp_path_factory.mktemp("code")
+    (path / "placeholder.txt").write_text("make package builds the real one\n")
+    return path
+
+
+def users_function(stack: cdk.Stack, name: str, handler: str) -> lambda_.Function:
+    """A function of the user's own, not fanout-core's."""
+    return lambda_.Function(
+        stack,
+        name,
+        runtime=lambda_.Runtime.PYTHON_3_12,
+        handler=handler,
+        code=lambda_.Code.from_inline("def handler(event, context): pass"),
+    )
+
+
+def add_publisher(stack: cdk.Stack, fanout: FanoutWebSocket) -> None:
+    fanout.grant_publish(users_function(stack, "Notify", "notify.handler"))
+
+
+@pytest.fixture(scope="module")
+def default(code: Path) -> Synth:
+    """sqs_batched (so the worker and queue, as in the template), a user's publisher."""
+    return synth(code, add_publisher, settings=FanoutSettings(strategy="sqs_batched"))
+
+
+@pytest.fixture(scope="module")
+def all_on(code: Path) -> Synth:
+    return synth(code, settings=ALL_ON)
+
+
+@pytest.fixture(scope="module")
+def single(code: Path) -> Synth:
+    """One function for every route, no worker, and a $connect authorizer of the user's."""
+    app = cdk.App()
+    stack = cdk.Stack(app, "Chat")
+    check = users_function(stack, "CheckToken", "auth.handler")
+    authorizer = authorizers.WebSocketLambdaAuthorizer(
+        "TokenAuthorizer", check, identity_source=["route.request.querystring.token"]
+    )
+    fanout = FanoutWebSocket(
+        stack,
+        "Fanout",
+        code=lambda_.Code.from_asset(str(code)),
+        functions="single",
+        connect_authorizer=authorizer,
+    )
+    resources = {n: stack.resolve(fanout.arn_of(n)) for n in RESOURCE_NAMES if n != "queue"}
+    return Synth(dict(Template.from_stack(stack).to_json()), resources, fanout)
+
+
+def fanout_functions(template: dict[str, Any]) -> dict[str, str]:
+    """Function logical id -> handler, for the library's handlers."""
+    prefix = f"{permissions.HANDLER_MODULE}."
+    return {
+        name: f["Properties"]["Handler"].removeprefix(prefix)
+        for name, f in of_type(template, "AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"].startswith(prefix)
+    }
+
+
+def role_grant(synth: Synth, function_id: str) -> dict[str, frozenset[str]]:
+    """What the function's role allows, by permissions resource name; logs only besides."""
+    template = synth.template
+    [(role_id, _)] = references(synth.resource(function_id)["Properties"]["Role"])
+    role = synth.resource(role_id)["Properties"]
+    managed = json.dumps(role.get("ManagedPolicyArns", []))
+    assert BASIC_EXECUTION_ROLE.split(":", 5)[-1] in managed
+    assert len(role["ManagedPolicyArns"]) == 1
+    assert "Policies" not in role
+    statements = [
+        statement
+        for policy in of_type(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    return statement_actions(statements, function_id, synth.resources)
+
+
+def grants_by_handler(synth: Synth) -> dict[str, dict[str, frozenset[str]]]:
+    return {h: role_grant(synth, f) for f, h in fanout_functions(synth.template).items()}
+
+
+def test_each_function_may_do_what_the_template_grants(default: Synth) -> None:
+    assert grants_by_handler(default) == permissions.grants()
+    assert grants_by_handler(default) == granted_actions(_transformed())
+
+
+def test_the_settings_add_what_the_templates_conditions_add(all_on: Synth) -> None:
+    on = {"presence_events": True, "rate_limit": True, "history": True}
+    assert grants_by_handler(all_on) == permissions.grants(**on)
+    assert grants_by_handler(all_on) == granted_actions(_transformed(), **on)
+
+
+def test_one_function_for_every_route_gets_their_union(single: Synth) -> None:
+    grants = grants_by_handler(single)
+    routes = [permissions.grants()[h] for h in permissions.ROUTES.values()]
+    no_queue = [{a: r - {"queue"} for a, r in g.items() if r - {"queue"}} for g in routes]
+    assert grants[permissions.WEBSOCKET] == permissions.merged(*no_queue)
+    assert set(grants) == {permissions.WEBSOCKET, permissions.SWEEP}  # no worker, no queue
+    assert not of_type(single.template, "AWS::SQS::Queue")
+    assert "FANOUT_QUEUE_URL" not in single.construct.environment
+
+
+def test_grant_publish_gives_exactly_the_publisher_policy(default: Synth) -> None:
+    [notify] = [
+        name
+        for name, f in of_type(default.template, "AWS::Lambda::Function").items()
+        if f["Properties"]["Handler"] == "notify.handler"
+    ]
+    assert role_grant(default, notify) == permissions.PUBLISHER
+    variables = default.resource(notify)["Properties"]["Environment"]["Variables"]
+    assert set(variables) == set(default.construct.environment)
+    assert variables["FANOUT_TABLE"] == default.ref("table")
+    assert variables["FANOUT_QUEUE_URL"] == default.ref("queue")
+
+
+def test_the_table_and_queues_are_the_templates(default: Synth) -> None:
+    source = _source()["Resources"]
+
+    def canonical(value: Any) -> Any:
+        if isinstance(value, list):
+            return sorted((canonical(v) for v in value), key=json.dumps)
+        if isinstance(value, dict):
+            return {k: canonical(v) for k, v in value.items()}
+        return value
+
+    [table] = of_type(default.template, "AWS::DynamoDB::Table").values()
+    assert canonical(table["Properties"]) == canonical(source["Table"]["Properties"])
+    queues = of_type(default.template, "AWS::SQS::Queue")
+    [(queue_id, queue)] = [(k, q) for k, q in queues.items() if "RedrivePolicy" in q["Properties"]]
+    [dead_letter_id] = set(queues) - {queue_id}
+    expected = dict(source["Queue"]["Properties"])
+    expected["RedrivePolicy"] = {
+        "deadLetterTargetArn": {"Fn::GetAtt": [dead_letter_id, "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert queue["Properties"] == expected
+    assert queues[dead_letter_id]["Properties"] == source["DeadLetterQueue"]["Properties"]
+
+
+def _route_handlers(synth: Synth) -> dict[str, str]:
+    template = synth.template
+    functions = fanout_functions(template)
+    wired = {}
+    for route in of_type(template, "AWS::ApiGatewayV2::Route").values():
+        [(integration_id, _)] = references(route["Properties"]["Target"])
+        uri = synth.resource(integration_id)["Properties"]["IntegrationUri"]
+        [function_id] = [name for name, _ in references(uri) if name in functions]
+        wired[route["Properties"]["RouteKey"]] = functions[function_id]
+    return wired
+
+
+def test_every_route_reaches_its_handler_and_answers(default: Synth) -> None:
+    template = default.template
+    assert _route_handlers(default) == dict(permissions.ROUTES)
+    [api] = of_type(template, "AWS::ApiGatewayV2::Api").values()
+    assert api["Properties"]["RouteSelectionExpression"] == "$request.body.action"
+    routes = of_type(template, "AWS::ApiGatewayV2::Route")
+    responses = of_type(template, "AWS::ApiGatewayV2::RouteResponse").values()
+    answered = {}
+    for response in responses:
+        [(route_id, _)] = references(response["Properties"]["RouteId"])
+        answered[routes[route_id]["Properties"]["RouteKey"]] = response["Properties"]
+    assert set(answered) == set(permissions.ROUTES) - permissions.ONE_WAY_ROUTES
+    assert {r["RouteResponseKey"] for r in answered.values()} == {"$default"}
+    for route_id, route in routes.items():
+        two_way = route["Properties"]["RouteKey"] not in permissions.ONE_WAY_ROUTES
+        expression = route["Properties"].get("RouteResponseSelectionExpression")
+        assert expression == ("$default" if two_way else None), route_id
+        assert route["Properties"].get("AuthorizationType", "NONE") == "NONE"
+    [(_, stage)] = of_type(template, "AWS::ApiGatewayV2::Stage").items()
+    assert stage["Properties"]["AutoDeploy"] is True
+    assert stage["Properties"]["StageName"] == "prod"
+    assert set(routes) <= set(stage["DependsOn"])  # the first deployment has every route
+
+
+def test_a_connect_authorizer_guards_connect_only(single: Synth) -> None:
+    assert set(_route_handlers(single).values()) == {permissions.WEBSOCKET}
+    [(authorizer_id, authorizer)] = of_type(
+        single.template, "AWS::ApiGatewayV2::Authorizer"
+    ).items()
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    for route in of_type(single.template, "AWS::ApiGatewayV2::Route").values():
+        properties = route["Properties"]
+        if properties["RouteKey"] == "$connect":
+            assert properties["AuthorizationType"] == "CUSTOM"
+            assert properties["AuthorizerId"] == {"Ref": authorizer_id}
+        else:
+            assert properties.get("AuthorizationType", "NONE") == "NONE"
+
+
+def test_the_worker_and_the_sweep_are_wired(default: Synth) -> None:
+    template = default.template
+    functions = {h: f for f, h in fanout_functions(template).items()}
+    [mapping] = of_type(template, "AWS::Lambda::EventSourceMapping").values()
+    properties = mapping["Properties"]
+    assert properties["FunctionName"] == {"Ref": functions[permissions.WORKER]}
+    assert (properties["BatchSize"], properties["FunctionResponseTypes"]) == (
+        10,
+        ["ReportBatchItemFailures"],
+    )
+    assert properties["ScalingConfig"] == {"MaximumConcurrency": 10}
+    assert properties["EventSourceArn"] == default.resources["queue"]
+    worker = default.resource(functions[permissions.WORKER])["Properties"]
+    [queue] = [
+        q
+        for q in of_type(template, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in q["Properties"]
+    ]
+    assert queue["Properties"]["VisibilityTimeout"] >= 6 * worker["Timeout"]
+    [rule] = of_type(template, "AWS::Events::Rule").values()
+    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
+    [target] = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [functions[permissions.SWEEP], "Arn"]}
+
+
+def test_every_function_reads_the_settings(all_on: Synth) -> None:
+    for function_id in fanout_functions(all_on.template):
+        properties = all_on.resource(function_id)["Properties"]
+        assert properties["Runtime"] == "python3.12"
+        variables = properties["Environment"]["Variables"]
+        assert variables.pop("FANOUT_TABLE") == all_on.ref("table")
+        assert variables.pop("FANOUT_QUEUE_URL") == all_on.ref("queue")
+        assert variables == ALL_ON.environment()
+        read = FanoutConfig.from_env(variables)
+        assert (read.strategy, read.presence_events, read.history_seconds) == (
+            "sqs_batched",
+            True,
+            600,
+        )
+
+
+def test_settings_the_functions_would_refuse_fail_before_synth(code: Path) -> None:
+    with pytest.raises(ConfigError, match="FANOUT_CONCURRENCY"):
+        FanoutSettings(concurrency=5000)
+    with pytest.raises(ConfigError, match="FANOUT_RATE_LIMIT"):
+        FanoutSettings(rate_limit="often")
+    stack = cdk.Stack(cdk.App(), "Chat")
+    with pytest.raises(ValueError, match="sqs_batched needs the worker"):
+        FanoutWebSocket(
+            stack,
+            "Fanout",
+            code=lambda_.Code.from_asset(str(code)),
+            settings=FanoutSettings(strategy="sqs_batched"),
+            worker=False,
+        )
+
+
+def test_the_docs_app_synthesizes(tmp_path: Path) -> None:
+    """docs/deploy.md's app.py, as written, next to what make package builds."""
+    app = code_block("python", "# app.py: `make package` first")
+    (tmp_path / "app.py").write_text(app)
+    (tmp_path / "build" / "lambda" / "function").mkdir(parents=True)
+    (tmp_path / "build" / "lambda" / "function" / "placeholder.txt").write_text("code\n")
+    with zipfile.ZipFile(tmp_path / "build" / "lambda" / "layer.zip", "w") as layer:
+        layer.writestr("python/placeholder.txt", "layer\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "notify.py").write_text("def handler(event, context): pass\n")
+    out = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=tmp_path,
+        env={**os.environ, "CDK_OUTDIR": str(tmp_path / "cdk.out")},  # as `cdk synth` sets it
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    template = json.loads((tmp_path / "cdk.out" / "Chat.template.json").read_text())
+    [notify] = [
+        f
+        for f in of_type(template, "AWS::Lambda::Function").values()
+        if f["Properties"]["Handler"] == "notify.handler"
+    ]
+    variables = notify["Properties"]["Environment"]["Variables"]
+    assert {"FANOUT_TABLE", "FANOUT_QUEUE_URL", "FANOUT_STRATEGY"} <= set(variables)
+    assert variables["FANOUT_STRATEGY"] == "sqs_batched"
+    assert "WebSocketURL" in template["Outputs"]
