@@ -97,6 +97,20 @@ def test_an_unreachable_endpoint_is_named_with_its_variable_and_the_table(
         assert "`fanout serve` running?" in line
 
 
+def test_serve_names_a_dynamodb_it_cannot_reach_and_the_way_back(refused_port: int) -> None:
+    url = f"http://127.0.0.1:{refused_port}"
+    ports = ["--port", "0", "--management-port", "0"]
+    line = one_line(fanout("serve", *ports, "--dynamodb-endpoint", url, env=bare_env()))
+    assert line == (
+        f"fanout: cannot reach {url} (--dynamodb-endpoint) for table fanout: start it, or "
+        "leave out --dynamodb-endpoint to use fanout serve's own"
+    )
+    # A shell where an earlier `export` line was pasted: the variable is named, and undone.
+    line = one_line(fanout("serve", *ports, env=bare_env(AWS_ENDPOINT_URL_DYNAMODB=url)))
+    assert "(AWS_ENDPOINT_URL_DYNAMODB)" in line
+    assert "unset AWS_ENDPOINT_URL_DYNAMODB" in line
+
+
 def test_no_credentials_for_aws_names_the_endpoint_and_the_table() -> None:
     # Credentials are looked for before anything is sent: this fails on this machine.
     line = one_line(fanout(*TABLE_COMMANDS[0], env=bare_env(FANOUT_TABLE="orders")))

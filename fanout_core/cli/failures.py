@@ -151,7 +151,8 @@ def _unreachable(error: BaseException, target: Target | None, *, serving: bool) 
         name = _named_by(url, os.environ)
     table = f" for table {target.table}" if target else ""
     if serving:
-        fix = f"start it, or leave out {name} to use the embedded one"
+        drop = f"leave out {name}" if name.startswith("--") else f"unset {name}"
+        fix = f"start it, or {drop} to use fanout serve's own"
     elif is_loopback(url):
         fix = f"is `fanout serve` running? Start it, or {EXPORT_HINT}"
     else:
