@@ -5,6 +5,7 @@ Run with `make test-browser`; the default run leaves it out (marker `browser`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -134,9 +135,7 @@ def test_console_drives_clients_publishes_and_steps_the_demo(console_url: str) -
             expect(page.locator("#demo-note")).not_to_have_class(re.compile("bad"))
         expect(page.locator("#demo-wire")).to_contain_text("410 GoneException for B")
         expect(page.locator("#demo-note")).to_contain_text("every inbox got every message")
-        page.evaluate("window.scrollTo(0, 0)")
-        page.wait_for_timeout(1000)  # let the highlights fade before the picture
-        page.screenshot(path=str(SCREENSHOT))
+        expect(page.locator("#workers-part")).to_be_hidden()  # gsi_query runs no SQS worker
 
         # Phone width: one column, nothing wider than the window.
         page.set_viewport_size({"width": 390, "height": 844})
@@ -176,11 +175,119 @@ def test_demo_ui_steps_through_the_stages(option: tuple[str, str]) -> None:
                 fanouts = page.locator("#fanouts li[data-kind='fanout']")
                 expect(fanouts.first).to_contain_text("sqs_batched")
                 expect(page.locator("#routes li[data-route='sqs_worker']")).to_be_visible()
+                expect(page.locator("#workers-part")).to_be_visible()
             else:
                 expect(page.locator("#fact-policy")).to_have_text("owner_rooms")
                 a = page.locator("#connections tr", has_text="demo-A")
                 expect(a).to_contain_text("lobby")
                 expect(page.locator("#fanouts li").first).to_contain_text("room:lobby")
+            browser.close()
+    assert not problems, problems
+
+
+# What must stay on one line: keys, each attribute of a row, numbers and times.
+ONE_LINE = [
+    "#table-rows td.key",
+    "#table-rows .pair",
+    "#table-rows td:last-child",
+    "#connections td.key",
+    "#invocations td:not(:nth-child(4))",
+    "#fanouts .nums > span",
+    "#routes li",
+]
+LINES = """(selector) => [...document.querySelectorAll(selector)].map((node) => {
+    // The lines its text sits on: tops of its text's boxes, apart by more than half a line.
+    const tops = [];
+    const walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) {
+        const range = document.createRange();
+        range.selectNodeContents(walker.currentNode);
+        for (const rect of range.getClientRects()) if (rect.width > 0) tops.push(rect.top);
+    }
+    tops.sort((a, b) => a - b);
+    const lines = tops.filter((top, i) => i === 0 || top - tops[i - 1] > 8).length;
+    return [node.textContent, lines];
+})"""
+
+
+def test_console_after_a_busy_run() -> None:
+    """History on, clients in two rooms, a send with an idempotency key, a publish, a drop
+    and a resume: long keys are cut (whole on hover), numbers and times keep to one line,
+    the history reply reads as one, and gsi_query shows no SQS worker. The picture is the
+    README's."""
+    from playwright.sync_api import expect, sync_playwright
+    from websockets.sync.client import connect
+
+    command = ("serve", "--port", "0", "--management-port", "0", "--dynamodb-port", "0")
+    problems: list[str] = []
+    for url in started(*command, "--history", "600"):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            expect.set_options(timeout=TIMEOUT_MS)
+            page.goto(url)
+            expect(page.locator("#feed-state")).to_have_text("live")
+            for rooms, reconnect in (("lobby", False), ("lobby, ops", False), ("lobby", True)):
+                page.locator("#open-rooms").fill(rooms)
+                page.locator("#open-reconnect").set_checked(reconnect)
+                page.locator("#open-client").click()
+            a, b, c = (page.locator(f"[data-client='{name}']") for name in "ABC")
+            for client in (a, b, c):
+                expect(client.locator(".status")).to_have_text("open")
+            for client, name, room, text in (
+                (a, "A", "lobby", "hi lobby"),
+                (b, "B", "ops", "ops!"),
+            ):
+                client.get_by_label(f"{name}: room (empty: everyone)").fill(room)
+                client.get_by_label(f"{name}: message").fill(text)
+                client.locator("button[data-action='send']").click()
+                expect(client.locator(".inbox")).to_contain_text(text)
+            # A client of another kind sends with an idempotency key, twice: one fan-out.
+            ws_url = url.replace("http://", "ws://").rstrip("/") + "/local?room=lobby"
+            with connect(ws_url) as outside:
+                once = {"action": "sendMessage", "room": "lobby", "text": "once", "id": "order-42"}
+                for _ in range(2):
+                    outside.send(json.dumps(once))
+                expect(a.locator(".inbox li", has_text="once")).to_have_count(1)
+                # C drops; a publish meets its 410; C comes back and resumes (whether the
+                # publish came before its return or after, its inbox has it once).
+                c.locator("button[data-action='drop']").click()
+                page.locator("#publish-to").select_option("room")
+                page.locator("#publish-value").fill("lobby")
+                page.locator("#publish-data").fill('{"text": "while C was away"}')
+                page.locator("#publish-send").click()
+                expect(page.locator("#publish-result")).to_contain_text("gone 1")
+                expect(c.locator(".inbox li", has_text="while C was away")).to_have_count(1)
+                replies = page.locator("#fanouts li[data-kind='history']")
+                expect(replies).to_have_count(1)
+                # The other client asks the room's history from the start: all 3 frames.
+                outside.send(json.dumps({"action": "history", "room": "lobby", "since": 0}))
+                while json.loads(outside.recv(timeout=15)).get("event") != "history.end":
+                    pass
+            expect(replies).to_have_count(2)
+            expect(replies.first).to_contain_text("history reply")
+            expect(replies.first).to_contain_text("replayed 3 frames")
+            expect(replies.first).to_contain_text("then history.end")
+            expect(replies.first).not_to_contain_text("audience")
+            expect(page.locator("#fanouts li", has_text="duplicate")).to_have_count(1)
+            expect(page.locator("#workers-part")).to_be_hidden()
+
+            # A long key is cut, whole in its title.
+            dedup = page.locator("#table-rows td.key[title^='DEDUP#']").first
+            expect(dedup).to_be_visible()
+            whole = dedup.get_attribute("title") or ""
+            assert "order-42" in whole
+            assert len(dedup.inner_text()) < len(whole)
+            for selector in ONE_LINE:
+                measured: list[tuple[str, int]] = page.evaluate(LINES, selector)
+                assert measured, f"nothing matches {selector}"
+                wrapped = [text for text, lines in measured if lines > 1]
+                assert not wrapped, f"{selector} wraps: {wrapped}"
+            page.evaluate("window.scrollTo(0, 0)")
+            page.wait_for_timeout(1000)  # let the highlights fade before the picture
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
             browser.close()
     assert not problems, problems
 

@@ -47,6 +47,23 @@ function who(cid) {
   const name = labelOf(cid);
   return name ? `${name}·${short(cid).slice(0, 6)}` : short(cid) || "–";
 }
+// A key's long parts (connection ids, idempotency keys) cut to their first 6 characters, and
+// a zero-padded number to its digits after the zeros, so a row stays on one line; the whole
+// key is the cell's title, shown on hover.
+function shortPart(part) {
+  if (part.length <= 12) return part;
+  if (/^0+\d+$/.test(part)) return `0…${part.replace(/^0+/, "") || "0"}`;
+  return `${part.slice(0, 6)}…`;
+}
+function shortKey(key) {
+  return String(key).split("#").map(shortPart).join("#");
+}
+function keyCell(key) {
+  return el("td", { class: "key", title: key }, el("span", { text: shortKey(key) }));
+}
+function cut(text, most = 32) {
+  return text.length > most ? `${text.slice(0, most - 1)}…` : text;
+}
 function prepend(list, node, keep) {
   list.prepend(node);
   while (list.children.length > keep) list.lastElementChild.remove();
@@ -113,7 +130,10 @@ function hello(event) {
   const routes = $("routes");
   routes.replaceChildren(...state.routes.map((route) =>
     el("li", { "data-route": route, "aria-label": `route ${route}` }, route, el("small", { text: "" }))));
-  if (state.config.queue_url) routes.append(el("li", { "data-route": "sqs_worker" }, "sqs_worker", el("small")));
+  // The SQS worker runs only with a queue (sqs_batched): its panel shows only then.
+  const queued = Boolean(state.config.queue_url);
+  if (queued) routes.append(el("li", { "data-route": "sqs_worker" }, "sqs_worker", el("small")));
+  $("workers-part").hidden = !queued;
   renderRows();
   renderConnections();
   if (!state.greeted && (event.demo || new URLSearchParams(location.search).has("demo"))) openDemo(event.demo || {});
@@ -137,9 +157,9 @@ function invoke(event) {
   prepend($("invocations"), fresh(el("tr", { "data-route": event.route },
     el("td", {}, el("time", { text: clock(event.t) })),
     el("td", { class: "nowrap", text: event.route }),
-    el("td", { text: who(event.connection_id) }),
+    el("td", { class: "nowrap", text: who(event.connection_id) }),
     el("td", { class: `s${String(event.status)[0]}` }, String(event.status), error),
-    el("td", { text: event.ms }))), KEEP.invocations);
+    el("td", { class: "num", text: event.ms }))), KEEP.invocations);
   renderConnections();
 }
 
@@ -159,15 +179,18 @@ function rows(event) {
   renderConnections();
 }
 
+// A row's other attributes, each "name=value" kept on one line (a long value cut, whole on
+// hover): the cell wraps between them, never inside one.
 function detailOf(row) {
-  const skip = new Set(["pk", "sk", "key", "type", "expires_at", "gsi1pk", "gsi1sk", "endpoint", "fresh"]);
+  const skip = new Set(["pk", "sk", "key", "type", "expires_at", "gsi1pk", "gsi1sk", "endpoint", "fresh", "markedExpired"]);
   return Object.entries(row)
     .filter(([name, value]) => !skip.has(name) && !(name === "connection_id" && row.pk.includes(value)))
     .map(([name, value]) => {
-      if (name.endsWith("_at") && typeof value === "number") return `${name}=${clock(value / 1000)}`;
-      return `${name}=${typeof value === "string" ? value : JSON.stringify(value)}`;
-    })
-    .join(" ");
+      const text = name.endsWith("_at") && typeof value === "number"
+        ? clock(value / 1000) : typeof value === "string" ? value : JSON.stringify(value);
+      const shown = cut(text);
+      return el("span", { class: "pair", title: shown === text ? null : text }, `${name}=${shown}`);
+    });
 }
 
 function renderRows() {
@@ -176,10 +199,10 @@ function renderRows() {
   $("table-rows").replaceChildren(...sorted.map((row) => {
     const expired = typeof row.expires_at === "number" && row.expires_at <= now;
     const tr = el("tr", { class: expired ? "expired" : "", "data-key": row.key, "data-connection": row.connection_id || "" },
-      el("td", { text: row.type || "" }),
-      el("td", { text: row.pk }),
-      el("td", { class: "nowrap", text: row.sk }),
-      el("td", { text: detailOf(row) }),
+      el("td", { class: "nowrap", text: row.type || "" }),
+      keyCell(row.pk),
+      keyCell(row.sk),
+      el("td", { class: "detail" }, ...detailOf(row)),
       el("td", { class: "nowrap" }, row.expires_at ? clock(row.expires_at) : "",
         expired ? el("span", { class: "badge warn", text: "expired" }) : null));
     if (row.fresh) { fresh(tr); row.fresh = false; }
@@ -217,32 +240,57 @@ function renderConnections() {
     const stateText = live === "open" ? (entry.row ? "open" : "open · no row") : entry.row ? `${live} · row left` : live;
     const principal = (entry.row && entry.row.principal) || state.principals.get(cid) || "–";
     return el("tr", { "data-connection": cid },
-      el("td", { text: cid }), el("td", { text: labelOf(cid) || "–" }),
+      el("td", { class: "key", title: cid }, el("span", { text: cid })), el("td", { text: labelOf(cid) || "–" }),
       el("td", { text: principal }), el("td", { text: entry.rooms.sort().join(", ") || "–" }),
       el("td", { class: live === "open" ? "s2" : "s4", text: stateText }));
   }));
   $("conn-count").textContent = String(items.length);
 }
 
+// "name value" pairs, each on one line; the list wraps between them.
 function nums(pairs) {
   return pairs.filter(([, v]) => v !== null && v !== undefined)
-    .flatMap(([k, v], i) => [i ? " · " : "", `${k} `, el("b", { text: String(v) })]);
+    .map(([k, v]) => el("span", {}, `${k} `, el("b", { text: String(v) })));
+}
+const ms = (seconds) => `${(seconds * 1000).toFixed(1)} ms`;
+
+// A history request's answer: the frames replayed to the one connection that asked, then
+// history.end (unless a post failed first).
+function historyReply(event) {
+  const ended = !event.gone && !event.failed;
+  const frames = Math.max(0, event.delivered - (ended ? 1 : 0));
+  const node = el("li", { "data-kind": "history" },
+    el("div", { class: "head" }, `${clock(event.t)} history reply → ${who(event.connection_id)}`,
+      el("span", { class: "muted", text: ` · ${event.room ? `room ${event.room}` : "everyone"}` })),
+    el("div", { class: "nums" }, ...nums([
+      ["replayed", `${frames} frame${frames === 1 ? "" : "s"}`],
+      ["then", ended ? "history.end" : null],
+      ["gone", event.gone || null], ["failed", event.failed || null],
+      ["read units", event.read_units || null], ["time", event.elapsed_seconds ? ms(event.elapsed_seconds) : null],
+    ])));
+  prepend($("fanouts"), fresh(node), KEEP.fanouts);
 }
 
 function fanout(event) {
+  if (event.source === "history") {
+    historyReply(event);
+    return;
+  }
   const gone = event.gone_ids && event.gone_ids.length
     ? el("div", { class: "gone" }, "410 → deleted ", el("b", { text: event.gone_ids.map((id) => `${labelOf(id)} ${id}`.trim()).join(", ") }), "'s rows") : null;
   const by = event.source === "publish" ? "publish box" : `${event.route || event.source} ${who(event.connection_id)}`;
   const node = el("li", { "data-kind": event.source },
     el("div", { class: "head" }, `${clock(event.t)} ${event.strategy} → ${event.audience || "everyone"}`,
-      el("span", { class: "muted", text: ` · from ${by}` })),
+      el("span", { class: "muted", text: ` · from ${by}` }),
+      // A repeated idempotency key: the first publish's result, nothing sent again.
+      event.duplicate ? el("span", { class: "badge warn", text: "duplicate: nothing sent" }) : null),
     el("div", { class: "nums" }, ...nums([
       ["audience", event.items_returned], ["delivered", event.delivered], ["gone", event.gone],
       ["failed", event.failed], ["retried", event.retried], ["throttled", event.throttled || null],
       ["read units", event.read_units], ["reads", event.dynamodb_requests],
       ["queued", event.queue_messages || null], ["enqueued", event.enqueued || null],
       ["requeued", event.requeued || null], ["seq", event.seq],
-      ["time", `${(event.elapsed_seconds * 1000).toFixed(1)} ms`],
+      ["time", event.elapsed_seconds ? ms(event.elapsed_seconds) : null],
     ])),
     event.failure_reasons && Object.keys(event.failure_reasons).length
       ? el("div", { class: "s4", text: `failures ${JSON.stringify(event.failure_reasons)}` }) : null,
@@ -268,8 +316,8 @@ function wireLine(event, dirClass, dir, ...parts) {
 }
 
 function wire(event) {
-  if (event.dir === "in") wireLine(event, "in", "▸ in", `${who(event.connection_id)} → APIGW.WS · ${event.route} `, el("span", { class: "frame", text: event.frame }));
-  else wireLine(event, "out", "◂ out", `APIGW.WS → ${who(event.connection_id)} (${event.via}) `, el("span", { class: "frame", text: event.frame }));
+  if (event.dir === "in") wireLine(event, "in", "▸ in", `${who(event.connection_id)} → API Gateway, route ${event.route}: `, el("span", { class: "frame", text: event.frame }));
+  else wireLine(event, "out", "◂ out", `API Gateway → ${who(event.connection_id)} (${event.via}): `, el("span", { class: "frame", text: event.frame }));
 }
 
 function api(event) {
@@ -283,7 +331,7 @@ function socket(event) {
   const known = state.sockets.get(event.connection_id) || {};
   state.sockets.set(event.connection_id, { ...known, state: event.state === "closed" ? (event.code === 1006 ? "dropped" : "closed") : known.state || event.state, code: event.code });
   if (event.state === "closed") wireLine(event, "sock", "✕ close", `${who(event.connection_id)} · ${event.code} ${event.reason || ""}`);
-  else wireLine(event, "sock", "⇄ open", `${who(event.connection_id) || "new socket"} · CONNECT`);
+  else wireLine(event, "sock", "⇄ open", `${who(event.connection_id) || "new socket"} connects`);
   renderConnections();
 }
 
@@ -450,12 +498,12 @@ const since = (n) => state.events.filter((e) => e.n > n);
 const lastN = () => (state.events.length ? state.events[state.events.length - 1].n : 0);
 function lambdaLine(n) {
   const ran = since(n).filter((e) => e.kind === "invoke").map((e) => `${e.route} → ${e.status}`);
-  return ran.length ? `lambda · ${ran.join(", ")}` : "lambda · none ran";
+  return ran.length ? `Lambda: ${ran.join(", ")}` : "no Lambda ran";
 }
 function postsLine(n) {
   const posts = since(n).filter((e) => e.kind === "api" && e.method === "POST")
     .map((e) => `${labelOf(e.connection_id) || e.connection_id} ${e.status === 410 ? "410 GoneException" : e.status}`);
-  return `APIGW.WS → ${posts.join(", ") || "(no posts)"} · postToConnection`;
+  return `API Gateway → ${posts.join(", ") || "(no posts)"} (postToConnection)`;
 }
 
 function buildStages(n, m) {
@@ -468,7 +516,7 @@ function buildStages(n, m) {
       const query = demo.room ? `room=${demo.room}&name=${name}` : "";
       const client = openClient({ name, query });
       await until(() => client.status === "open" && client.cid, `${name} to connect`);
-      return [`${name} → APIGW.WS · CONNECT`, lambdaLine(before)];
+      return [`${name} connects to API Gateway's WebSocket API`, lambdaLine(before)];
     });
   }
   for (let k = 0; k < m; k++) {
@@ -483,7 +531,7 @@ function buildStages(n, m) {
       sender.send(demo.room, text);
       await until(() => since(before).some((e) => e.kind === "invoke" && e.route === "sendMessage"), "the sendMessage Lambda");
       demo.sendMark = before;
-      return [`${sender.name} → APIGW.WS · sendMessage ${JSON.stringify({ action: "sendMessage", text })}`, `${lambdaLine(before)} · fan-out (${state.config.strategy})`];
+      return [`${sender.name} → API Gateway: ${JSON.stringify({ action: "sendMessage", text })}`, `${lambdaLine(before)}, which fans out (${state.config.strategy})`];
     });
     stages.push(async () => {
       await until(() => audience.every((c) => c.inbox.filter((f) => f.body === text).length >= 1), "every inbox");
@@ -495,7 +543,7 @@ function buildStages(n, m) {
     const before = lastN();
     await gone.drop();
     await until(() => since(before).some((e) => e.kind === "socket" && e.state === "closed" && e.connection_id === gone.cid), "the dropped socket");
-    return [`${gone.name} ✕ drops without telling (no close frame, no $disconnect)`, `${lambdaLine(before)} · its row stays behind`];
+    return [`${gone.name} ✕ drops without telling (no close frame, no $disconnect)`, `${lambdaLine(before)}: its rows stay behind`];
   });
   stages.push(async () => {
     const gone = clients()[n - 1];
@@ -505,17 +553,23 @@ function buildStages(n, m) {
     sender.send(demo.room, "anyone still there?");
     await until(() => since(before).some((e) => e.kind === "api" && e.status === 410 && e.connection_id === gone.cid), "the 410 GoneException");
     await until(() => since(before).some((e) => e.kind === "fanout"), "the fan-out's result");
-    return [`${sender.name} → APIGW.WS · sendMessage "anyone still there?"\n  ${postsLine(before)}`, `${lambdaLine(before)} · fan-out meets 410 for ${gone.name}`];
+    return [`${sender.name} → API Gateway: sendMessage "anyone still there?"\n  ${postsLine(before)}`, `${lambdaLine(before)}, whose fan-out gets a 410 for ${gone.name}`];
   });
   stages.push(async () => {
     const gone = clients()[n - 1];
-    await until(() => ![...state.rows.values()].some((r) => r.connection_id === gone.cid), "the self-clean");
+    await until(() => ![...state.rows.values()].some((r) => r.connection_id === gone.cid), "the clean-up");
     const survivors = clients().filter((c) => c !== gone);
-    const missing = survivors.filter((c) => c.inbox.filter((f) => f.body !== undefined).length < (c.expected || 0) + 1);
-    if (missing.length) throw new Error(`${missing.map((c) => c.name).join(", ")} missed a message`);
-    return [`410 GoneException for ${gone.name} → delete its row and memberships`,
-      "lambda · the fan-out that met the 410 deleted the gone connection (self-clean)",
-      `✓ every inbox got every message; ${gone.name}'s gone row was cleaned up`];
+    // With sqs_batched the 410 and a survivor's post can come from different worker runs:
+    // wait for every inbox, then name the ones still short.
+    const complete = (c) => c.inbox.filter((f) => f.body !== undefined).length >= (c.expected || 0) + 1;
+    try {
+      await until(() => survivors.every(complete), "every inbox");
+    } catch {
+      throw new Error(`${survivors.filter((c) => !complete(c)).map((c) => c.name).join(", ")} missed a message`);
+    }
+    return [`410 GoneException for ${gone.name} → its connection row and memberships deleted`,
+      `the fan-out that got the 410 deleted ${gone.name}'s rows: no $disconnect needed`,
+      `✓ every inbox got every message; ${gone.name}'s rows were cleaned up`];
   });
   return stages;
 }
