@@ -14,6 +14,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -180,6 +181,22 @@ def test_the_artifact_holds_what_lambda_runs_and_no_more(artifact: Path) -> None
     assert {n.removeprefix("python/") for n in names} == {
         p.relative_to(code).as_posix() for p in code.rglob("*") if p.is_file()
     }
+
+
+def test_modules_are_compiled_only_for_the_interpreter_that_runs_them(
+    artifact: Path, tmp_path: Path
+) -> None:
+    code = tmp_path / "code"
+    shutil.copytree(artifact / package.FUNCTION_DIR, code)
+    assert not package.compile_for(code, "3.12" if sys.version_info[:2] != (3, 12) else "3.13")
+    assert not list(code.rglob("*.pyc"))
+    assert package.compile_for(code, f"{sys.version_info.major}.{sys.version_info.minor}")
+    tag = sys.implementation.cache_tag
+    sources = {p.with_suffix("") for p in code.rglob("*.py")}
+    compiled = {p.parent.parent / p.name.split(".")[0] for p in code.rglob(f"*.{tag}.pyc")}
+    assert compiled == sources
+    flags = {int.from_bytes(p.read_bytes()[4:8], "little") for p in code.rglob("*.pyc")}
+    assert flags == {0b01}  # hash-based, unchecked: no look at the source's time stamp
 
 
 def test_the_boto3_floor_is_the_packages() -> None:

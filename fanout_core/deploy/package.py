@@ -14,7 +14,9 @@ The full wheel (``pip install fanout-core[local]``) stays as it is.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
+import py_compile
 import shutil
 import subprocess
 import sys
@@ -58,6 +60,7 @@ class Sizes:
     function_bytes: int
     layer_zip_bytes: int
     layer_unpacked_bytes: int
+    compiled: bool
 
     def lines(self) -> list[str]:
         mb = 1024 * 1024
@@ -131,6 +134,20 @@ def install(wheel: Path, into: Path, extras: Sequence[str], arch: str, python: s
             path.unlink()
 
 
+def compile_for(into: Path, python: str) -> bool:
+    """Compile every module to ``.pyc`` if this interpreter is the target ``python``.
+
+    Lambda's code directory is read-only: without them each cold start compiles every module
+    it imports. Unchecked-hash files are used without a look at the source's time stamp.
+    """
+    if python != f"{sys.version_info.major}.{sys.version_info.minor}":
+        return False
+    mode = py_compile.PycInvalidationMode.UNCHECKED_HASH
+    if not compileall.compile_dir(into, quiet=1, invalidation_mode=mode, workers=0):
+        raise RuntimeError(f"compiling {into} failed")
+    return True
+
+
 def _bytes(root: Path) -> int:
     return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
 
@@ -161,10 +178,11 @@ def package(
     with tempfile.TemporaryDirectory() as scratch:
         wheel = wheel or build_wheel(project, Path(scratch))
         install(wheel, function, extras, arch, python)
+    compiled = compile_for(function, python)
     write_layer(function, layer)
     with zipfile.ZipFile(layer) as archive:
         unpacked = sum(info.file_size for info in archive.infolist())
-    return Sizes(_bytes(function), layer.stat().st_size, unpacked)
+    return Sizes(_bytes(function), layer.stat().st_size, unpacked, compiled)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -192,6 +210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.out / FUNCTION_DIR}/ and {args.out / LAYER_ZIP}")
     for line in sizes.lines():
         print(line)
+    if not sizes.compiled:
+        running = f"{sys.version_info.major}.{sys.version_info.minor}"
+        print(
+            f"not compiled: this is Python {running}, the target {args.python}; run this with "
+            f"python{args.python} to ship .pyc files (else each cold start compiles its imports)"
+        )
     print(f"not included: boto3 (Lambda's runtime has it; {BOTO3_FLOOR} or later needed)")
     return 0
 
