@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from fanout_core.errors import ConfigError
@@ -27,40 +28,120 @@ DEFAULT_HISTORY_MAX = 1000
 DEFAULT_DEDUP_SECONDS = 300
 
 
-def _int_var(env: Mapping[str, str], name: str, default: int, *, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
+def _int(variable: str, raw: str) -> int:
     try:
-        value = int(raw.strip())
+        return int(raw)
     except ValueError:
-        raise ConfigError(name, f"expected an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
-    return value
+        raise ConfigError(variable, f"expected an integer, got {raw!r}") from None
 
 
-def _endpoint_var(env: Mapping[str, str], *names: str) -> str | None:
-    for name in names:
-        raw = env.get(name, "").strip()
-        if not raw:
-            continue
-        parts = urlsplit(raw)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(name, f"expected an http(s) URL, got {raw!r}")
-        return raw.rstrip("/")
-    return None
-
-
-def _bool_var(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("0", "false", "no", "off"):
+def _bool(variable: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("0", "false", "no", "off"):
         return False
-    if raw in ("1", "true", "yes", "on"):
+    if lowered in ("1", "true", "yes", "on"):
         return True
-    raise ConfigError(name, f"expected true or false, got {raw!r}")
+    raise ConfigError(variable, f"expected true or false, got {raw!r}")
+
+
+def _url(variable: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(variable, f"expected an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _text(variable: str, raw: str) -> str:
+    return raw
+
+
+def _rate(variable: str, raw: str) -> RateLimit:
+    return RateLimit.parse(raw)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: the field, the variables it is read from (the first set wins), how a
+    value is read, and its bounds (checked on every ``FanoutConfig``, however it was made)."""
+
+    field: str
+    variables: tuple[str, ...]
+    read: Callable[[str, str], object]
+    low: float | None = None
+    high: float | None = None
+    zero_unsets: bool = False  # a variable of 0 means unset (None)
+
+    @property
+    def variable(self) -> str:
+        """The variable an error names."""
+        return self.variables[0]
+
+    def from_env(self, env: Mapping[str, str]) -> tuple[bool, object]:
+        """(found, value) from ``env``: not found when every variable is unset or blank."""
+        for variable in self.variables:
+            raw = env.get(variable, "").strip()
+            if raw:
+                value = self.read(variable, raw)
+                if self.zero_unsets and value == 0:
+                    return True, None
+                return True, value
+        return False, None
+
+    def check(self, value: object) -> None:
+        """ConfigError naming the variable if ``value`` is out of bounds (None: unset)."""
+        if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+            return
+        if (self.low is not None and value < self.low) or (
+            self.high is not None and value > self.high
+        ):
+            raise ConfigError(
+                self.variable, f"must be between {self.low:g} and {self.high:g}, got {value:g}"
+            )
+
+
+_YEAR = 366 * 86400
+# Every setting the library reads from the environment, in one place.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("table", ("FANOUT_TABLE",), _text),
+    Setting("ttl_seconds", ("FANOUT_TTL_SECONDS",), _int, 60, _YEAR),
+    Setting("dynamodb_endpoint", ("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"), _url),
+    Setting("region", ("AWS_REGION", "AWS_DEFAULT_REGION"), _text),
+    Setting("strategy", ("FANOUT_STRATEGY",), _text),
+    Setting("concurrency", ("FANOUT_CONCURRENCY",), _int, 1, 1024),
+    Setting("segments", ("FANOUT_SEGMENTS",), _int, 1, 1000),
+    Setting("page_size", ("FANOUT_PAGE_SIZE",), _int, 1, 10_000),
+    Setting("max_attempts", ("FANOUT_MAX_ATTEMPTS",), _int, 1, 20),
+    Setting("queue_url", ("FANOUT_QUEUE_URL",), _url),
+    Setting("sqs_endpoint", ("AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"), _url),
+    Setting(
+        "management_endpoint",
+        ("AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "AWS_ENDPOINT_URL"),
+        _url,
+    ),
+    Setting("policy", ("FANOUT_POLICY",), _text),
+    Setting("rate_limit", ("FANOUT_RATE_LIMIT",), _rate),
+    Setting("presence_events", ("FANOUT_PRESENCE_EVENTS",), _bool),
+    Setting("history_seconds", ("FANOUT_HISTORY_SECONDS",), _int, 0, _YEAR),
+    Setting("history_max", ("FANOUT_HISTORY_MAX",), _int, 1, 1_000_000),
+    Setting("dedup_seconds", ("FANOUT_DEDUP_SECONDS",), _int, 1, _YEAR, zero_unsets=True),
+    Setting("adaptive_rate", ("FANOUT_ADAPTIVE_RATE",), _bool),
+    Setting(
+        "max_posts_per_second",
+        ("FANOUT_MAX_POSTS_PER_SECOND",),
+        _int,
+        1,
+        1_000_000,
+        zero_unsets=True,
+    ),
+)
+
+
+def local_credentials(endpoint: str | None) -> tuple[str, str] | None:
+    """Keys for a local backend (any are accepted there), so that a bare machine needs no
+    AWS profile; None for AWS, or when the environment has keys of its own."""
+    if is_loopback(endpoint) and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        return ("local", "local")
+    return None
 
 
 @dataclass(frozen=True)
@@ -126,66 +207,16 @@ class FanoutConfig:
     def __post_init__(self) -> None:
         if not _TABLE_NAME.fullmatch(self.table):
             raise ConfigError("FANOUT_TABLE", f"not a DynamoDB table name: {self.table!r}")
-        if self.ttl_seconds < 60:
-            raise ConfigError("FANOUT_TTL_SECONDS", f"must be at least 60, got {self.ttl_seconds}")
-        for variable, value in (
-            ("FANOUT_CONCURRENCY", self.concurrency),
-            ("FANOUT_SEGMENTS", self.segments),
-            ("FANOUT_MAX_ATTEMPTS", self.max_attempts),
-            ("FANOUT_PAGE_SIZE", 1 if self.page_size is None else self.page_size),
-        ):
-            if value < 1:
-                raise ConfigError(variable, f"must be at least 1, got {value}")
-        limits: tuple[tuple[str, float, int], ...] = (
-            ("FANOUT_HISTORY_SECONDS", self.history_seconds, 0),
-            ("FANOUT_HISTORY_MAX", self.history_max, 1),
-            ("FANOUT_DEDUP_SECONDS", 1 if self.dedup_seconds is None else self.dedup_seconds, 1),
-            ("FANOUT_MAX_POSTS_PER_SECOND", self.max_posts_per_second or 1, 1),
-        )
-        for variable, limit_value, low in limits:
-            if limit_value < low:
-                raise ConfigError(variable, f"must be at least {low}, got {limit_value}")
+        for setting in SETTINGS:
+            setting.check(getattr(self, setting.field))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FanoutConfig:
         """Read the settings from ``env`` (default: ``os.environ``); fail fast on a bad value."""
         env = os.environ if env is None else env
-        return cls(
-            table=env.get("FANOUT_TABLE", "").strip() or DEFAULT_TABLE,
-            ttl_seconds=_int_var(
-                env, "FANOUT_TTL_SECONDS", DEFAULT_TTL_SECONDS, low=60, high=366 * 86400
-            ),
-            dynamodb_endpoint=_endpoint_var(env, "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"),
-            region=(
-                env.get("AWS_REGION", "").strip()
-                or env.get("AWS_DEFAULT_REGION", "").strip()
-                or DEFAULT_REGION
-            ),
-            strategy=env.get("FANOUT_STRATEGY", "").strip() or DEFAULT_STRATEGY,
-            concurrency=_int_var(env, "FANOUT_CONCURRENCY", DEFAULT_CONCURRENCY, low=1, high=1024),
-            segments=_int_var(env, "FANOUT_SEGMENTS", DEFAULT_SEGMENTS, low=1, high=1000),
-            page_size=_int_var(env, "FANOUT_PAGE_SIZE", 0, low=1, high=10_000) or None,
-            max_attempts=_int_var(env, "FANOUT_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, low=1, high=20),
-            queue_url=_endpoint_var(env, "FANOUT_QUEUE_URL"),
-            sqs_endpoint=_endpoint_var(env, "AWS_ENDPOINT_URL_SQS", "AWS_ENDPOINT_URL"),
-            management_endpoint=_endpoint_var(
-                env, "AWS_ENDPOINT_URL_APIGATEWAYMANAGEMENTAPI", "AWS_ENDPOINT_URL"
-            ),
-            policy=env.get("FANOUT_POLICY", "").strip() or DEFAULT_POLICY,
-            rate_limit=(
-                RateLimit.parse(env["FANOUT_RATE_LIMIT"])
-                if env.get("FANOUT_RATE_LIMIT", "").strip()
-                else None
-            ),
-            presence_events=_bool_var(env, "FANOUT_PRESENCE_EVENTS"),
-            history_seconds=_int_var(env, "FANOUT_HISTORY_SECONDS", 0, low=0, high=366 * 86400),
-            history_max=_int_var(
-                env, "FANOUT_HISTORY_MAX", DEFAULT_HISTORY_MAX, low=1, high=1_000_000
-            ),
-            dedup_seconds=_int_var(env, "FANOUT_DEDUP_SECONDS", 0, low=0, high=366 * 86400) or None,
-            adaptive_rate=_bool_var(env, "FANOUT_ADAPTIVE_RATE", default=True),
-            max_posts_per_second=_int_var(
-                env, "FANOUT_MAX_POSTS_PER_SECOND", 0, low=0, high=1_000_000
-            )
-            or None,
-        )
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            found, value = setting.from_env(env)
+            if found:
+                values[setting.field] = value
+        return cls(**values)
