@@ -1,16 +1,20 @@
-"""Every use of a private asyncio or botocore internal, in one place.
+"""Every use of a private asyncio, botocore or PynamoDB internal, in one place.
 
-Each is a documented choice with a fallback in mind: if a release of Python or botocore
-changes one, this is the only file to mend, and ``tests/test_http_poster.py`` fails first.
+Each is a documented choice with a fallback in mind: if a release of Python, botocore or
+PynamoDB changes one, this is the only file to mend, and ``tests/test_http_poster.py`` or
+``tests/test_store.py`` fails first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     import asyncio  # only delivery needs it, and it costs cold start
+
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from pynamodb.models import Model
 
 
 def unread_bytes(reader: asyncio.StreamReader) -> int:
@@ -40,3 +44,26 @@ def error_code(status: int, headers: Mapping[str, str], body: bytes) -> str:
         None,  # type: ignore[arg-type]  # no output shape: an error answer is parsed without one
     )
     return str(parsed.get("Error", {}).get("Code", ""))
+
+
+def share_connection(models: Iterable[type[Model]]) -> None:
+    """Give every model the first one's PynamoDB connection (one botocore client).
+
+    Private: ``Model._get_connection`` and ``Model._connection``. PynamoDB builds one
+    connection per model class, and each costs a service-model load at cold start; it has no
+    public way to share one.
+    """
+    first, *rest = list(models)
+    shared = first._get_connection()
+    for model in rest:
+        model._connection = shared
+
+
+def dynamodb_client(model: type[Model]) -> DynamoDBClient:
+    """The botocore client behind a model's PynamoDB connection: its retries and hooks.
+
+    Private: ``Model._get_connection``; ``Connection.client`` is public. Used for the calls
+    PynamoDB has no page-level API for (BatchGetItem with consumed capacity).
+    """
+    client: Any = model._get_connection().connection.client
+    return cast("DynamoDBClient", client)

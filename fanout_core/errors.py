@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+# DynamoDB's answer to a write whose condition did not hold.
+CONDITION_FAILED = "ConditionalCheckFailedException"
+
+
+def condition_failed(error: Exception) -> bool:
+    """True if ``error`` (a PynamoDB PutError, UpdateError or DeleteError) is a failed
+    condition, not a backend failure."""
+    return getattr(error, "cause_response_code", None) == CONDITION_FAILED
+
 
 class FanoutError(Exception):
     """Base class of every error this library raises on purpose."""

@@ -21,10 +21,10 @@ from pynamodb.exceptions import PutError
 
 from fanout_core import keys
 from fanout_core.config import FanoutConfig
+from fanout_core.errors import condition_failed
 from fanout_core.models import Models
 from fanout_core.reads import Clock
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 # A counter outlives the frames it numbered by this much: an idle room starts over (with a
 # new epoch) only long after its last frame expired.
 COUNTER_GRACE_SECONDS = 86_400
@@ -77,7 +77,7 @@ class History:
             # One conditional put: new, or the previous claim's window is over.
             row.save(condition=dedup.pk.does_not_exist() | (dedup.expires_at <= now))
         except PutError as error:
-            if error.cause_response_code != _CONDITION_FAILED:
+            if not condition_failed(error):
                 raise
             try:
                 previous = dedup.get(keys.dedup_pk(scope, key), keys.DEDUP_SK, consistent_read=True)

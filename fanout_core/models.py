@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from pynamodb.attributes import DiscriminatorAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.indexes import GlobalSecondaryIndex, IncludeProjection
 from pynamodb.models import MetaModel, Model
 
 from fanout_core import keys
+from fanout_core._private import dynamodb_client, share_connection
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 AUDIENCE_INDEX = "audience"
 CONNECTION_TYPE = "connection"
@@ -108,7 +112,7 @@ class UserItem(TableItem):
 
 @dataclass(frozen=True)
 class Models:
-    """The concrete models of one table."""
+    """The concrete models of one table, sharing one botocore client."""
 
     item: type[TableItem]
     connection: type[ConnectionItem]
@@ -118,6 +122,11 @@ class Models:
     counter: type[CounterItem]
     history: type[HistoryItem]
     dedup: type[DedupItem]
+
+    @property
+    def client(self) -> DynamoDBClient:
+        """The botocore DynamoDB client the models call through."""
+        return dynamodb_client(self.item)
 
 
 @lru_cache(maxsize=64)
@@ -176,18 +185,19 @@ def bind_models(
         dedup=cast(type[DedupItem], dedup),
     )
     # One connection (one botocore client) for the family, not one per class: each
-    # client costs a service-model load at cold start. PynamoDB keeps it on `_connection`.
-    shared = models.item._get_connection()
-    for model in (
-        models.connection,
-        models.membership,
-        models.user,
-        models.rate,
-        models.counter,
-        models.history,
-        models.dedup,
-    ):
-        model._connection = shared
+    # client costs a service-model load at cold start.
+    share_connection(
+        (
+            models.item,
+            models.connection,
+            models.membership,
+            models.user,
+            models.rate,
+            models.counter,
+            models.history,
+            models.dedup,
+        )
+    )
     return models
 
 

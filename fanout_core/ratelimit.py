@@ -21,11 +21,10 @@ from pynamodb.exceptions import UpdateError
 
 from fanout_core import keys
 from fanout_core.config import RateLimit
-from fanout_core.errors import RateLimitedError
+from fanout_core.errors import RateLimitedError, condition_failed
 from fanout_core.models import Models, RateItem
 from fanout_core.reads import Clock
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
 MICROS = 1_000_000
 # Connections whose last TAT a container remembers: a few hundred KB at most.
 SEEN_MAX = 10_000
@@ -98,7 +97,7 @@ class RateLimiter:
             # PynamoDB asks for ALL_NEW: afterwards ``row.tat`` is the bucket's new TAT.
             row.update(actions=actions, condition=condition)  # type: ignore[arg-type]
         except UpdateError as error:
-            if error.cause_response_code == _CONDITION_FAILED:
+            if condition_failed(error):
                 return False
             raise
         return True

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pynamodb.pagination import ResultIterator
 
 from fanout_core import keys
 from fanout_core.audience import Page, Target
 from fanout_core.delivery.backoff import Backoff
-from fanout_core.models import Models
+from fanout_core.models import Models, TableItem
 from fanout_core.ranges import KeyRange
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
-
     from fanout_core.config import FanoutConfig
 
 Clock = Callable[[], float]
@@ -50,23 +48,11 @@ class AudienceReads:
 
     def room_pages(self, room: str, *, page_size: int | None = None) -> Iterator[Page]:
         """The live members of ``room`` from the audience index, page by page."""
-        member = self.models.membership
-        result = member.audience.query(
-            keys.room_index_pk(room),
-            filter_condition=member.expires_at > int(self.clock()),
-            page_size=page_size,
-        )
-        return self._pages(result)
+        return self._index_pages(self.models.membership, keys.room_index_pk(room), page_size)
 
     def user_pages(self, principal: str, *, page_size: int | None = None) -> Iterator[Page]:
         """The live connections of ``principal`` from the audience index: one partition."""
-        user = self.models.user
-        result = user.audience.query(
-            keys.user_index_pk(principal),
-            filter_condition=user.expires_at > int(self.clock()),
-            page_size=page_size,
-        )
-        return self._pages(result)
+        return self._index_pages(self.models.user, keys.user_index_pk(principal), page_size)
 
     def everyone_pages(self, *, page_size: int | None = None) -> Iterator[Page]:
         """Every live connection from the audience index, shard by shard, page by page."""
@@ -75,13 +61,7 @@ class AudienceReads:
 
     def shard_pages(self, shard: int, *, page_size: int | None = None) -> Iterator[Page]:
         """The live connections listed under one everyone-shard."""
-        conn = self.models.connection
-        result = conn.audience.query(
-            keys.everyone_index_pk(shard),
-            filter_condition=conn.expires_at > int(self.clock()),
-            page_size=page_size,
-        )
-        return self._pages(result)
+        return self._index_pages(self.models.connection, keys.everyone_index_pk(shard), page_size)
 
     def partition_page(
         self,
@@ -185,10 +165,14 @@ class AudienceReads:
 
     # -- helpers -----------------------------------------------------------------------
 
-    @property
-    def _client(self) -> DynamoDBClient:
-        # PynamoDB's own botocore client: its retries, and whatever hooks tests put on it.
-        return cast("DynamoDBClient", self.models.item._get_connection().connection.client)
+    def _index_pages(
+        self, model: type[TableItem], partition: str, page_size: int | None
+    ) -> Iterator[Page]:
+        """The live rows of one audience index partition, page by page."""
+        result = model.audience.query(
+            partition, filter_condition=model.expires_at > int(self.clock()), page_size=page_size
+        )
+        return self._pages(result)
 
     def _batch_get(
         self, connection_ids: Sequence[str], *, principal: bool = False
@@ -213,7 +197,7 @@ class AudienceReads:
 
         def read(request: dict[str, Any]) -> dict[str, Any]:
             nonlocal units
-            response = self._client.batch_get_item(
+            response = self.models.client.batch_get_item(
                 RequestItems=request, ReturnConsumedCapacity="TOTAL"
             )
             items.extend(response.get("Responses", {}).get(self.config.table, []))

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from fanout_core.config import FanoutConfig, is_loopback
+from fanout_core.clients import aws_client
+from fanout_core.config import FanoutConfig, local_credentials
 from fanout_core.models import Models
 from fanout_core.store import models_for
 
@@ -34,12 +33,13 @@ class TableStatus:
 
 
 def _client(config: FanoutConfig) -> DynamoDBClient:
-    kwargs: dict[str, Any] = {"region_name": config.region}
-    if config.dynamodb_endpoint:
-        kwargs["endpoint_url"] = config.dynamodb_endpoint
-    if is_loopback(config.dynamodb_endpoint) and not os.environ.get("AWS_ACCESS_KEY_ID"):
-        kwargs.update(aws_access_key_id="local", aws_secret_access_key="local")
-    return boto3.client("dynamodb", **kwargs)
+    client: DynamoDBClient = aws_client(
+        "dynamodb",
+        region=config.region,
+        endpoint_url=config.dynamodb_endpoint,
+        credentials=local_credentials(config.dynamodb_endpoint),
+    )
+    return client
 
 
 def create_table(config: FanoutConfig, *, models: Models | None = None) -> TableStatus:

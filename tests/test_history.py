@@ -229,7 +229,7 @@ def test_a_big_backlog_is_posted_in_order_page_by_page(chat_with: Callable[..., 
         fanout.publish(n, room="r")
     b = chat.connect(rooms=["r"])
     queries: list[int] = []
-    client = chat.runtime.store.models.item._get_connection().connection.client
+    client = chat.runtime.store.models.client
     client.meta.events.register(
         "before-parameter-build.dynamodb.Query", lambda params, **_: queries.append(1)
     )
@@ -441,7 +441,7 @@ def test_with_history_off_a_send_makes_todays_calls_and_on_two_more(
     calls: list[str] = []
 
     def attach(chat: Chat) -> None:
-        client = chat.runtime.store.models.item._get_connection().connection.client
+        client = chat.runtime.store.models.client
         client.meta.events.register(
             "before-parameter-build.dynamodb", lambda model, **_: calls.append(model.name)
         )

@@ -84,7 +84,7 @@ def test_handlers_call_only_what_their_policy_allows(
         history_seconds=600 if extras else 0,
     )
     recorder = Recorder()
-    client = chat.runtime.store.models.item._get_connection().connection.client
+    client = chat.runtime.store.models.client
     client.meta.events.register("before-parameter-build.dynamodb", recorder.hook)
     if isinstance(chat.runtime.strategy, SqsBatched):
         sqs = chat.runtime.strategy.client
@@ -189,7 +189,7 @@ def test_publisher_calls_only_what_publisher_policy_allows(
     )
     recorder = Recorder()
     updated: list[str] = []  # the partitions UpdateItem touched: only counters' may be
-    client = chat.runtime.store.models.item._get_connection().connection.client
+    client = chat.runtime.store.models.client
     client.meta.events.register("before-parameter-build.dynamodb", recorder.hook)
     if isinstance(chat.runtime.strategy, SqsBatched):
         sqs = chat.runtime.strategy.client

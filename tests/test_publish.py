@@ -282,9 +282,7 @@ BAD_AUDIENCES: list[tuple[dict[str, Any], type[Exception]]] = [
 def counted_calls(chat: Chat) -> Iterator[list[str]]:
     """DynamoDB operations the store sends while a test runs, and sqs_batched's SQS ones."""
     calls: list[str] = []
-    clients: list[tuple[Any, str]] = [
-        (chat.runtime.store.models.item._get_connection().connection.client, "dynamodb")
-    ]
+    clients: list[tuple[Any, str]] = [(chat.runtime.store.models.client, "dynamodb")]
     if isinstance(chat.runtime.strategy, SqsBatched):
         clients.append((chat.runtime.strategy.client, "sqs"))
 

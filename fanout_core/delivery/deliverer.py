@@ -9,12 +9,12 @@ from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from fanout_core.audience import Page, Target, targets_of
+from fanout_core.audience import Target
 from fanout_core.delivery.backoff import Backoff, Sleep, pause
 from fanout_core.delivery.loop import LoopThread
 from fanout_core.delivery.posting import Poster, PostOutcome, PostStatus, async_poster
 from fanout_core.delivery.rate import AdaptiveWindow
-from fanout_core.result import Failure, FanoutResult, counted
+from fanout_core.result import Failure, FanoutResult
 
 if TYPE_CHECKING:
     # Imported where used: asyncio costs cold start, and only a fan-out needs it.
@@ -48,7 +48,7 @@ class _Feed:
     workers: int = 0
     finished: int = 0  # targets whose delivery has ended
     wake_at: int = 0  # the reading thread waits for ``finished`` to reach it
-    room: threading.Event = field(default_factory=threading.Event)
+    progress: threading.Event = field(default_factory=threading.Event)  # set: targets ended
     wake_pending: bool = False  # a call to wake workers is on its way to the loop
     ended: bool = False  # no more targets will be queued
     broken: bool = False  # a worker was cancelled (close()) before the end
@@ -101,10 +101,6 @@ class Deliverer:
         # fan-out that outlives its loop then sees a new one (or none) and ends.
         self._schedule_lock = threading.Lock()
 
-    def deliver(self, pages: Iterable[Page], data: bytes, result: FanoutResult) -> None:
-        """Post ``data`` to every target of every page; count posts, and pages not yet counted."""
-        self.deliver_targets(targets_of(counted(pages, result)), data, result)
-
     def deliver_targets(self, targets: Iterable[Target], data: bytes, result: FanoutResult) -> None:
         """Post ``data`` to each target; returns when every post has ended."""
         # This thread reads the audience (blocking DynamoDB pages) into a queue that workers
@@ -126,7 +122,7 @@ class Deliverer:
                     feed.wake_pending = True
                     self._schedule(loop, self._feed, feed)
                 if handed - feed.finished >= limit:
-                    self._wait_for_room(loop, feed, handed - limit + resume)
+                    self._wait_for_progress(loop, feed, handed - limit + resume)
         finally:
             # Wait for the posts in flight, even when reading the audience failed.
             with self._schedule_lock:
@@ -152,16 +148,18 @@ class Deliverer:
                 raise RuntimeError("the Deliverer was closed during a fan-out")
             loop.call_soon_threadsafe(callback, feed)
 
-    def _wait_for_room(self, loop: asyncio.AbstractEventLoop, feed: _Feed, finished: int) -> None:
+    def _wait_for_progress(
+        self, loop: asyncio.AbstractEventLoop, feed: _Feed, finished: int
+    ) -> None:
         """Block the reading thread until ``finished`` targets have ended."""
         feed.wake_at = finished
         while True:
-            feed.room.clear()  # then check: a worker sets it after counting, never lost
+            feed.progress.clear()  # then check: a worker sets it after counting, never lost
             if feed.finished >= finished:
                 return
             if feed.broken or self._loop.current is not loop:
                 raise RuntimeError("the Deliverer was closed during a fan-out")
-            feed.room.wait(1.0)
+            feed.progress.wait(1.0)
 
     # -- on the loop thread ---------------------------------------------------------------
 
@@ -212,8 +210,8 @@ class Deliverer:
                     except Exception as error:  # raised by the fan-out once every post ended
                         feed.errors.append(error)
                     feed.finished += 1
-                    if feed.finished >= feed.wake_at and not feed.room.is_set():
-                        feed.room.set()
+                    if feed.finished >= feed.wake_at and not feed.progress.is_set():
+                        feed.progress.set()
                 elif feed.ended:
                     return
                 else:
@@ -227,7 +225,7 @@ class Deliverer:
             feed.workers -= 1
             if not feed.ended:  # cancelled by close(): the reading thread must not wait on
                 feed.broken = True
-                feed.room.set()
+                feed.progress.set()
             elif feed.workers == 0 and feed.done is not None and not feed.done.done():
                 feed.done.set_result(None)
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from fanout_core.delivery import _private
+from fanout_core import _private
 
 if TYPE_CHECKING:
     # asyncio is imported where it is used: it costs cold start, and only delivery needs it.

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import botocore
 
-from fanout_core.delivery import _private
+from fanout_core import _private
 from fanout_core.delivery.http11 import Pool, StaleConnection, read_answer
 from fanout_core.delivery.loop import LoopThread
 from fanout_core.delivery.posting import (

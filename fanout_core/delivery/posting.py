@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, TypedDict, runtime_checkable
 from urllib.parse import urlsplit
 
-import boto3
 import botocore.config
 from botocore.exceptions import (
     ClientError,
@@ -22,6 +21,8 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
+
+from fanout_core.clients import aws_client
 
 if TYPE_CHECKING:
     from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
@@ -144,7 +145,7 @@ _clients_lock = threading.Lock()
 def management_client(
     endpoint: str, *, pool_size: int = 32, timeout: float = 5.0, region: str = "us-east-1"
 ) -> ApiGatewayManagementApiClient:
-    """The boto3 ``apigatewaymanagementapi`` client for ``endpoint``, built once per container."""
+    """The ``apigatewaymanagementapi`` client for ``endpoint``, built once per container."""
     key = (endpoint, pool_size, timeout, region)
     client = _clients.get(key)
     if client is None:
@@ -158,11 +159,8 @@ def management_client(
                     read_timeout=timeout,
                     max_pool_connections=pool_size,
                 )
-                client = boto3.session.Session().client(
-                    "apigatewaymanagementapi",
-                    endpoint_url=endpoint,
-                    region_name=region,
-                    config=config,
+                client = aws_client(
+                    "apigatewaymanagementapi", endpoint_url=endpoint, region=region, config=config
                 )
                 _clients[key] = client
     return client

@@ -68,7 +68,7 @@ class DynamoFaults:
     """Errors injected into one store's DynamoDB client; thread-safe; ``close()`` removes them."""
 
     def __init__(self, store: ConnectionStore) -> None:
-        self.client: Any = store.models.item._get_connection().connection.client
+        self.client: Any = store.models.client
         self._lock = threading.Lock()
         self._faults: list[DynamoFault] = []
         self._unique_id = f"fanout-test-faults-{id(self)}"
