@@ -152,6 +152,7 @@ def run_mode(
 ) -> dict[str, Any]:
     """One send to everyone through the tree; the counts once the queue is empty."""
     from fanout_core.message import Message
+    from fanout_core.outgoing import outgoing
     from fanout_core.runtime import build_runtime
 
     ask(api, "reset")
@@ -165,7 +166,7 @@ def run_mode(
     started = time.perf_counter()
     sender = build_runtime(config, strategy="sqs_batched")
     try:
-        sent = sender.strategy.fanout(Message("bench", "account limit frame", None))
+        sent = sender.strategy.fanout(outgoing(Message("bench", "account limit frame", None)))
     finally:
         sender.close()
     for thread in threads:

@@ -17,6 +17,7 @@ from fanout_core import cost
 from fanout_core.config import FanoutConfig
 from fanout_core.fanout import Fanout
 from fanout_core.message import Message
+from fanout_core.publishing import resume
 from fanout_core.runtime import Runtime, build_runtime
 
 MESSAGES = 20
@@ -30,7 +31,7 @@ class Calls:
     def __init__(self, runtime: Runtime) -> None:
         self.operations: Counter[str] = Counter()
         self.read_units = 0.0
-        client = runtime.store.models.item._get_connection().connection.client
+        client = runtime.store.models.client
         client.meta.events.register("before-parameter-build.dynamodb", self._before)
         client.meta.events.register("after-call.dynamodb", self._after)
 
@@ -116,7 +117,14 @@ def measure_resumes(
         calls.take()
         started = time.perf_counter()
         assert runtime.store.is_member(member.connection_id, room)  # as the handler asks
-        result = runtime.resume(member.connection_id, target.endpoint, room, last=frames)
+        result = resume(
+            runtime.history,
+            runtime.deliverer,
+            member.connection_id,
+            target.endpoint,
+            room,
+            last=frames,
+        )
         seconds = time.perf_counter() - started
         operations, units = calls.take()
         frame_bytes = len(Message(None, room=room, data={"fill": True}, seq=frames).frame())

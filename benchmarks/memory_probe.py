@@ -15,6 +15,7 @@ import time
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery.posting import OK, PostOutcome
 from fanout_core.message import Message
+from fanout_core.outgoing import outgoing
 from fanout_core.runtime import build_runtime
 
 
@@ -54,10 +55,10 @@ def main() -> None:
     endpoint, table, strategy, room = sys.argv[1:5]
     config = FanoutConfig(table=table, dynamodb_endpoint=endpoint, strategy=strategy)
     runtime = build_runtime(config, poster=InstantPoster())
-    runtime.strategy.fanout(Message("probe", "warm-up", room))
+    runtime.strategy.fanout(outgoing(Message("probe", "warm-up", room)))
     before = high_water_kib()
     started = time.perf_counter()
-    result = runtime.strategy.fanout(Message("probe", "memory"))
+    result = runtime.strategy.fanout(outgoing(Message("probe", "memory")))
     elapsed = time.perf_counter() - started
     after = high_water_kib()
     runtime.close()

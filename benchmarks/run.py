@@ -57,6 +57,7 @@ from fanout_core.delivery.http_poster import AsyncHttpPoster
 from fanout_core.delivery.posting import BotoPoster, Poster, management_client
 from fanout_core.local import backends
 from fanout_core.message import Message
+from fanout_core.outgoing import outgoing
 from fanout_core.result import FanoutResult
 from fanout_core.runtime import Runtime, build_runtime
 from fanout_core.store import ConnectionStore, Target
@@ -123,7 +124,9 @@ def resolve(
 
 
 def fanout(runtime: Runtime, room: str | None) -> FanoutResult:
-    return runtime.strategy.fanout(Message(bench_id(0), "benchmark frame " + "x" * 64, room))
+    return runtime.strategy.fanout(
+        outgoing(Message(bench_id(0), "benchmark frame " + "x" * 64, room))
+    )
 
 
 class SqsCounter:

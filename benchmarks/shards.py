@@ -31,6 +31,7 @@ from fanout_core.config import FanoutConfig
 from fanout_core.delivery.http_poster import AsyncHttpPoster
 from fanout_core.delivery.posting import PostOutcome
 from fanout_core.message import Message
+from fanout_core.outgoing import outgoing
 from fanout_core.runtime import build_runtime
 from fanout_core.store import ConnectionStore, Page
 from fanout_core.table import create_table
@@ -90,7 +91,7 @@ def measure_shards(results: dict[str, Any], config: FanoutConfig, connections: i
             times.clear()
             strategy.audience_pages = functools.partial(timed_pages, read_pages, times)  # type: ignore[method-assign]
             started = time.perf_counter()
-            result = strategy.fanout(Message("bench", "shard benchmark frame", None))
+            result = strategy.fanout(outgoing(Message("bench", "shard benchmark frame", None)))
             ended = time.perf_counter()
             row.update(
                 concurrency=CONCURRENCY,
@@ -152,7 +153,8 @@ def measure_send(results: dict[str, Any], config: Any, sqs: Any, connections: in
         samples, tasks = [], 0
         for n in range(REPEATS + 1):
             started = time.perf_counter()
-            result = runtime.strategy.fanout(Message("bench", "sender benchmark frame", None))
+            frame = outgoing(Message("bench", "sender benchmark frame", None))
+            result = runtime.strategy.fanout(frame)
             if n:
                 samples.append(time.perf_counter() - started)
             tasks = result.queue_messages

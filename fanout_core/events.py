@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout_core import keys
+from fanout_core.audience import Audience
 from fanout_core.errors import FanoutError, InvalidKeyError
+from fanout_core.message import DEFAULT_EVENT, Message, validate_event
 
 _DOMAIN = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
 _STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
@@ -32,7 +34,6 @@ class WebSocketRequest:
     """The parts of a WebSocket event the handlers use."""
 
     connection_id: str
-    route_key: str
     endpoint: str  # https://{domainName}/{stage}
     principal: str | None
     # The authorizer's context: what API Gateway put beside principalId (strings, numbers,
@@ -58,7 +59,6 @@ def websocket_request(event: object) -> WebSocketRequest:
         raise RequestError(400, "malformed_event", "requestContext.domainName is not a host name")
     if not isinstance(stage, str) or not _STAGE.fullmatch(stage):
         raise RequestError(400, "malformed_event", "requestContext.stage is not a stage name")
-    route_key = context.get("routeKey")
     authorizer = context.get("authorizer")
     if not isinstance(authorizer, Mapping):
         authorizer = {}
@@ -70,7 +70,6 @@ def websocket_request(event: object) -> WebSocketRequest:
     }
     return WebSocketRequest(
         connection_id=connection_id,
-        route_key=route_key if isinstance(route_key, str) else "",
         endpoint=f"https://{domain}/{stage}",
         principal=principal if isinstance(principal, str) and principal else None,
         context=claims,
@@ -128,3 +127,52 @@ def query_rooms(event: object) -> list[str]:
     elif single is not None and not isinstance(single, Mapping):
         raise RequestError(400, "malformed_event", "queryStringParameters must be an object")
     return [keys.validate_room(value) for value in values]
+
+
+def message_of(sender: str, body: Mapping[str, Any]) -> tuple[Message, Audience]:
+    """The message a ``sendMessage`` body asks for, and its audience: text (or data), room
+    and event checked, each once."""
+    text = None if "data" in body else text_of(body)
+    audience = Audience(room=body.get("room"))
+    name = validate_event(body.get("event", DEFAULT_EVENT))
+    return Message(sender, text, audience.room, event=name, data=body.get("data")), audience
+
+
+def text_of(body: Mapping[str, Any]) -> str:
+    """The body's ``text``: a string of valid Unicode."""
+    text = body.get("text")
+    if not isinstance(text, str):
+        raise RequestError(400, "invalid_text", "'text' must be a string (or send 'data')")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") that JSON let through
+            raise RequestError(400, "invalid_text", "'text' is not valid Unicode") from None
+    return text
+
+
+def idempotency_key_of(body: Mapping[str, Any]) -> str | None:
+    """The body's ``id``: None when absent or null, else a valid idempotency key."""
+    return None if body.get("id") is None else keys.validate_idempotency_key(body["id"])
+
+
+def sender_scope(request: WebSocketRequest) -> str:
+    """Whose idempotency keys a client's key is among: its user's, so that a retry after a
+    reconnect is still a duplicate, or (no principal) its connection's."""
+    if request.principal is not None:
+        return "#" + keys.user_index_pk(request.principal)
+    return f"#{keys.CONNECTION_PREFIX}{request.connection_id}"
+
+
+def history_of(body: Mapping[str, Any]) -> tuple[int | None, int | None, int | None]:
+    """A ``history`` body's ``since``, ``last`` and ``epoch``: each absent, null or a seq;
+    exactly one of ``since`` and ``last`` a seq."""
+    since, last, epoch = body.get("since"), body.get("last"), body.get("epoch")
+    if (since is None) == (last is None):
+        raise RequestError(400, "invalid_history", "give 'since' (a seq) or 'last' (a count)")
+    for value in (since, last, epoch):
+        if value is not None and (type(value) is not int or not 0 <= value <= keys.MAX_SEQ):
+            raise RequestError(
+                400, "invalid_history", "'since', 'last' and 'epoch' are integers >= 0"
+            )
+    return since, last, epoch

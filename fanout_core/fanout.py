@@ -12,18 +12,20 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fanout_core import keys
 from fanout_core.audience import Audience
 from fanout_core.config import FanoutConfig
-from fanout_core.delivery.posting import BotoPoster, Closer, EndpointPoster, Poster, PostStatus
 from fanout_core.errors import ConfigError
 from fanout_core.message import DEFAULT_EVENT, Message, validate_event
 from fanout_core.policy import Policy
-from fanout_core.reads import Clock, Member
 from fanout_core.result import FanoutResult
 from fanout_core.runtime import Runtime, build_runtime, current_runtime, get_runtime
+
+if TYPE_CHECKING:
+    from fanout_core.delivery.posting import Closer, Poster
+    from fanout_core.reads import Clock, Member
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,9 @@ class Fanout:
         to the same audience within FANOUT_DEDUP_SECONDS fans out nothing; its result says
         ``duplicate``.
         """
+        from fanout_core.outgoing import outgoing
+        from fanout_core.publishing import publish
+
         audience = Audience(
             room=room,
             user=user,
@@ -127,16 +132,22 @@ class Fanout:
             exclude=frozenset(_ids(exclude)),
         )
         message = Message(None, room=room, event=validate_event(event), data=data)
-        message.frame()  # TypeError and PayloadTooLargeError before the runtime is built
         if idempotency_key is not None:
             keys.validate_idempotency_key(idempotency_key)
-        return self.runtime.publish(message, audience, key=idempotency_key)
+        # Framed once: TypeError and PayloadTooLargeError before any read or post.
+        history = self._config_of().history_seconds > 0
+        ready = outgoing(message, audience, history=history)
+        runtime = self.runtime
+        try:
+            return publish(ready, runtime.strategy, runtime.history, key=idempotency_key)
+        finally:
+            runtime.finish()
 
     def history(self, room: str | None = None, *, since: int = 0) -> Iterator[dict[str, Any]]:
         """The retained frames of ``room`` (None: everyone's) after ``since``, in seq order,
         read page by page; ConfigError if this API keeps no history."""
         runtime = self.runtime
-        if not runtime.history.enabled:
+        if runtime.config.history_seconds <= 0:
             raise ConfigError("FANOUT_HISTORY_SECONDS", "history is off: set it above 0")
         scope = keys.scope_of(room)
         latest = runtime.history.position(scope).seq
@@ -153,21 +164,36 @@ class Fanout:
 
         A connection whose DELETE fails (not 410) keeps its rows, so a retry finds it again.
         """
+        from fanout_core.delivery.posting import PostStatus
+
         runtime, closer = self.runtime, self.closer
         found = closed = gone = failed = rows = 0
-        for page in list(runtime.store.user_pages(user)):
-            for target in page.targets:
-                found += 1
-                outcome = closer.delete(target.endpoint, target.connection_id)
-                if outcome.status not in (PostStatus.OK, PostStatus.GONE):
-                    failed += 1
-                    continue
-                closed += outcome.status is PostStatus.OK
-                gone += outcome.status is PostStatus.GONE
-                departure = runtime.store.remove(target.connection_id)
-                rows += departure.rows
-                runtime.presence.left(departure)
+        try:
+            for page in list(runtime.store.user_pages(user)):
+                for target in page.targets:
+                    found += 1
+                    outcome = closer.delete(target.endpoint, target.connection_id)
+                    if outcome.status not in (PostStatus.OK, PostStatus.GONE):
+                        failed += 1
+                        continue
+                    closed += outcome.status is PostStatus.OK
+                    gone += outcome.status is PostStatus.GONE
+                    departure = runtime.store.remove(target.connection_id)
+                    rows += departure.rows
+                    if runtime.config.presence_events and departure.rooms:
+                        runtime.presence.left(departure)
+        finally:
+            runtime.finish()
         return DisconnectResult(user, found, closed, gone, failed, rows)
+
+    def _config_of(self) -> FanoutConfig:
+        """The configuration publishing follows, without building anything."""
+        if self._runtime is not None:
+            return self._runtime.config
+        if self._config is not None:
+            return self._config
+        shared = current_runtime()
+        return shared.config if shared is not None else FanoutConfig.from_env()
 
     def close(self) -> None:
         """Close a runtime this built for itself (the container's shared one stays)."""
@@ -179,6 +205,8 @@ class Fanout:
 
 def _closer_for(poster: Poster, config: FanoutConfig) -> Closer:
     """``poster`` if it can close connections, else boto3's client with the same settings."""
+    from fanout_core.delivery.posting import BotoPoster, Closer, EndpointPoster
+
     if isinstance(poster, Closer):
         return poster
     if isinstance(poster, EndpointPoster):  # AsyncHttpPoster: it posts, boto3 closes

@@ -2,128 +2,62 @@
 
 Each answers ``{"statusCode": 200}`` on success and a 4xx with a JSON error for the
 client's mistakes. No handler raises: an unexpected error is logged and answered 500.
-Nothing here builds a client at import; the first invocation does, once per container.
+Importing this module loads the router and what every route needs, and builds nothing;
+a handler imports the rest (publishing, delivery, history, presence, the SQS worker) on
+first use, and its runtime builds each client once per container.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fanout_core import keys
-from fanout_core.errors import (
-    ConfigError,
-    ForbiddenError,
-    InvalidConnectionIdError,
-    InvalidEventError,
-    InvalidIdempotencyKeyError,
-    InvalidPrincipalError,
-    InvalidRoomNameError,
-    NotAMemberError,
-    NotConnectedError,
-    PayloadTooLargeError,
-    PolicyError,
-    RateLimitedError,
-)
+from fanout_core.answers import Handler, Response, answers, error_response, finish, ok
+from fanout_core.errors import NotAMemberError, NotConnectedError
 from fanout_core.events import (
     RequestError,
     WebSocketRequest,
+    history_of,
+    idempotency_key_of,
     json_body,
+    message_of,
     optional_room,
     query_rooms,
     required_room,
+    sender_scope,
     websocket_request,
 )
-from fanout_core.message import DEFAULT_EVENT, Message, validate_event
 from fanout_core.policy import AccessRequest, Action, enforce
 from fanout_core.runtime import Runtime, get_runtime
-from fanout_core.store import Departure
-from fanout_core.worker import process_records
+
+if TYPE_CHECKING:
+    from fanout_core.store import Departure
+
+__all__ = [
+    "ROUTES",
+    "Handler",
+    "Response",
+    "connect",
+    "default",
+    "disconnect",
+    "error_response",
+    "history",
+    "join_room",
+    "leave_room",
+    "ok",
+    "ping",
+    "presence",
+    "send_message",
+    "sqs_worker",
+    "sweep",
+    "websocket",
+]
 
 log = logging.getLogger(__name__)
 
-Event = dict[str, Any]
-Response = dict[str, Any]
-Handler = Callable[[Any, Any], Response]
-
-ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping", "presence", "history")
-_THROTTLED = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-}
-
-
-def ok() -> Response:
-    """The success answer."""
-    return {"statusCode": 200}
-
-
-def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
-    """A JSON error answer."""
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json"},
-        "body": json.dumps({"error": code, "message": message, **extra}),
-    }
-
-
-def _backend_code(error: BaseException) -> str:
-    # PynamoDB wraps botocore's ClientError; both carry the AWS error code somewhere.
-    code = getattr(error, "cause_response_code", None)
-    if code is None:
-        response = getattr(error, "response", None)
-        if isinstance(response, dict):
-            code = response.get("Error", {}).get("Code")
-    return str(code or "")
-
-
-# What each of the library's errors is answered with (the first class that matches).
-_ANSWERED: tuple[tuple[type[Exception], int, str], ...] = (
-    (InvalidRoomNameError, 400, "invalid_room"),
-    (InvalidConnectionIdError, 400, "invalid_connection_id"),
-    (InvalidPrincipalError, 400, "invalid_principal"),
-    (InvalidEventError, 400, "invalid_event"),
-    (InvalidIdempotencyKeyError, 400, "invalid_id"),
-    (ForbiddenError, 403, "forbidden"),
-    (NotAMemberError, 403, "not_a_member"),
-    (NotConnectedError, 403, "not_connected"),
-    (PayloadTooLargeError, 413, "payload_too_large"),
-)
-
-
-def _answers(handler: Callable[[Any], Response]) -> Handler:
-    """Turn every error into the answer the client should get."""
-
-    @functools.wraps(handler)
-    def wrapper(event: Any, context: Any = None) -> Response:
-        try:
-            return handler(event)
-        except RequestError as error:
-            return error_response(error.status, error.code, str(error))
-        except RateLimitedError as error:
-            retry_after = round(error.retry_after, 3)
-            return error_response(429, "rate_limited", str(error), retry_after=retry_after)
-        except PolicyError as error:
-            return error_response(500, "policy_failed", str(error))  # logged where it failed
-        except ConfigError as error:
-            log.error("misconfigured: %s", error)
-            return error_response(500, "misconfigured", str(error))
-        except Exception as error:
-            for kind, status, code in _ANSWERED:
-                if isinstance(error, kind):
-                    return error_response(status, code, str(error))
-            if _backend_code(error) in _THROTTLED:
-                log.warning("backend throttled %s: %s", handler.__name__, error)
-                return error_response(503, "throttled", "the backend is busy; try again")
-            log.exception("%s failed", handler.__name__)
-            return error_response(500, "internal_error", "internal error")
-
-    return wrapper
+# The actions a client names in a body, each routed to its handler.
+CLIENT_ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping", "presence", "history")
 
 
 def _allowed(
@@ -149,7 +83,18 @@ def _allowed(
     return runtime
 
 
-@_answers
+def _announce_joined(runtime: Runtime, request: WebSocketRequest, rooms: list[str]) -> None:
+    # Presence is built (with delivery) only when it has something to announce.
+    if runtime.config.presence_events and rooms:
+        runtime.presence.joined(request.connection_id, request.principal, rooms)
+
+
+def _announce_left(runtime: Runtime, departure: Departure) -> None:
+    if runtime.config.presence_events and departure.rooms:
+        runtime.presence.left(departure)
+
+
+@answers
 def connect(event: Any) -> Response:
     """``$connect``: store the connection, joined to ``?room=`` rooms if asked and allowed."""
     request = websocket_request(event)
@@ -160,134 +105,103 @@ def connect(event: Any) -> Response:
     runtime.store.connect(
         request.connection_id, request.endpoint, rooms=rooms, principal=request.principal
     )
-    runtime.presence.joined(request.connection_id, request.principal, rooms)
+    _announce_joined(runtime, request, rooms)
     return ok()
 
 
-@_answers
+@answers
 def disconnect(event: Any) -> Response:
     """``$disconnect``: delete the connection and all its rows."""
     runtime = get_runtime()
-    runtime.presence.left(runtime.store.remove(websocket_request(event).connection_id))
+    _announce_left(runtime, runtime.store.remove(websocket_request(event).connection_id))
     return ok()
 
 
-@_answers
+@answers
 def send_message(event: Any) -> Response:
     """``sendMessage``: fan ``text`` or ``data`` out to ``room`` (a member only) or everyone."""
+    from fanout_core.outgoing import outgoing
+    from fanout_core.publishing import publish
+
     request = websocket_request(event)
     body = json_body(event)
-    message = message_of(request.connection_id, body)
+    message, audience = message_of(request.connection_id, body)
     runtime = _allowed(request, "send", message.room)
     if message.room is not None and not runtime.store.is_member(
         request.connection_id, message.room
     ):
         raise NotAMemberError(request.connection_id, message.room)
     try:
-        message.frame()  # over 128 KB raises PayloadTooLargeError: a 413
+        # Framed once, here; over 128 KB raises PayloadTooLargeError: a 413.
+        ready = outgoing(message, audience, history=runtime.config.history_seconds > 0)
     except TypeError:
         raise RequestError(400, "invalid_data", "'data' holds text that is not Unicode") from None
     key = idempotency_key_of(body)
     if runtime.limiter is not None:  # last: a send refused for any reason costs no token
         runtime.limiter.take(request.connection_id)
-    result = runtime.publish(message, key=key, sender_scope=sender_scope(request))
+    result = publish(
+        ready, runtime.strategy, runtime.history, key=key, sender_scope=sender_scope(request)
+    )
     log.info("fanout %s", json.dumps(result.summary()))
     return ok()
 
 
-def idempotency_key_of(body: dict[str, Any]) -> str | None:
-    """The body's ``id``: None when absent or null, else a valid idempotency key."""
-    return None if body.get("id") is None else keys.validate_idempotency_key(body["id"])
-
-
-def sender_scope(request: WebSocketRequest) -> str:
-    """Whose idempotency keys a client's key is among: its user's, so that a retry after a
-    reconnect is still a duplicate, or (no principal) its connection's."""
-    if request.principal is not None:
-        return "#" + keys.user_index_pk(request.principal)
-    return f"#{keys.CONNECTION_PREFIX}{request.connection_id}"
-
-
-def message_of(sender: str, body: dict[str, Any]) -> Message:
-    """The message a ``sendMessage`` body asks for: text (or data), room and event checked."""
-    text = None if "data" in body else text_of(body)
-    room = optional_room(body)
-    name = validate_event(body.get("event", DEFAULT_EVENT))
-    return Message(sender, text, room, event=name, data=body.get("data"))
-
-
-def text_of(body: dict[str, Any]) -> str:
-    """The body's ``text``: a string of valid Unicode."""
-    text = body.get("text")
-    if not isinstance(text, str):
-        raise RequestError(400, "invalid_text", "'text' must be a string (or send 'data')")
-    if not text.isascii():
-        try:
-            text.encode()
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800") that JSON let through
-            raise RequestError(400, "invalid_text", "'text' is not valid Unicode") from None
-    return text
-
-
-@_answers
+@answers
 def join_room(event: Any) -> Response:
     """``joinRoom``: add the connection to ``room``."""
     request = websocket_request(event)
     room = required_room(json_body(event))
     runtime = _allowed(request, "join", room)
     runtime.store.join(request.connection_id, room)
-    runtime.presence.joined(request.connection_id, request.principal, [room])
+    _announce_joined(runtime, request, [room])
     return ok()
 
 
-@_answers
+@answers
 def leave_room(event: Any) -> Response:
     """``leaveRoom``: remove the connection from ``room`` (fine if it was not in it)."""
+    from fanout_core.store import Departure
+
     request = websocket_request(event)
     room = required_room(json_body(event))
     runtime = get_runtime()
     if runtime.store.leave(request.connection_id, room):
-        runtime.presence.left(Departure(request.connection_id, request.principal, (room,), 1))
+        _announce_left(runtime, Departure(request.connection_id, request.principal, (room,), 1))
     return ok()
 
 
-@_answers
+@answers
 def history(event: Any) -> Response:
     """``history``: post the retained frames after ``since`` (or the ``last`` N), then
     ``history.end``, to the caller, if the policy allows (members only by default)."""
+    from fanout_core.publishing import resume
+
     request = websocket_request(event)
     body = json_body(event)
     room = optional_room(body)
     runtime = get_runtime()
-    if not runtime.history.enabled:
+    if runtime.config.history_seconds <= 0:
         raise RequestError(400, "no_history", "this API keeps no history (FANOUT_HISTORY_SECONDS)")
     since, last, epoch = history_of(body)
     is_member = room is None or runtime.store.is_member(request.connection_id, room)
     _allowed(request, "history", room, is_member=is_member)
     if runtime.limiter is not None:  # a resume posts as much as a send: it takes a token
         runtime.limiter.take(request.connection_id)
-    result = runtime.resume(
-        request.connection_id, request.endpoint, room, since=since, last=last, epoch=epoch
+    result = resume(
+        runtime.history,
+        runtime.deliverer,
+        request.connection_id,
+        request.endpoint,
+        room,
+        since=since,
+        last=last,
+        epoch=epoch,
     )
     log.info("history %s", json.dumps(result.summary()))
     return ok()
 
 
-def history_of(body: dict[str, Any]) -> tuple[int | None, int | None, int | None]:
-    """A ``history`` body's ``since``, ``last`` and ``epoch``: each absent, null or a seq;
-    exactly one of ``since`` and ``last`` a seq."""
-    since, last, epoch = body.get("since"), body.get("last"), body.get("epoch")
-    if (since is None) == (last is None):
-        raise RequestError(400, "invalid_history", "give 'since' (a seq) or 'last' (a count)")
-    for value in (since, last, epoch):
-        if value is not None and (type(value) is not int or not 0 <= value <= keys.MAX_SEQ):
-            raise RequestError(
-                400, "invalid_history", "'since', 'last' and 'epoch' are integers >= 0"
-            )
-    return since, last, epoch
-
-
-@_answers
+@answers
 def presence(event: Any) -> Response:
     """``presence``: post the room's live members to the caller, if the policy allows."""
     request = websocket_request(event)
@@ -296,11 +210,10 @@ def presence(event: Any) -> Response:
     is_member = runtime.store.is_member(request.connection_id, room)
     _allowed(request, "presence", room, is_member=is_member)
     runtime.presence.answer(request.connection_id, request.endpoint, room)
-    runtime.presence.settle()
     return ok()
 
 
-@_answers
+@answers
 def ping(event: Any) -> Response:
     """``ping``: extend the connection's TTL."""
     request = websocket_request(event)
@@ -309,14 +222,16 @@ def ping(event: Any) -> Response:
     return ok()
 
 
-@_answers
+@answers
 def default(event: Any) -> Response:
     """``$default``: a message with no known action."""
     websocket_request(event)
     action = json_body(event).get("action")
     shown = json.dumps(action)[:60]
     raise RequestError(
-        400, "unknown_action", f"unknown action {shown}; valid actions: {', '.join(ACTIONS)}"
+        400,
+        "unknown_action",
+        f"unknown action {shown}; valid actions: {', '.join(CLIENT_ACTIONS)}",
     )
 
 
@@ -345,21 +260,24 @@ def websocket(event: Any, context: Any = None) -> Response:
             action = json.loads(event["body"]).get("action")
         except (ValueError, AttributeError, RecursionError):
             action = None
-        route = action if action in ACTIONS else route
+        route = action if action in CLIENT_ACTIONS else route
     return ROUTES.get(route if isinstance(route, str) else "", default)(event, context)
 
 
 def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
     """SQS worker for ``sqs_batched``: post each record, report only failed ones."""
+    from fanout_core.worker import process_records
+
     runtime = get_runtime()
     try:
         response, results = process_records(event, runtime.deliverer, runtime.tasks)
-        runtime.presence.settle()
     except Exception:
         log.exception("unreadable SQS event")
         records = event.get("Records") if isinstance(event, dict) else None
         ids = [r.get("messageId") for r in records or [] if isinstance(r, dict)]
         return {"batchItemFailures": [{"itemIdentifier": i} for i in ids if isinstance(i, str)]}
+    finally:
+        finish()
     for result in results:
         log.info("sqs_worker %s", json.dumps(result.summary()))
     return response

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout_core.errors import InvalidEventError, PayloadTooLargeError
+from fanout_core.keys import MAX_SEQ
 
 # API Gateway's WebSocket message limit, which applies to @connections posts too.
 MAX_PAYLOAD_BYTES = 128 * 1024
@@ -50,6 +51,40 @@ def encode_json(value: Any) -> str:
         raise TypeError(f"not JSON-serialisable: {error}") from None
 
 
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A message's frame, encoded once: what is posted, and where a ``seq`` goes into it.
+
+    History numbers a frame after it is encoded (the number is taken just before the first
+    post), so the bytes are kept as the part before ``seq`` and the part after it: numbering
+    is one concatenation, never a second encoding of the data.
+    """
+
+    id: str
+    head: bytes  # {"id":...,"event":...,"room":...,"from":...
+    tail: bytes  # ,"body":...} or ,"data":...}
+    seq: int | None = None
+    payload: bytes = b""  # the bytes posted: head, the seq if any, tail
+
+    def __post_init__(self) -> None:
+        if not self.payload:
+            seq = b"" if self.seq is None else b',"seq":%d' % self.seq
+            object.__setattr__(self, "payload", self.head + seq + self.tail)
+
+    def numbered(self, seq: int) -> Frame:
+        """The same frame carrying ``seq``."""
+        return Frame(self.id, self.head, self.tail, seq)
+
+    def check_size(self, *, numbered: bool = False) -> Frame:
+        """Itself; PayloadTooLargeError if it is over 128 KB (``numbered``: with any seq)."""
+        size = len(self.payload)
+        if numbered and self.seq is None:
+            size += len(b',"seq":%d' % MAX_SEQ)
+        if size > MAX_PAYLOAD_BYTES:
+            raise PayloadTooLargeError(size, MAX_PAYLOAD_BYTES)
+        return self
+
+
 @dataclass(frozen=True)
 class Message:
     """One message from ``sender`` (None: the backend) to ``room`` (None: no room).
@@ -81,13 +116,20 @@ class Message:
             frame["data"] = self.data
         return frame
 
+    def encode(self, *, numbered: bool = False) -> Frame:
+        """The frame, encoded once; PayloadTooLargeError over 128 KB (``numbered``: with
+        room for any seq), TypeError if ``data`` is not JSON."""
+        head = {"id": self.id, "event": self.event, "room": self.room, "from": self.sender}
+        tail = {"body": self.text} if self.text is not None else {"data": self.data}
+        try:
+            head_bytes = encode_json(head)[:-1].encode()
+            tail_bytes = b"," + encode_json(tail)[1:].encode()
+        except UnicodeEncodeError:  # a lone surrogate ("\ud800") in a string
+            raise TypeError("not JSON-serialisable: a string is not valid Unicode") from None
+        frame = Frame(self.id, head_bytes, tail_bytes, self.seq)
+        return frame.check_size(numbered=numbered)
+
     def frame(self) -> bytes:
         """The bytes posted to each recipient; PayloadTooLargeError over 128 KB, TypeError
         if ``data`` is not JSON."""
-        try:
-            data = encode_json(self.envelope()).encode()
-        except UnicodeEncodeError:  # a lone surrogate ("\ud800") in a string
-            raise TypeError("not JSON-serialisable: a string is not valid Unicode") from None
-        if len(data) > MAX_PAYLOAD_BYTES:
-            raise PayloadTooLargeError(len(data), MAX_PAYLOAD_BYTES)
-        return data
+        return self.encode().payload

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from fanout_core.audience import Audience, Target
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message, encode_json, new_message_id
+from fanout_core.outgoing import outgoing
 from fanout_core.reads import Member
 from fanout_core.result import FanoutResult
 from fanout_core.store import ConnectionStore, Departure
@@ -57,19 +58,48 @@ def presence_frames(room: str, members: Sequence[Member]) -> list[bytes]:
     return frames
 
 
-class Presence:
-    """Presence answers and events for one runtime (its store, strategy and deliverer)."""
+class Departures:
+    """Connections a fan-out found gone (410): each deleted at once, its departure kept for
+    an announcement when the invocation ends.
 
-    def __init__(self, store: ConnectionStore, *, events: bool) -> None:
+    The deliverer's 410 callback: it runs on a cleanup thread in the middle of a fan-out,
+    where starting another fan-out (the announcement) would nest one in the other.
+    """
+
+    def __init__(self, store: ConnectionStore, *, announce: bool) -> None:
         self.store = store
-        self.events = events
-        self.strategy: FanoutStrategy | None = None  # set once the runtime has built it
+        self.announce = announce
         self._lock = threading.Lock()
-        self._departed: list[Departure] = []  # found gone on a 410, not announced yet
+        self._pending: list[Departure] = []
+
+    def gone(self, connection_id: str) -> None:
+        """Delete the connection and all its rows; keep what to announce."""
+        departure = self.store.remove(connection_id)
+        if self.announce and departure.rooms:
+            with self._lock:
+                self._pending.append(departure)
+
+    @property
+    def pending(self) -> bool:
+        """True while a departure waits to be announced."""
+        return bool(self._pending)
+
+    def take(self) -> Departure | None:
+        """The next departure to announce, or None."""
+        with self._lock:
+            return self._pending.pop() if self._pending else None
+
+
+class Presence:
+    """Presence answers and events for one runtime: its store and strategy."""
+
+    def __init__(self, store: ConnectionStore, strategy: FanoutStrategy, *, events: bool) -> None:
+        self.store = store
+        self.strategy = strategy
+        self.events = events
 
     def answer(self, connection_id: str, endpoint: str, room: str) -> FanoutResult:
         """Post the room's live members to the asking connection."""
-        assert self.strategy is not None
         members = [m for page in self.store.members(room) for m in page]
         result = FanoutResult(strategy=PRESENCE, room=room, message_id="", audience="caller")
         target = [Target(connection_id, endpoint)]
@@ -81,48 +111,26 @@ class Presence:
         """Tell each room's other members that ``connection_id`` joined."""
         for room in rooms:
             self._announce(JOIN, room, connection_id, principal)
-        self.settle()
 
     def left(self, departure: Departure) -> None:
         """Tell the remaining members of each of its rooms that the connection left."""
         for room in departure.rooms:
             self._announce(LEAVE, room, departure.connection_id, departure.principal)
-        self.settle()
 
-    def gone(self, connection_id: str) -> None:
-        """The Deliverer's 410 callback: delete the connection; announce it after the fan-out.
-
-        Announcing from inside a fan-out would start one fan-out in another's cleanup
-        thread; ``settle`` runs once the outer one has ended.
-        """
-        departure = self.store.remove(connection_id)
-        if self.events and departure.rooms:
-            with self._lock:
-                self._departed.append(departure)
-
-    def settle(self) -> None:
-        """Announce the departures 410s found, including those the announcements find."""
-        while True:
-            with self._lock:
-                if not self._departed:
-                    return
-                departure = self._departed.pop()
-            for room in departure.rooms:
-                self._announce(LEAVE, room, departure.connection_id, departure.principal)
+    def announce(self, departures: Departures) -> None:
+        """Announce every departure waiting, including those the announcements find."""
+        while (departure := departures.take()) is not None:
+            self.left(departure)
 
     def _announce(self, event: str, room: str, connection_id: str, principal: str | None) -> None:
         if not self.events:
             return
-        assert self.strategy is not None
-
-        message = Message(
-            None,
-            room=room,
-            event=event,
-            data={"connection_id": connection_id, "principal": principal},
-        )
+        data = {"connection_id": connection_id, "principal": principal}
+        audience = Audience(room=room, exclude=frozenset({connection_id}))
         try:
-            self.strategy.fanout(message, Audience(room=room, exclude=frozenset({connection_id})))
+            self.strategy.fanout(
+                outgoing(Message(None, room=room, event=event, data=data), audience)
+            )
         except Exception:
             # Best effort: the join or leave it tells of is done; failing its handler now
             # would refuse a $connect whose rows are written, or retry a $disconnect.

@@ -6,8 +6,10 @@ audience partition (a room's, a user's, each everyone-shard) and returns. A work
 it), enqueues the rest as the next task (or tasks) before it posts, and posts the page,
 handing what is over a bounded batch on as *post batches* of up to ``TARGETS_PER_MESSAGE``
 ids. Frames travel base64-encoded, so a
-128 KB frame fits an SQS message whatever it holds (JSON-escaping could double it).
-Bodies of version 1 (post batches with a plain ``frame``) are still read.
+128 KB frame fits an SQS message whatever it holds (JSON-escaping could double it). A body
+carries its frame's message id (``mid``), so a worker never parses the frame; bodies
+without one (sent before it was added) and of version 1 (post batches with a plain
+``frame``) are still read.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import boto3
-
 from fanout_core import keys
 from fanout_core.audience import Target
+from fanout_core.clients import aws_client
 from fanout_core.config import FanoutConfig
 from fanout_core.delivery import Backoff
 from fanout_core.ranges import KeyRange, is_bound
@@ -64,6 +65,20 @@ def _frame_of(data: dict[str, Any]) -> bytes:
     raise ValueError("'frame64' (or version 1's 'frame') must be a string")
 
 
+def _message_id_of(data: dict[str, Any], frame: bytes) -> str:
+    mid = data.get("mid")
+    if isinstance(mid, str):
+        return mid
+    if mid is not None:
+        raise ValueError("'mid' must be a string")
+    # A body from a sender that predates 'mid': the id is the frame's own.
+    try:
+        found = json.loads(frame).get("id", "")
+    except (ValueError, AttributeError):
+        return ""
+    return found if isinstance(found, str) else ""
+
+
 def _ids_of(data: dict[str, Any], name: str) -> tuple[str, ...]:
     ids = data.get(name, [])
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
@@ -80,6 +95,7 @@ class Batch:
     connection_ids: tuple[str, ...]
     attempt: int = 0  # posts of these ids that failed before (429, 5xx, no answer)
     delay_seconds: int = 0  # SQS holds it this long (a retry's backoff)
+    message_id: str = ""  # the frame's id, for counts and logs
 
     def encode(self) -> str:
         """The SQS message body."""
@@ -87,6 +103,7 @@ class Batch:
             {
                 "v": BODY_VERSION,
                 "kind": "post",
+                "mid": self.message_id,
                 "frame64": base64.b64encode(self.frame).decode(),
                 "endpoint": self.endpoint,
                 "ids": list(self.connection_ids),
@@ -122,12 +139,14 @@ class ReadTask:
     exclude: tuple[str, ...] = ()
     depth: int = 0  # pages read before this one
     key_range: KeyRange | None = None  # a part of the partition (ranges.split); None: all
+    message_id: str = ""  # the frame's id, for counts and logs
 
     def encode(self) -> str:
         """The SQS message body."""
         body: dict[str, Any] = {
             "v": BODY_VERSION if self.key_range is None else RANGED_BODY_VERSION,
             "kind": "read",
+            "mid": self.message_id,
             "frame64": base64.b64encode(self.frame).decode(),
             "partition": self.partition,
             "start": self.start,
@@ -161,10 +180,10 @@ class ReadTask:
         ]
 
 
-Message = Batch | ReadTask
+Task = Batch | ReadTask
 
 
-def decode(body: str) -> Message:
+def decode(body: str) -> Task:
     """Parse an SQS message body; ValueError if it is not one of ours."""
     data = json.loads(body)
     if not isinstance(data, dict) or data.get("v") not in (1, BODY_VERSION, RANGED_BODY_VERSION):
@@ -176,7 +195,8 @@ def decode(body: str) -> Message:
             raise ValueError("'endpoint' must be a string")
         if type(attempt) is not int or attempt < 0:
             raise ValueError("'attempt' must be an integer >= 0")
-        return Batch(frame, endpoint, _ids_of(data, "ids"), attempt)
+        message_id = _message_id_of(data, frame)
+        return Batch(frame, endpoint, _ids_of(data, "ids"), attempt, message_id=message_id)
     if data["kind"] != "read":
         raise ValueError(f"unknown kind {data['kind']!r}")
     start, depth = data.get("start"), data.get("depth", 0)
@@ -186,7 +206,9 @@ def decode(body: str) -> Message:
         raise ValueError("'depth' must be an integer >= 0")
     partition = keys.validate_partition(data.get("partition"))
     key_range = _range_of(data.get("range"))
-    return ReadTask(frame, partition, start, _ids_of(data, "exclude"), depth, key_range)
+    exclude = _ids_of(data, "exclude")
+    message_id = _message_id_of(data, frame)
+    return ReadTask(frame, partition, start, exclude, depth, key_range, message_id)
 
 
 def _range_of(value: object) -> KeyRange | None:
@@ -206,18 +228,20 @@ def _dumps(value: dict[str, Any]) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def pack(targets: Iterable[Target], frame: bytes, per_message: int) -> Iterator[Batch]:
+def pack(
+    targets: Iterable[Target], frame: bytes, per_message: int, message_id: str = ""
+) -> Iterator[Batch]:
     """``targets`` as post batches of up to ``per_message`` ids of one endpoint each."""
     endpoint: str | None = None
     ids: list[str] = []
     for target in targets:
         if ids and (target.endpoint != endpoint or len(ids) >= per_message):
-            yield Batch(frame, endpoint or "", tuple(ids))
+            yield Batch(frame, endpoint or "", tuple(ids), message_id=message_id)
             ids = []
         endpoint = target.endpoint
         ids.append(target.connection_id)
     if ids:
-        yield Batch(frame, endpoint or "", tuple(ids))
+        yield Batch(frame, endpoint or "", tuple(ids), message_id=message_id)
 
 
 _sqs_clients: dict[tuple[str | None, str], SQSClient] = {}
@@ -229,8 +253,8 @@ def sqs_client(config: FanoutConfig) -> SQSClient:
     key = (config.sqs_endpoint, config.region)
     with _sqs_lock:
         if key not in _sqs_clients:
-            _sqs_clients[key] = boto3.session.Session().client(
-                "sqs", endpoint_url=config.sqs_endpoint, region_name=config.region
+            _sqs_clients[key] = aws_client(
+                "sqs", endpoint_url=config.sqs_endpoint, region=config.region
             )
         return _sqs_clients[key]
 
@@ -255,7 +279,7 @@ class BatchSender:
         self.entries: list[_Entry] = []
         self.pending_bytes = 0
 
-    def add(self, message: Message) -> None:
+    def add(self, message: Task) -> None:
         """Queue one message, sending the call before it when it would be over a limit."""
         body = message.encode()
         size = len(body.encode())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,37 +110,8 @@ class FanoutResult:
         }
 
 
-class CountedPages(Iterator[Page]):
-    """Pages of one fan-out, each counted in ``result`` as it is read.
-
-    ``counted`` hands these back as they are for the same result, so a page is counted
-    once however many layers ask for it to be (the strategy's ``fanout``, then the
-    Deliverer a ``dispatch`` written before the strategy counted passes them to).
-    """
-
-    def __init__(self, pages: Iterator[Page], result: FanoutResult) -> None:
-        self._pages = pages  # counts as it yields
-        self.result = result
-
-    def __iter__(self) -> CountedPages:
-        return self
-
-    def __next__(self) -> Page:
-        return next(self._pages)
-
-    def then(self, step: Callable[[Iterator[Page]], Iterator[Page]]) -> CountedPages:
-        """``step`` applied to these pages (a filter), still counted once, as read."""
-        return CountedPages(step(self._pages), self.result)
-
-
-def counted(pages: Iterable[Page], result: FanoutResult) -> CountedPages:
-    """``pages`` as they are read, each counted in ``result`` once."""
-    if isinstance(pages, CountedPages) and pages.result is result:
-        return pages
-    return CountedPages(_count(pages, result), result)
-
-
-def _count(pages: Iterable[Page], result: FanoutResult) -> Iterator[Page]:
+def counted(pages: Iterable[Page], result: FanoutResult) -> Iterator[Page]:
+    """``pages`` as they are read, each counted in ``result``."""
     for page in pages:
         result.add_page(page)
         yield page

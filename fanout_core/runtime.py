@@ -1,145 +1,168 @@
-"""The objects the handlers share: built on first use, once per Lambda container."""
+"""The parts the handlers share: built on first use, once per Lambda container.
+
+``Runtime`` is a container, not a service: it holds the configuration, the clients and the
+parts built from them, and builds each one the first time something asks for it, so that a
+``$connect`` never imports or builds delivery, queue, history or presence code it does not
+use. What a message goes through is in ``fanout_core.publishing``. Parts are built in one
+direction: the store, then the deliverer (whose 410 callback deletes through the store),
+then the strategy, then presence; a departure found by a 410 is queued and announced once,
+when the invocation ends (``finish``).
+"""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from fanout_core import keys
-from fanout_core.audience import Audience, Target
 from fanout_core.config import FanoutConfig
-from fanout_core.delivery import Backoff, Deliverer
-from fanout_core.delivery.posting import BotoPoster, Poster
-from fanout_core.history import History
-from fanout_core.message import Message, encode_json, new_message_id
 from fanout_core.policy import Policy, load_policy
-from fanout_core.presence import Presence
-from fanout_core.queue import BatchSender, sqs_client
-from fanout_core.ratelimit import RateLimiter
-from fanout_core.result import FanoutResult
-from fanout_core.store import Clock, ConnectionStore
 from fanout_core.strategy import FanoutStrategy, strategy_class
-from fanout_core.worker import TaskRunner
+
+if TYPE_CHECKING:
+    from fanout_core.delivery import Deliverer
+    from fanout_core.delivery.posting import Poster
+    from fanout_core.history import History
+    from fanout_core.presence import Departures, Presence
+    from fanout_core.ratelimit import RateLimiter
+    from fanout_core.reads import Clock
+    from fanout_core.store import ConnectionStore
+    from fanout_core.worker import TaskRunner
+
+T = TypeVar("T")
 
 
-@dataclass
+class _Part(Generic[T]):
+    """A part of the runtime, built by ``build`` on first use (under the runtime's lock),
+    then kept; assigning one replaces it (tests swap a strategy in)."""
+
+    def __init__(self, build: Callable[[Runtime], T]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, runtime: None, owner: type) -> _Part[T]: ...
+
+    @overload
+    def __get__(self, runtime: Runtime, owner: type) -> T: ...
+
+    def __get__(self, runtime: Runtime | None, owner: type) -> T | _Part[T]:
+        if runtime is None:
+            return self
+        parts = runtime._parts
+        if self.name not in parts:
+            with runtime._lock:
+                if self.name not in parts:
+                    parts[self.name] = self.build(runtime)
+        value: T = parts[self.name]
+        return value
+
+    def __set__(self, runtime: Runtime, value: T) -> None:
+        runtime._parts[self.name] = value
+
+
 class Runtime:
     """Config, store, delivery, the configured strategy, who may do what, and history."""
 
-    config: FanoutConfig
-    store: ConnectionStore
-    deliverer: Deliverer
-    strategy: FanoutStrategy
-    policy: Policy
-    presence: Presence
-    history: History
-    limiter: RateLimiter | None = None  # FANOUT_RATE_LIMIT; None: off
-    tasks: TaskRunner | None = None  # the SQS worker's read tasks (a queue is configured)
-
-    def publish(
+    def __init__(
         self,
-        message: Message,
-        audience: Audience | None = None,
+        config: FanoutConfig,
         *,
-        key: str | None = None,
-        sender_scope: str = "",
-    ) -> FanoutResult:
-        """Fan ``message`` out: claim its idempotency key, number and keep it (history on,
-        to a room or everyone), then post; announce connections found gone.
+        poster: Poster | None = None,
+        clock: Clock = time.time,
+        strategy: str | None = None,
+        policy: Policy | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        # Checked now, before anything is built: a bad name fails the first invocation.
+        self.strategy_class = strategy_class(strategy or config.strategy)
+        self.policy: Policy = policy or load_policy(config.policy)
+        self._poster = poster
+        self._lock = threading.RLock()
+        self._parts: dict[str, Any] = {}
 
-        A key already claimed within the window fans out nothing: the result says
-        ``duplicate`` and names the first message. A publish that raises releases its key,
-        so that a retry publishes (and may reach some members twice, with a new id).
-        """
-        audience = audience or Audience(room=message.room)
-        numbered = self.history.enabled and audience.user is None and audience.connections is None
-        if numbered:
-            replace(message, seq=keys.MAX_SEQ).frame()  # with its seq, it must still fit
-        claim = None
-        if key is not None:
-            claim = (dedup_scope(audience) + sender_scope, key)
-            first = self.history.claim(*claim, message.id)
-            if first is not None:
-                return FanoutResult(
-                    self.strategy.name, message.room, first, audience.label, duplicate=True
-                )
-        try:
-            if numbered:
-                scope = keys.scope_of(audience.room)
-                message = replace(message, seq=self.history.next_seq(scope))
-                assert message.seq is not None
-                # Kept before any post: a client that resumes meanwhile finds it.
-                self.history.keep(scope, message.seq, message.frame())
-            result = self.strategy.fanout(message, audience)
-        except BaseException:
-            if claim is not None:
-                self.history.release(*claim, message.id)
-            raise
-        result.seq = message.seq
-        self.presence.settle()
-        return result
+    @_Part
+    def store(self) -> ConnectionStore:
+        """The table's rows: connections, memberships, listings."""
+        from fanout_core.store import ConnectionStore
 
-    def resume(
-        self,
-        connection_id: str,
-        endpoint: str,
-        room: str | None,
-        *,
-        since: int | None = None,
-        last: int | None = None,
-        epoch: int | None = None,
-    ) -> FanoutResult:
-        """Post a scope's retained frames after ``since`` (or its ``last`` N) to one
-        connection, in seq order, one at a time, then ``history.end``.
+        return ConnectionStore(self.config, clock=self.clock)
 
-        ``complete`` in ``history.end`` is false exactly when a frame after ``since`` is not
-        retained (trimmed, expired, or lost by a publish that failed after taking its
-        number), or when ``epoch`` is not the counter's: the client then knows it missed
-        something. A post that fails ends the resume there, with no ``history.end``.
-        """
-        scope = keys.scope_of(room)
-        at = self.history.position(scope)
-        if since is None:
-            since = max(0, at.seq - (last or 0))
-        elif epoch is not None and epoch != at.epoch:
-            since = -1  # another numbering: all of this one is new, and something was missed
-        result = FanoutResult("history", room, "", "caller")
-        target = [Target(connection_id, endpoint)]
-        expected = max(since, 0) + 1
-        for retained in self.history.after(scope, max(since, 0), at.seq):  # page by page
-            self.deliverer.deliver_targets(target, retained.frame.encode(), result)
-            if result.gone or result.failed:  # gone, or a hole in what it received
-                self.presence.settle()
-                return result
-            if retained.seq == expected:
-                expected += 1
-        complete = 0 <= since <= at.seq and expected == at.seq + 1
-        end: dict[str, object] = {"id": new_message_id(), "event": "history.end", "room": room}
-        end["from"] = None
-        end.update({"seq": at.seq, "epoch": at.epoch, "complete": complete})
-        self.deliverer.deliver_targets(target, encode_json(end).encode(), result)
-        self.presence.settle()
-        return result
+    @_Part
+    def departures(self) -> Departures:
+        """Connections found gone by a 410, deleted at once, announced when the invocation ends."""
+        from fanout_core.presence import Departures
+
+        return Departures(self.store, announce=self.config.presence_events)
+
+    @_Part
+    def deliverer(self) -> Deliverer:
+        """Posts frames; a 410 deletes the connection (and queues its departure)."""
+        from fanout_core.delivery import Backoff, Deliverer
+
+        config = self.config
+        return Deliverer(
+            self._poster or default_poster(config),
+            on_gone=self.departures.gone,
+            concurrency=config.concurrency,
+            backoff=Backoff(attempts=config.max_attempts),
+            adaptive=config.adaptive_rate,
+            max_posts_per_second=config.max_posts_per_second,
+        )
+
+    @_Part
+    def strategy(self) -> FanoutStrategy:
+        """The configured fan-out strategy."""
+        return self.strategy_class(self.store, self.deliverer, self.config)
+
+    @_Part
+    def presence(self) -> Presence:
+        """Presence answers and, if on, join and leave events."""
+        from fanout_core.presence import Presence
+
+        return Presence(self.store, self.strategy, events=self.config.presence_events)
+
+    @_Part
+    def history(self) -> History:
+        """Counters, retained frames and idempotency keys."""
+        from fanout_core.history import History
+
+        return History(self.store.models, self.config, self.clock)
+
+    @_Part
+    def limiter(self) -> RateLimiter | None:
+        """The per-connection rate limit (``FANOUT_RATE_LIMIT``); None when off."""
+        if self.config.rate_limit is None:
+            return None
+        from fanout_core.ratelimit import RateLimiter
+
+        return RateLimiter(self.store.models, self.config.rate_limit, self.clock)
+
+    @property
+    def tasks(self) -> TaskRunner | None:
+        """What runs the strategy's queued tasks in the ``sqs_worker`` (None: it has none)."""
+        return self.strategy.task_runner()
+
+    def built(self, part: str) -> bool:
+        """True if the part named ``part`` has been built."""
+        return part in self._parts
+
+    def finish(self) -> None:
+        """End an invocation: announce the departures its 410s found (presence events on)."""
+        if self.built("departures") and self.departures.pending:
+            self.presence.announce(self.departures)
 
     def close(self) -> None:
         """Stop delivery threads and close the poster's connections."""
-        self.deliverer.close()
-        self.deliverer.poster.close()
-
-
-def default_poster(config: FanoutConfig) -> Poster:
-    """``AsyncHttpPoster``, or ``BotoPoster`` (the boto3 client, proxy-aware) behind a proxy."""
-    if _https_proxy():
-        return BotoPoster(
-            override=config.management_endpoint, pool_size=config.concurrency, region=config.region
-        )
-    from fanout_core.delivery.http_poster import AsyncHttpPoster
-
-    return AsyncHttpPoster(
-        override=config.management_endpoint, pool_size=config.concurrency, region=config.region
-    )
+        if self.built("deliverer"):
+            self.deliverer.close()
+            self.deliverer.poster.close()
 
 
 def build_runtime(
@@ -154,45 +177,28 @@ def build_runtime(
 
     ``policy`` replaces the one ``FANOUT_POLICY`` names.
     """
-    config = config or FanoutConfig.from_env()
-    cls = strategy_class(strategy or config.strategy)  # checked before anything is built
-    policy = policy or load_policy(config.policy)
-    store = ConnectionStore(config, clock=clock)
-    presence = Presence(store, events=config.presence_events)
-    deliverer = Deliverer(
-        poster or default_poster(config),
-        on_gone=presence.gone,
-        concurrency=config.concurrency,
-        backoff=Backoff(attempts=config.max_attempts),
-        adaptive=config.adaptive_rate,
-        max_posts_per_second=config.max_posts_per_second,
+    return Runtime(
+        config or FanoutConfig.from_env(),
+        poster=poster,
+        clock=clock,
+        strategy=strategy,
+        policy=policy,
     )
-    fanout = cls(store, deliverer, config)
-    presence.strategy = fanout
-    limiter = None
-    if config.rate_limit is not None:
-        limiter = RateLimiter(store.models, config.rate_limit, clock)
-    history = History(store.models, config, clock)
-    tasks = None
-    if config.queue_url:
-        queue_url = config.queue_url
-
-        def sender(result: FanoutResult) -> BatchSender:
-            return BatchSender(sqs_client(config), queue_url, result)
-
-        per_message = getattr(fanout, "targets_per_message", None)
-        tasks = TaskRunner(store, sender, page_size=config.page_size, per_message=per_message)
-    return Runtime(config, store, deliverer, fanout, policy, presence, history, limiter, tasks)
 
 
-def dedup_scope(audience: Audience) -> str:
-    """What an idempotency key is unique within: the audience it published to."""
-    if audience.user is not None:
-        return keys.user_index_pk(audience.user)
-    if audience.connections is not None:
-        chosen = ",".join(sorted(set(audience.connections))).encode()
-        return keys.CONNECTION_PREFIX + hashlib.sha256(chosen).hexdigest()[:32]
-    return keys.scope_of(audience.room)
+def default_poster(config: FanoutConfig) -> Poster:
+    """``AsyncHttpPoster``, or ``BotoPoster`` (the boto3 client, proxy-aware) behind a proxy."""
+    if _https_proxy():
+        from fanout_core.delivery.posting import BotoPoster
+
+        return BotoPoster(
+            override=config.management_endpoint, pool_size=config.concurrency, region=config.region
+        )
+    from fanout_core.delivery.http_poster import AsyncHttpPoster
+
+    return AsyncHttpPoster(
+        override=config.management_endpoint, pool_size=config.concurrency, region=config.region
+    )
 
 
 def _https_proxy() -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,8 +12,8 @@ from pynamodb.exceptions import DeleteError, UpdateError
 
 from fanout_core import keys
 from fanout_core.audience import Page, Target
-from fanout_core.config import FanoutConfig, is_loopback
-from fanout_core.errors import NotConnectedError
+from fanout_core.config import FanoutConfig, local_credentials
+from fanout_core.errors import NotConnectedError, condition_failed
 from fanout_core.models import (
     ConnectionItem,
     MembershipItem,
@@ -39,8 +38,6 @@ __all__ = [
     "models_for",
 ]
 
-_CONDITION_FAILED = "ConditionalCheckFailedException"
-
 
 @dataclass(frozen=True)
 class Departure:
@@ -62,20 +59,12 @@ class SweepResult:
 
 def models_for(config: FanoutConfig) -> Models:
     """The models bound to ``config``'s table and endpoint."""
-    credentials = None
-    # Local backends accept any key; supply one so a bare machine needs no AWS profile.
-    if is_loopback(config.dynamodb_endpoint) and not os.environ.get("AWS_ACCESS_KEY_ID"):
-        credentials = ("local", "local")
     return bind_models(
         config.table,
         host=config.dynamodb_endpoint,
         region=config.region,
-        credentials=credentials,
+        credentials=local_credentials(config.dynamodb_endpoint),
     )
-
-
-def _condition_failed(error: DeleteError | UpdateError) -> bool:
-    return error.cause_response_code == _CONDITION_FAILED
 
 
 def _validate_endpoint(endpoint: str) -> str:
@@ -177,7 +166,7 @@ class ConnectionStore(AudienceReads):
             )
             deleted += 1
         except DeleteError as error:
-            if not _condition_failed(error):
+            if not condition_failed(error):
                 raise
         rows = list(self.models.item.query(pk, consistent_read=True))
         if rows:
@@ -218,7 +207,7 @@ class ConnectionStore(AudienceReads):
         try:
             row.delete(condition=self.models.membership.pk.exists())
         except DeleteError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         return True
@@ -235,7 +224,7 @@ class ConnectionStore(AudienceReads):
                 condition=model.pk.exists() & (model.expires_at > int(now)),
             )
         except UpdateError as error:
-            if _condition_failed(error):
+            if condition_failed(error):
                 return False
             raise
         item = self.models.item
@@ -246,7 +235,7 @@ class ConnectionStore(AudienceReads):
                 # A membership left meanwhile must not come back as a bare TTL row.
                 row.update(actions=[item.expires_at.set(expires_at)], condition=item.pk.exists())
             except UpdateError as error:
-                if not _condition_failed(error):
+                if not condition_failed(error):
                     raise
         return True
 
@@ -260,7 +249,7 @@ class ConnectionStore(AudienceReads):
                 # The condition keeps a row that was touched since the scan read it.
                 row.delete(condition=item.expires_at <= now)
             except DeleteError as error:
-                if _condition_failed(error):
+                if condition_failed(error):
                     continue
                 raise
             if isinstance(row, ConnectionItem):
@@ -281,17 +270,6 @@ class ConnectionStore(AudienceReads):
         """True if the connection is a live member of ``room``."""
         sk = keys.membership_sk(room)
         return isinstance(self._get(self.models.membership, connection_id, sk), MembershipItem)
-
-    def rooms_of(self, connection_id: str) -> list[str]:
-        """The rooms the connection is a live member of."""
-        member = self.models.membership
-        rows = member.query(
-            keys.connection_pk(connection_id),
-            member.sk.startswith(keys.ROOM_PREFIX),
-            filter_condition=member.expires_at > int(self.clock()),
-            consistent_read=True,
-        )
-        return [row.room for row in rows]
 
     def rows(self) -> list[TableItem]:
         """Every row of the table, expired ones included (for tools and tests)."""

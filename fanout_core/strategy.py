@@ -2,10 +2,11 @@
 
 A strategy only says how the audience is found (``audience_pages`` for a room or everyone;
 ``user_pages`` and ``connection_pages`` have defaults that read the index and the rows)
-and, if it does not post itself, how pages are handed on (``dispatch``). The base class
-validates, frames, times and counts (pages included, whatever ``dispatch`` does), and
-delivers with bounded concurrency and 410 cleanup. The registry checks a strategy class
-when it loads it.
+and, if it does not post itself, how pages are handed on (``dispatch``, and the worker side
+``task_runner``). It gets a message checked and framed already (``publishing.Outgoing``);
+the base class times and counts (pages included, whatever ``dispatch`` does), and delivers
+with bounded concurrency and 410 cleanup. The registry checks a strategy class when it
+loads it.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ import inspect
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from fanout_core import keys
 from fanout_core.audience import Audience, Page, targets_of, without
 from fanout_core.config import FanoutConfig
-from fanout_core.delivery import Deliverer
 from fanout_core.errors import InvalidStrategyError, UnknownStrategyError
-from fanout_core.message import Message
 from fanout_core.result import FanoutResult, counted
-from fanout_core.store import ConnectionStore
+
+if TYPE_CHECKING:
+    from fanout_core.delivery import Deliverer
+    from fanout_core.outgoing import Outgoing
+    from fanout_core.store import ConnectionStore
+    from fanout_core.worker import TaskRunner
 
 ENTRY_POINT_GROUP = "fanout.strategies"
 BUILTIN_STRATEGIES = {
@@ -45,21 +48,12 @@ class FanoutStrategy(ABC):
         self.deliverer = deliverer
         self.config = config
 
-    def fanout(self, message: Message, audience: Audience | None = None) -> FanoutResult:
-        """Deliver ``message`` to its live audience (default: ``message.room``'s, or everyone).
-
-        Returns what happened, in counts.
-        """
-        if message.room is not None:
-            keys.validate_room(message.room)
-        audience = audience or Audience(room=message.room)
-        data = message.frame()  # over 128 KB raises here, before any read or post
-        result = FanoutResult(
-            strategy=self.name, room=message.room, message_id=message.id, audience=audience.label
-        )
+    def fanout(self, message: Outgoing) -> FanoutResult:
+        """Deliver ``message`` to its live audience; returns what happened, in counts."""
+        result = message.result(self.name)
         started = time.perf_counter()
         try:
-            self.run(audience, data, result)
+            self.run(message.audience, message.frame.payload, result)
         finally:
             result.elapsed_seconds = time.perf_counter() - started
         return result
@@ -72,8 +66,7 @@ class FanoutStrategy(ABC):
         """
         pages = counted(self.pages_of(audience), result)
         if audience.exclude:
-            exclude = audience.exclude
-            pages = pages.then(lambda read: without(read, exclude))
+            pages = without(pages, audience.exclude)
         self.dispatch(pages, data, result)
 
     def pages_of(self, audience: Audience) -> Iterator[Page]:
@@ -99,6 +92,10 @@ class FanoutStrategy(ABC):
     def dispatch(self, pages: Iterator[Page], data: bytes, result: FanoutResult) -> None:
         """Hand the audience on (pages are counted already); by default post to it from here."""
         self.deliverer.deliver_targets(targets_of(pages), data, result)
+
+    def task_runner(self) -> TaskRunner | None:
+        """What runs this strategy's queued tasks in the ``sqs_worker`` (None: it queues none)."""
+        return None
 
 
 def _builtin_or_plugin(name: str) -> str | None:

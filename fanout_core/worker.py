@@ -16,7 +16,6 @@ frame's ``id``).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -78,7 +77,7 @@ class TaskRunner:
         if next_start is not None:
             for rest in self.rest(task, page, next_start, result):
                 sender.add(rest)
-        for batch in pack(targets[self.inline :], task.frame, self.per_message):
+        for batch in pack(targets[self.inline :], task.frame, self.per_message, task.message_id):
             sender.add(batch)
         sender.flush()  # before posting: a crash now is redelivered, never lost
         self.post(targets[: self.inline], task.frame, 0, deliverer, result)
@@ -121,7 +120,7 @@ class TaskRunner:
             raise RuntimeError(f"{len(again)} posts still failing after {MAX_ATTEMPTS} attempts")
         sender = self.sender(result)
         delay = min(900, self.requeue_delay * (attempt + 1))  # SQS's DelaySeconds cap
-        for batch in pack(again, frame, self.per_message):
+        for batch in pack(again, frame, self.per_message, result.message_id):
             sender.add(replace(batch, attempt=attempt + 1, delay_seconds=delay))
         sender.flush()
         result.requeued += len(again)
@@ -148,8 +147,7 @@ def process_records(
             continue
         try:
             message = decode(record["body"])
-            frame_id = json.loads(message.frame).get("id", "")
-            result = FanoutResult(strategy="sqs_worker", room=None, message_id=str(frame_id))
+            result = FanoutResult(strategy="sqs_worker", room=None, message_id=message.message_id)
             if isinstance(message, Batch):
                 if tasks is None:
                     deliverer.deliver_targets(message.targets(), message.frame, result)

@@ -17,6 +17,7 @@ from fanout_core.fanout import Fanout
 from fanout_core.keys import CONNECTION_ID_MAX, PRINCIPAL_MAX, ROOM_NAME_MAX
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
+from fanout_core.outgoing import outgoing
 from fanout_core.policy import (
     AccessRequest,
     Decision,
@@ -281,7 +282,7 @@ def counted_calls(chat_with: Callable[..., Chat]) -> Callable[[Chat], list[str]]
     def attach(chat: Chat) -> list[str]:
         calls: list[str] = []
         recorded.append(calls)
-        client = chat.runtime.store.models.item._get_connection().connection.client
+        client = chat.runtime.store.models.client
 
         def record(model: Any, **kwargs: Any) -> None:
             calls.append(model.name)
@@ -373,7 +374,7 @@ def test_with_open_and_no_rate_limit_a_send_makes_todays_calls(
     calls = counted_calls(chat)
 
     def fanout(message: Message) -> None:
-        chat.runtime.strategy.fanout(message)
+        chat.runtime.strategy.fanout(outgoing(message))
         if chat.pump is not None:
             chat.pump.drain()  # as a send does: the workers' reads are the fan-out's too
 

@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 
+from fanout_core.audience import targets_of
 from fanout_core.delivery import Backoff, Deliverer
 from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus
 from fanout_core.errors import PayloadTooLargeError
 from fanout_core.local.connections import CLOSED_KEPT, SOCKET_INBOX_LIMIT
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
-from fanout_core.result import FanoutResult
+from fanout_core.outgoing import outgoing
+from fanout_core.result import FanoutResult, counted
 from fanout_core.store import ConnectionStore, Page, Target
 from fanout_core.strategy import strategy_class
 from tests.support import frames
@@ -43,7 +45,7 @@ def room_fanout(
     store: ConnectionStore, deliverer: Deliverer, sender: str, text: str = "hi"
 ) -> FanoutResult:
     strategy = strategy_class("gsi_query")(store, deliverer, store.config)
-    return strategy.fanout(Message(sender, text, "r"))
+    return strategy.fanout(outgoing(Message(sender, text, "r")))
 
 
 def connect(store: ConnectionStore, api: LocalManagementApi, *, live: bool = True) -> str:
@@ -212,7 +214,7 @@ def test_delivery_streams_pages(store: ConnectionStore) -> None:
     deliverer = Deliverer(poster, on_gone=store.disconnect, concurrency=4)
     result = FanoutResult("test", None, "m")
     try:
-        deliverer.deliver(pages(), b"x", result)
+        deliverer.deliver_targets(targets_of(counted(pages(), result)), b"x", result)
     finally:
         deliverer.close()
     assert (result.delivered, result.dynamodb_requests) == (2000, 200)
@@ -241,7 +243,7 @@ def test_fanout_counts_pages_whatever_dispatch_does(
     ids = [connect(store, local_api) for _ in range(5)]
     config = dataclasses.replace(store.config, page_size=2)
     strategy = CountingNothing(ConnectionStore(config, clock=store.clock), None, config)
-    result = strategy.fanout(Message(ids[0], "hi", "r"))
+    result = strategy.fanout(outgoing(Message(ids[0], "hi", "r")))
     assert sorted(strategy.seen) == sorted(ids)
     assert result.items_returned == 5
     assert result.dynamodb_requests >= 3  # pages of 2: 2 + 2 + 1, and maybe an empty last one

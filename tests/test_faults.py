@@ -39,6 +39,7 @@ from fanout_core.delivery import Backoff, Deliverer
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.local.sqs_pump import SqsEventSource
 from fanout_core.message import Message
+from fanout_core.outgoing import outgoing
 from fanout_core.store import ConnectionStore
 from fanout_core.strategy import strategy_class
 from tests.support.backends import STRATEGIES, Backend
@@ -332,7 +333,7 @@ def test_410_cleanup_that_outlasts_a_throttle_is_retried_by_the_next_410(chat: C
     )
     faults = store_faults(chat)
     faults.add("DeleteItem", times=100)
-    result = strategy.fanout(Message(a, "one", "r"))
+    result = strategy.fanout(outgoing(Message(a, "one", "r")))
     faults.close()
     assert (result.delivered, result.gone, result.failed_retryable) == (1, 0, 1)
     assert result.failures[0].connection_id == b
@@ -377,7 +378,7 @@ def test_post_faults_outlasting_attempts_fail_without_deleting(
     local_api.faults.add(0, connection_id=ids[2], times=2, hang_seconds=HANG)
     try:
         result = strategy_class("gsi_query")(store, deliverer, store.config).fanout(
-            Message(ids[0], "x", "r")
+            outgoing(Message(ids[0], "x", "r"))
         )
     finally:
         deliverer.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event, sqs_event
 from tests.support.harness import Chat, make_chat
+from tests.support.rows import rooms_of
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def test_connect_with_rooms_and_principal(chat: Chat) -> None:
     cid = chat.api.connections.open()
     event = connect_event(cid, rooms=["a", "b"], principal="user-1")
     assert handlers.connect(event, None) == {"statusCode": 200}
-    assert sorted(chat.runtime.store.rooms_of(cid)) == ["a", "b"]
+    assert sorted(rooms_of(chat.runtime.store, cid)) == ["a", "b"]
     row = chat.runtime.store.get_connection(cid)
     assert row is not None
     assert row.principal == "user-1"
@@ -264,7 +266,7 @@ def test_websocket_routes_by_route_key_and_default_by_action(chat: Chat) -> None
     assert handlers.websocket(connect_event(cid), None) == {"statusCode": 200}
     joined = message_event(cid, {"action": "joinRoom", "room": "r"}, route="$default")
     assert handlers.websocket(joined, None) == {"statusCode": 200}
-    assert chat.runtime.store.rooms_of(cid) == ["r"]
+    assert rooms_of(chat.runtime.store, cid) == ["r"]
     assert handlers.websocket(disconnect_event(cid), None) == {"statusCode": 200}
     assert table_dump(chat) == []
 
@@ -328,6 +330,8 @@ def test_import_builds_nothing_and_pulls_no_test_cli_or_server_code() -> None:
     code = """
 import sys
 import fanout_core.handlers
+loaded = sorted(m for m in sys.modules if m.startswith(('fanout_core', 'pynamodb', 'boto3')))
+heavy = [m for m in ('asyncio', 'pynamodb', 'boto3', 'botocore') if m in sys.modules]
 import fanout_core.runtime, fanout_core.delivery.posting
 banned = [m for m in sys.modules if m.split('.')[0] in (
     'moto', 'pytest', 'hypothesis', 'websockets', 'rich', 'flask', 'werkzeug', 'tests',
@@ -335,10 +339,76 @@ banned = [m for m in sys.modules if m.split('.')[0] in (
     or m in ('fanout_core.cli', 'fanout_core.table', 'fanout_core.local')
     or m.startswith(('fanout_core.local.', 'fanout_core.cli.', 'fanout_core.strategies.'))]
 import boto3
-print(repr((banned, fanout_core.runtime._runtime, len(fanout_core.delivery.posting._clients),
-            boto3.DEFAULT_SESSION)))
+print(json.dumps([loaded, heavy, banned, fanout_core.runtime._runtime,
+                  len(fanout_core.delivery.posting._clients), boto3.DEFAULT_SESSION]))
 """
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+        [sys.executable, "-c", "import json\n" + code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     ).stdout.strip()
-    assert out == "([], None, 0, None)"
+    loaded, heavy, banned, runtime, clients, session = json.loads(out)
+    # The router and what every route needs: no store, no delivery, no AWS SDK.
+    assert loaded == [
+        "fanout_core",
+        "fanout_core._lazy",
+        "fanout_core.answers",
+        "fanout_core.audience",
+        "fanout_core.config",
+        "fanout_core.errors",
+        "fanout_core.events",
+        "fanout_core.handlers",
+        "fanout_core.keys",
+        "fanout_core.message",
+        "fanout_core.policy",
+        "fanout_core.result",
+        "fanout_core.runtime",
+        "fanout_core.strategy",
+    ]
+    assert (heavy, banned, runtime, clients, session) == ([], [], None, 0, None)
+
+
+# What a route may leave unimported: a $connect (open policy, no presence events) and a ping
+# never load delivery, the queue, history, presence, the rate limit or publishing.
+NOT_FOR_CONNECT = (
+    "fanout_core.delivery.deliverer",
+    "fanout_core.delivery.http_poster",
+    "fanout_core.queue",
+    "fanout_core.worker",
+    "fanout_core.history",
+    "fanout_core.presence",
+    "fanout_core.ratelimit",
+    "fanout_core.publishing",
+    "fanout_core.outgoing",
+)
+
+
+def test_a_connect_imports_only_what_it_runs() -> None:
+    code = f"""
+import json, sys
+import moto
+with moto.mock_aws():
+    from fanout_core import handlers
+    from fanout_core.config import FanoutConfig
+    from fanout_core.table import create_table
+    from tests.support.events import connect_event, message_event
+    create_table(FanoutConfig.from_env())
+    answers = [handlers.connect(connect_event("C1", rooms=["lobby"]), None)["statusCode"],
+               handlers.ping(message_event("C1", {{"action": "ping"}}), None)["statusCode"]]
+print(json.dumps([answers, [m for m in {NOT_FOR_CONNECT!r} if m in sys.modules]]))
+"""
+    env = {**os.environ, "FANOUT_TABLE": "imports", "FANOUT_STRATEGY": "sqs_batched"}
+    env["FANOUT_QUEUE_URL"] = "http://127.0.0.1:9/queue"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env=env,
+    ).stdout.strip()
+    answers, imported = json.loads(out.splitlines()[-1])
+    assert answers == [200, 200]
+    assert imported == []

@@ -298,7 +298,7 @@ def routed(event: Any) -> tuple[str, bool]:
             action = json.loads(event["body"]).get("action")
         except (ValueError, AttributeError, RecursionError):
             action = None
-        if action in handlers.ACTIONS:
+        if action in handlers.CLIENT_ACTIONS:
             return NAME_OF[action], True
     return NAME_OF.get(route if isinstance(route, str) else "", "default"), False
 
@@ -356,7 +356,11 @@ def valid_events(draw: st.DrawFn, route: str) -> dict[str, Any]:
         return connect_event(cid, rooms=draw(st.lists(rooms, max_size=2)))
     if route == "$disconnect":
         return disconnect_event(cid)
-    action = route if route in handlers.ACTIONS else draw(st.sampled_from(handlers.ACTIONS))
+    action = (
+        route
+        if route in handlers.CLIENT_ACTIONS
+        else draw(st.sampled_from(handlers.CLIENT_ACTIONS))
+    )
     body = _body(action, text=draw(message_texts()), room=draw(st.none() | rooms))
     if draw(st.booleans()):
         del body["room"]

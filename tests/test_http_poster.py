@@ -23,6 +23,7 @@ from fanout_core.delivery.posting import BotoPoster, PostOutcome, PostStatus, as
 from fanout_core.delivery.signing import encoded_id
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.message import MAX_PAYLOAD_BYTES, Message
+from fanout_core.outgoing import outgoing
 from fanout_core.runtime import build_runtime
 from fanout_core.store import ConnectionStore
 from fanout_core.strategy import strategy_class
@@ -539,7 +540,7 @@ def test_deliverer_uses_the_loop_path_bounded_retried_and_cleaned(
     local_api.faults.latency = 0.02
     strategy = strategy_class("gsi_query")(store, deliverer, store.config)
     try:
-        result = strategy.fanout(Message(ids[0], "hi", "r"))
+        result = strategy.fanout(outgoing(Message(ids[0], "hi", "r")))
     finally:
         deliverer.close()
     assert (result.delivered, result.gone, result.failed) == (7, 1, 2)
@@ -574,7 +575,7 @@ def test_build_runtime_posts_with_the_async_http_poster_by_default(
         assert runtime.deliverer.poster.pool_size == 5
         cid = local_api.connections.open()
         runtime.store.connect(cid, ENDPOINT, rooms=["r"])
-        result = runtime.strategy.fanout(Message(cid, "yo", "r"))
+        result = runtime.strategy.fanout(outgoing(Message(cid, "yo", "r")))
     finally:
         runtime.close()
     assert result.delivered == 1

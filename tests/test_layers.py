@@ -19,12 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lower first. Within delivery: the contract and its helpers, then the poster, then the
 # Deliverer that uses both.
 LAYERS: list[tuple[str, ...]] = [
-    ("_lazy", "_version", "errors", "config", "keys", "ranges", "audience", "message"),
+    ("_lazy", "_private", "_version", "clients", "errors", "config", "keys", "ranges"),
+    ("audience", "message"),
     ("models", "result", "policy"),
+    ("outgoing",),
     (
         "delivery.backoff",
         "delivery.posting",
-        "delivery._private",
         "delivery.loop",
         "delivery.rate",
         "delivery.signing",
@@ -33,10 +34,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("delivery.deliverer", "delivery"),
     ("reads", "store", "ratelimit", "history"),
     ("strategy", "queue", "worker", "strategies"),
+    ("publishing",),
     ("presence",),
     ("runtime", "table", "sizes", "cost", "simulate"),
     ("fanout",),
-    ("events", "handlers"),
+    ("events", "answers", "handlers"),
     ("cli", "local", "deploy", "cdk"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
@@ -150,7 +152,7 @@ def test_importing_a_poster_loads_nothing_above_it() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     loaded = [package_modules(name) for name in json.loads(out)]
-    assert loaded == ["", "_lazy", "delivery", "delivery.posting"]
+    assert loaded == ["", "_lazy", "clients", "delivery", "delivery.posting"]
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))

@@ -8,14 +8,10 @@ import moto
 import pytest
 
 from fanout_core import handlers
-from fanout_core.audience import Audience
-from fanout_core.delivery import Deliverer
 from fanout_core.delivery.posting import PostOutcome, PostStatus
 from fanout_core.errors import ConfigError, InvalidStrategyError, UnknownStrategyError
 from fanout_core.local.management_api import LocalManagementApi
-from fanout_core.message import Message
 from fanout_core.runtime import build_runtime
-from fanout_core.store import ConnectionStore
 from fanout_core.strategy import strategy_class, strategy_names
 from fanout_core.table import create_table
 from tests.support.backends import Backend
@@ -34,7 +30,6 @@ def plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     (dist / "entry_points.txt").write_text(
         "[fanout.strategies]\n"
         "shard_by_shard = tests.support.plugin_strategy:ShardByShard\n"
-        "delivers_itself = tests.support.plugin_strategy:DeliversItself\n"
         "broken = tests.support.plugin_strategy:NotAStrategy\n"
         "misnamed = tests.support.plugin_strategy:Misnamed\n"
         "nameless = tests.support.plugin_strategy:Nameless\n"
@@ -94,36 +89,6 @@ class Accepting:
 
     def close(self) -> None:
         pass
-
-
-@pytest.mark.parametrize("exclude", [frozenset(), frozenset({"c0"})])
-def test_a_dispatch_that_calls_deliver_counts_each_page_once(
-    plugin: str, exclude: frozenset[str]
-) -> None:
-    """A plugin's ``dispatch`` may still pass its pages to ``deliver``, as the default once did."""
-    with moto.mock_aws():
-        config = Backend("moto", None).config(page_size=2)
-        create_table(config)
-        store = ConnectionStore(config)
-        for i in range(5):
-            store.connect(f"c{i}", ENDPOINT, rooms=["r"])
-        deliverer = Deliverer(Accepting())
-        try:
-            message = Message("c0", "hi", "r")
-            audience = Audience(room="r", exclude=exclude)
-            old_style = strategy_class("delivers_itself")(store, deliverer, config)
-            result = old_style.fanout(message, audience)
-            builtin = GsiQuery(store, deliverer, config).fanout(message, audience)
-        finally:
-            deliverer.close()
-    assert result.delivered == 5 - len(exclude)
-    # Pages of two: 2 + 2 + 1 rows, three Query requests, each counted once.
-    assert (result.dynamodb_requests, result.items_returned, result.items_scanned) == (3, 5, 5)
-    assert (result.read_units, result.delivered) == (builtin.read_units, builtin.delivered)
-    assert (result.dynamodb_requests, result.items_returned) == (
-        builtin.dynamodb_requests,
-        builtin.items_returned,
-    )
 
 
 def test_plugin_that_is_not_a_strategy(plugin: str) -> None:

@@ -285,3 +285,11 @@ def test_a_partition_of_many_pages_is_read_by_several_chains_and_reaches_everyon
     assert sum(1 for task in read if task.key_range is None) == 1
     longest = max(task.depth for task in read)
     assert longest < 10, [task.depth for task in read]  # one chain: 15 pages deep
+
+
+def test_the_strategy_batches_as_the_queue_does() -> None:
+    """sqs_batched keeps its own copy of the batch size (it loads without the queue module)."""
+    from fanout_core import queue
+    from strategies import sqs_batched
+
+    assert sqs_batched.TARGETS_PER_MESSAGE == queue.TARGETS_PER_MESSAGE

@@ -13,6 +13,7 @@ from fanout_core.delivery import Backoff
 from fanout_core.errors import InvalidConnectionIdError, InvalidRoomNameError, NotConnectedError
 from fanout_core.store import ConnectionStore, Page
 from tests.support.clock import FakeClock
+from tests.support.rows import rooms_of
 
 ENDPOINT = "https://abc123.execute-api.us-east-1.amazonaws.com/prod"
 
@@ -43,7 +44,7 @@ def test_connect_lists_connection_everywhere(store: ConnectionStore) -> None:
     assert room_ids(store, "lobby") == ["A1"]
     assert scan_ids(store, "lobby") == ["A1"]
     assert store.is_member("A1", "lobby")
-    assert store.rooms_of("A1") == ["lobby"]
+    assert rooms_of(store, "A1") == ["lobby"]
 
 
 def test_join_leave(store: ConnectionStore) -> None:
@@ -96,7 +97,7 @@ def test_expired_rows_are_never_read(store: ConnectionStore, clock: FakeClock) -
     assert scan_ids(store, "r") == ["NEW"]
     assert store.get_connection("OLD") is None
     assert not store.is_member("OLD", "r")
-    assert store.rooms_of("OLD") == []
+    assert rooms_of(store, "OLD") == []
 
 
 def test_touch_extends_connection_and_memberships(store: ConnectionStore, clock: FakeClock) -> None:
@@ -150,7 +151,7 @@ def test_room_page_count_includes_trailing_empty_page(store: ConnectionStore) ->
 @contextlib.contextmanager
 def unprocessed_batch_gets(store: ConnectionStore, times: int) -> Iterator[list[int]]:
     """The next ``times`` BatchGetItem calls read nothing and leave every key unprocessed."""
-    events = store.models.item._get_connection().connection.client.meta.events
+    events = store.models.client.meta.events
     requested: list[Any] = []
     calls: list[int] = []
 

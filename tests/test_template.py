@@ -226,7 +226,7 @@ def test_the_deployment_routes_are_the_librarys() -> None:
     """fanout_core.deploy names the routes and handlers without importing the handlers."""
     library = {route: handler.__name__ for route, handler in library_handlers.ROUTES.items()}
     assert dict(ROUTES) == library
-    assert set(ROUTES) == {"$connect", "$disconnect", "$default", *library_handlers.ACTIONS}
+    assert set(ROUTES) == {"$connect", "$disconnect", "$default", *library_handlers.CLIENT_ACTIONS}
     assert set(permissions.BASE) == {*ROUTES.values(), permissions.WORKER, permissions.SWEEP}
     assert library_handlers.__name__ == permissions.HANDLER_MODULE
     assert callable(getattr(library_handlers, permissions.WEBSOCKET))

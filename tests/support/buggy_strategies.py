@@ -10,10 +10,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 
-from fanout_core.audience import Audience
-from fanout_core.message import Message
+from fanout_core.outgoing import Outgoing
 from fanout_core.result import FanoutResult
 from fanout_core.runtime import Runtime
 from fanout_core.store import Page
@@ -37,10 +37,10 @@ class DeletesSenderOnGone(GsiQuery):
     name = "deletes_sender_on_gone"
     sender: str | None = None
 
-    def fanout(self, message: Message, audience: Audience | None = None) -> FanoutResult:
-        """Note the sender for the cleanup, then fan out as usual."""
-        self.sender = message.sender
-        return super().fanout(message, audience)
+    def fanout(self, message: Outgoing) -> FanoutResult:
+        """Note the sender (the frame's ``from``) for the cleanup, then fan out as usual."""
+        self.sender = json.loads(message.frame.payload)["from"]
+        return super().fanout(message)
 
 
 def install_first_page_only(runtime: Runtime) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from fanout_core.result import FanoutResult
 from fanout_core.store import Page
 from fanout_core.strategy import FanoutStrategy
 from tests.support.strategy_classes import GsiQuery
@@ -19,15 +18,6 @@ class ShardByShard(FanoutStrategy):
         if room is None:
             return self.store.everyone_pages(page_size=1)
         return self.store.scan_pages(room, page_size=1)
-
-
-class DeliversItself(GsiQuery):
-    """Written before the base counted pages: its ``dispatch`` hands them to ``deliver``."""
-
-    name = "delivers_itself"
-
-    def dispatch(self, pages: Iterator[Page], data: bytes, result: FanoutResult) -> None:
-        self.deliverer.deliver(pages, data, result)
 
 
 class Misnamed(ShardByShard):
