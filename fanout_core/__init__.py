@@ -10,7 +10,7 @@ import typing as _typing
 from fanout_core._lazy import lazy_exports as _lazy_exports
 
 if _typing.TYPE_CHECKING:
-    from fanout_core._version import __version__
+    from fanout_core._version import __version__ as __version__
     from fanout_core.audience import (
         Page,
         Target,

@@ -144,10 +144,16 @@ class Runtime:
 
         return RateLimiter(self.store.models, self.config.rate_limit, self.clock)
 
-    @property
+    @_Part
     def tasks(self) -> TaskRunner | None:
-        """What runs the strategy's queued tasks in the ``sqs_worker`` (None: it has none)."""
-        return self.strategy.task_runner()
+        """What runs queued tasks in the ``sqs_worker``: the strategy's, or, with a queue
+        configured and a strategy that queues nothing, ``sqs_batched``'s (a worker whose
+        FANOUT_STRATEGY is not set still drains the tree); None without a queue."""
+        runner = self.strategy.task_runner()
+        if runner is None and self.config.queue_url:
+            tree = strategy_class("sqs_batched")(self.store, self.deliverer, self.config)
+            runner = tree.task_runner()
+        return runner
 
     def built(self, part: str) -> bool:
         """True if the part named ``part`` has been built."""

@@ -13,7 +13,6 @@ from fanout_core.errors import ConfigError, InvalidStrategyError, UnknownStrateg
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.runtime import build_runtime
 from fanout_core.strategy import strategy_class, strategy_names
-from fanout_core.table import create_table
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.events import message_event

@@ -293,3 +293,16 @@ def test_the_strategy_batches_as_the_queue_does() -> None:
     from strategies import sqs_batched
 
     assert sqs_batched.TARGETS_PER_MESSAGE == queue.TARGETS_PER_MESSAGE
+
+
+def test_a_worker_runs_the_tree_whatever_its_strategy_when_a_queue_is_set() -> None:
+    """A sqs_worker deployed without FANOUT_STRATEGY=sqs_batched still reads the tree's tasks."""
+    from fanout_core.runtime import build_runtime
+    from fanout_core.worker import TaskRunner
+
+    queued = Backend("moto", None).config(queue_url="http://127.0.0.1:9/q", strategy="gsi_query")
+    runtime = build_runtime(queued)
+    assert runtime.strategy.task_runner() is None
+    assert isinstance(runtime.tasks, TaskRunner)
+    assert runtime.tasks is runtime.tasks  # built once
+    assert build_runtime(Backend("moto", None).config(strategy="gsi_query")).tasks is None

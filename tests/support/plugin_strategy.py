@@ -6,7 +6,6 @@ from collections.abc import Iterator
 
 from fanout_core.store import Page
 from fanout_core.strategy import FanoutStrategy
-from tests.support.strategy_classes import GsiQuery
 
 
 class ShardByShard(FanoutStrategy):
