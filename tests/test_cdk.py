@@ -24,7 +24,7 @@ from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Template
 
-from fanout_core.cdk import FanoutSettings, FanoutWebSocket
+from fanout_core.cdk import FanoutSettings, FanoutWebSocket, WorkerOptions
 from fanout_core.config import FanoutConfig
 from fanout_core.deploy import permissions
 from fanout_core.errors import ConfigError
@@ -322,7 +322,12 @@ def test_settings_the_functions_would_refuse_fail_before_synth(code: Path) -> No
         FanoutSettings(concurrency=5000)
     with pytest.raises(ConfigError, match="FANOUT_RATE_LIMIT"):
         FanoutSettings(rate_limit="often")
+    with pytest.raises(ValueError, match="max_concurrency: 2 to 1000"):
+        WorkerOptions(max_concurrency=1)
     stack = cdk.Stack(cdk.App(), "Chat")
+    asset = lambda_.Code.from_asset(str(code))
+    with pytest.raises(ValueError, match="stage_name"):
+        FanoutWebSocket(stack, "Staged", code=asset, stage_name="prod/v1")
     with pytest.raises(ValueError, match="sqs_batched needs the worker"):
         FanoutWebSocket(
             stack,

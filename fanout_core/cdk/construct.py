@@ -11,6 +11,7 @@ functions through ``add_function`` with ``grant_publish``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +40,17 @@ class WorkerOptions:
     max_concurrency: int = 10  # the event source mapping's cap (2 to 1000)
     timeout_seconds: int = 60  # the queue's visibility timeout is 6 times this
     batch_size: int = 10
+
+    def __post_init__(self) -> None:
+        # AWS's ranges: MaximumConcurrency, Lambda's timeout (and 6 times it within SQS's
+        # 12-hour visibility timeout), an SQS batch without a batching window.
+        for name, value, low, high in (
+            ("max_concurrency", self.max_concurrency, 2, 1000),
+            ("timeout_seconds", self.timeout_seconds, 1, 900),
+            ("batch_size", self.batch_size, 1, 10),
+        ):
+            if not low <= value <= high:
+                raise ValueError(f"WorkerOptions.{name}: {low} to {high}, not {value}")
 
 
 def _camel(handler: str) -> str:
@@ -73,6 +85,8 @@ class FanoutWebSocket(Construct):
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, construct_id)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,128}", stage_name):
+            raise ValueError(f"stage_name: 1-128 of A-Z a-z 0-9 _ -, not {stage_name!r}")
         self.settings = settings or FanoutSettings()
         if worker is None:
             worker = self.settings.strategy == "sqs_batched"
