@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -24,34 +23,25 @@ import boto3
 import pytest
 
 from fanout_core.config import FanoutConfig
+from fanout_core.deploy import package
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.store import ConnectionStore
 from fanout_core.table import create_table
 from tests.support.backends import STRATEGIES
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("pyproject.toml", "README.md", "fanout_core", "strategies")
 PIP = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
 
 
 def build_wheel(out: Path) -> Path:
-    """The wheel of a copy of the sources, built in ``out``."""
-    source = out / "source"
-    source.mkdir(parents=True)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, source / name, ignore=ignore)
-        else:
-            shutil.copy2(ROOT / name, source / name)
-    subprocess.run(
-        [*PIP, "wheel", "--no-deps", "--no-build-isolation", "-w", str(out / "dist"), str(source)],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    (wheel,) = (out / "dist").glob("fanout_core-*.whl")
-    return wheel
+    """The wheel, as make package builds it: from a copy of the sources, in ``out``."""
+    assert {p.name for p in package.sources(ROOT)} == {
+        "pyproject.toml",
+        "README.md",
+        "fanout_core",
+        "strategies",
+    }
+    return package.build_wheel(ROOT, out)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -75,13 +76,35 @@ def _pip(*args: str) -> list[str]:
     return [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args]
 
 
+def sources(project: Path) -> list[Path]:
+    """What the wheel is built from: pyproject.toml, the readme, the packages' folders."""
+    meta = tomllib.loads((project / "pyproject.toml").read_text())
+    setuptools = meta.get("tool", {}).get("setuptools", {})
+    folders = {name.split(".")[0] for name in setuptools.get("packages", [])}
+    folders = {f for f in folders if f not in setuptools.get("package-dir", {})}
+    folders |= {folder.split("/")[0] for folder in setuptools.get("package-dir", {}).values()}
+    readme = meta["project"].get("readme")
+    files = ["pyproject.toml", *([readme] if isinstance(readme, str) else [])]
+    return [project / name for name in [*files, *sorted(folders)]]
+
+
 def build_wheel(project: Path, out: Path) -> Path:
-    """The project's wheel, built with this environment's setuptools."""
+    """The project's wheel, built in ``out`` from a copy of its sources with this
+    environment's setuptools (in place, its ``build/`` would keep files deleted since)."""
+    copy = out / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for path in sources(project):
+        if path.is_dir():
+            shutil.copytree(path, copy / path.name, ignore=ignore)
+        else:
+            copy.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy / path.name)
+    dist = out / "dist"
     subprocess.run(
-        _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(project)),
+        _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(copy)),
         check=True,
     )
-    (wheel,) = out.glob("fanout_core-*.whl")
+    (wheel,) = dist.glob("fanout_core-*.whl")
     return wheel
 
 
