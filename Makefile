@@ -66,9 +66,9 @@ lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/mypy
 
 # What Lambda runs: build/lambda/function/ (template.yaml's CodeUri) and build/lambda/layer.zip,
-# without boto3 (the runtime's); prints their sizes.
+# without boto3 (the runtime's); prints their sizes. EXTRAS="jwt" adds optional extras.
 package: $(VENV)/.stamp-dev
-	$(PY) -m fanout_core.deploy.package
+	$(PY) -m fanout_core.deploy.package $(foreach extra,$(EXTRAS),--extra $(extra))
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis
