@@ -20,6 +20,10 @@ from typing import Any, NoReturn  # noqa: E402
 import moto  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.support.botocore_cache import share_loaders  # noqa: E402
+
+share_loaders()
+
 from fanout_core.local.management_api import LocalManagementApi  # noqa: E402
 from fanout_core.store import ConnectionStore  # noqa: E402
 from fanout_core.table import create_table  # noqa: E402
