@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +48,18 @@ def create_table(config: FanoutConfig, *, models: Models | None = None) -> Table
     models = models or models_for(config)
     existed = models.item.exists()
     if not existed:
-        models.item.create_table(wait=True, billing_mode="PAY_PER_REQUEST")
+        models.item.create_table(wait=False, billing_mode="PAY_PER_REQUEST")
+        _wait_until_active(models)
     return TableStatus(table=config.table, created=not existed, ttl=_ensure_ttl(config))
+
+
+def _wait_until_active(models: Models) -> None:
+    # PynamoDB's own wait sleeps 2 s between DescribeTable calls: a local table (dynalite,
+    # moto) is ACTIVE within milliseconds, a table on AWS within seconds.
+    delay = 0.02
+    while models.item.describe_table().get("TableStatus") != "ACTIVE":
+        time.sleep(delay)
+        delay = min(2.0, delay * 2)
 
 
 def _ensure_ttl(config: FanoutConfig) -> str:
