@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import urllib.request
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +159,29 @@ def test_text_colours_pass_wcag_aa_contrast_on_the_console_backgrounds() -> None
     assert contrast(placeholder.group(1), colours["bg"]) >= 4.5
 
 
+# Events a wait passed over, per feed: the console may report a row before the fan-out that
+# wrote it ends, so the row's event can come first; a later wait must still find it.
+_PASSED: weakref.WeakKeyDictionary[ClientConnection, list[dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def _next(feed: ClientConnection, kind: str, **match: Any) -> dict[str, Any]:
+    """The first event of ``kind`` with the ``match``ing fields, passed over or to come."""
+
+    def wanted(event: dict[str, Any]) -> bool:
+        return event["kind"] == kind and all(event.get(k) == v for k, v in match.items())
+
+    passed = _PASSED.setdefault(feed, [])
+    for index, old in enumerate(passed):
+        if wanted(old):
+            return passed.pop(index)
     async with asyncio.timeout(15):
         while True:
             event: dict[str, Any] = json.loads(await feed.recv())
-            if event["kind"] == kind and all(event.get(k) == v for k, v in match.items()):
+            if wanted(event):
                 return event
+            passed.append(event)
 
 
 @pytest.mark.server
