@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -136,6 +137,34 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 
+def read_settings(
+    settings: tuple[Setting, ...], env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Field -> value of each of ``settings`` set in ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for setting in settings:
+        found, value = setting.from_env(env)
+        if found:
+            values[setting.field] = value
+    return values
+
+
+def load_hook(variable: str, spec: str) -> Callable[..., Any]:
+    """The callable ``package.module:function`` names; ConfigError naming ``variable`` if none."""
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ConfigError(variable, f"{spec!r}: expected package.module:function")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(variable, f"cannot load {spec!r}: {error}") from None
+    if not callable(target):
+        raise ConfigError(variable, f"{spec!r} is not a callable")
+    hook: Callable[..., Any] = target
+    return hook
+
+
 def local_credentials(endpoint: str | None) -> tuple[str, str] | None:
     """Keys for a local backend (any are accepted there), so that a bare machine needs no
     AWS profile; None for AWS, or when the environment has keys of its own."""
@@ -213,10 +242,4 @@ class FanoutConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FanoutConfig:
         """Read the settings from ``env`` (default: ``os.environ``); fail fast on a bad value."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for setting in SETTINGS:
-            found, value = setting.from_env(env)
-            if found:
-                values[setting.field] = value
-        return cls(**values)
+        return cls(**read_settings(SETTINGS, env))

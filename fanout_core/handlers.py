@@ -30,6 +30,7 @@ from fanout_core.events import (
 )
 from fanout_core.policy import AccessRequest, Action, enforce
 from fanout_core.runtime import Runtime, get_runtime
+from fanout_core.subprotocol import answer_headers
 
 if TYPE_CHECKING:
     from fanout_core.store import Departure
@@ -38,6 +39,7 @@ __all__ = [
     "ROUTES",
     "Handler",
     "Response",
+    "authorizer",
     "connect",
     "default",
     "disconnect",
@@ -96,7 +98,8 @@ def _announce_left(runtime: Runtime, departure: Departure) -> None:
 
 @answers
 def connect(event: Any) -> Response:
-    """``$connect``: store the connection, joined to ``?room=`` rooms if asked and allowed."""
+    """``$connect``: store the connection, joined to ``?room=`` rooms if asked and allowed;
+    ``Sec-WebSocket-Protocol: fanout`` in the answer when the client offered it."""
     request = websocket_request(event)
     rooms = query_rooms(event)
     runtime = _allowed(request, "connect")
@@ -106,7 +109,13 @@ def connect(event: Any) -> Response:
         request.connection_id, request.endpoint, rooms=rooms, principal=request.principal
     )
     _announce_joined(runtime, request, rooms)
-    return ok()
+    response = ok()
+    # A browser that offered the `fanout` subprotocol (its token beside it) closes a socket
+    # whose answer picks none.
+    headers = answer_headers(event)
+    if headers:
+        response["headers"] = headers
+    return response
 
 
 @answers
@@ -262,6 +271,14 @@ def websocket(event: Any, context: Any = None) -> Response:
             action = None
         route = action if action in CLIENT_ACTIONS else route
     return ROUTES.get(route if isinstance(route, str) else "", default)(event, context)
+
+
+def authorizer(event: Any, context: Any = None) -> dict[str, Any]:
+    """``$connect``'s REQUEST authorizer: a JWT checked (or ``FANOUT_AUTHORIZER``'s check),
+    answered Allow with the principal and chosen claims, or refused (docs/signin.md)."""
+    from fanout_core.signin import authorize
+
+    return authorize(event, context)
 
 
 def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:

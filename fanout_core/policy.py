@@ -12,7 +12,6 @@ request is refused with 500 and nothing changes. Identity comes only from the au
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from fanout_core import keys
+from fanout_core.config import load_hook
 from fanout_core.errors import ConfigError, ForbiddenError, InvalidKeyError, PolicyError
 
 log = logging.getLogger(__name__)
@@ -134,17 +134,10 @@ def load_policy(spec: str) -> Policy:
     """A built-in policy by name, or ``package.module:function``; ConfigError if neither."""
     if spec in BUILTIN_POLICIES:
         return BUILTIN_POLICIES[spec]
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
+    if ":" not in spec:
         valid = ", ".join(BUILTIN_POLICIES)
         raise ConfigError("FANOUT_POLICY", f"{spec!r}: name one of {valid} or MODULE:FUNCTION")
-    try:
-        target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ConfigError("FANOUT_POLICY", f"cannot load {spec!r}: {error}") from None
-    if not callable(target):
-        raise ConfigError("FANOUT_POLICY", f"{spec!r} is not a callable")
-    policy: Policy = target
+    policy: Policy = load_hook("FANOUT_POLICY", spec)
     return policy
 
 

@@ -27,15 +27,16 @@ share_loaders()
 from fanout_core.local.management_api import LocalManagementApi  # noqa: E402
 from fanout_core.store import ConnectionStore  # noqa: E402
 from fanout_core.table import create_table  # noqa: E402
-from tests.support import backends  # noqa: E402
+from tests.support import backends, issuer  # noqa: E402
 from tests.support.backends import BACKENDS, SERVER_BACKENDS, Backend  # noqa: E402
 from tests.support.clock import FakeClock  # noqa: E402
 from tests.support.harness import Harness, new_harness  # noqa: E402
+from tests.support.issuer import JwksServer  # noqa: E402
 from tests.support.machine import MAX_ATTEMPTS, TTL  # noqa: E402
 
 # Fixtures that start a server (a backend process, or the local Management API over HTTP):
 # a test using one is marked `server`, so that `pytest -m "not server"` runs in seconds.
-SERVER_FIXTURES = {"moto_server_url", "dynalite_url", "local_api", "make_harness"}
+SERVER_FIXTURES = {"moto_server_url", "dynalite_url", "local_api", "make_harness", "jwks_server"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -88,6 +89,13 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         url = request.getfixturevalue("dynalite_url")
         backends.check_alive(url)
         yield Backend(name, url)
+
+
+@pytest.fixture(scope="session")
+def jwks_server() -> Iterator[JwksServer]:
+    """A test issuer's key set (RSA and EC keys) over HTTP on 127.0.0.1."""
+    with issuer.serving() as server:
+        yield server
 
 
 @pytest.fixture

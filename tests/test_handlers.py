@@ -72,6 +72,33 @@ def test_connect_with_rooms_and_principal(chat: Chat) -> None:
     assert chat.api.total("POST") == 0  # never a post from $connect
 
 
+@pytest.mark.parametrize(
+    ("offered", "answered"),
+    [
+        ("fanout, eyJ.eyJ.sig", "fanout"),  # a browser signing in: its token beside it
+        ("fanout", "fanout"),
+        ("chat, fanout", "fanout"),
+        ("chat", None),
+        (None, None),
+    ],
+)
+def test_connect_answers_the_fanout_subprotocol_when_offered(
+    chat: Chat, offered: str | None, answered: str | None
+) -> None:
+    """API Gateway passes the handler's Sec-WebSocket-Protocol to the client; a browser
+    closes a socket whose answer picks none of the subprotocols it offered."""
+    cid = chat.api.connections.open()
+    event = connect_event(cid)
+    if offered is not None:
+        # Header names arrive as the client sent them: look them up in any case.
+        event["headers"]["sec-websocket-protocol"] = offered
+        event["multiValueHeaders"]["sec-websocket-protocol"] = [offered]
+    response = handlers.connect(event, None)
+    expected = {"Sec-WebSocket-Protocol": answered} if answered else None
+    assert response.get("headers") == expected
+    assert response["statusCode"] == 200
+
+
 def test_connect_with_bad_room_is_refused_and_writes_nothing(chat: Chat) -> None:
     response = handlers.connect(connect_event("A1", rooms=["ok", "x#CONN#y"]), None)
     assert error_of(response) == (400, "invalid_room")
@@ -366,6 +393,7 @@ print(json.dumps([loaded, heavy, banned, fanout_core.runtime._runtime,
         "fanout_core.result",
         "fanout_core.runtime",
         "fanout_core.strategy",
+        "fanout_core.subprotocol",
     ]
     assert (heavy, banned, runtime, clients, session) == ([], [], None, 0, None)
 

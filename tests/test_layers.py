@@ -19,7 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lower first. Within delivery: the contract and its helpers, then the poster, then the
 # Deliverer that uses both.
 LAYERS: list[tuple[str, ...]] = [
-    ("_lazy", "_private", "_version", "clients", "errors", "config", "keys", "ranges"),
+    (
+        "_lazy",
+        "_private",
+        "_version",
+        "clients",
+        "errors",
+        "config",
+        "keys",
+        "ranges",
+        "subprotocol",
+    ),
     ("audience", "message"),
     ("models", "result", "policy"),
     ("outgoing",),
@@ -38,7 +48,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("presence",),
     ("runtime", "table", "sizes", "cost", "simulate"),
     ("fanout",),
-    ("events", "answers", "handlers"),
+    ("events", "answers", "handlers", "signin"),
     ("cli", "local", "deploy", "cdk"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

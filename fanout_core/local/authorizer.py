@@ -111,6 +111,6 @@ def verdict(authorizer: Authorizer, event: dict[str, Any], context: Any) -> Verd
     if not all(isinstance(v, str | int | float | bool) for v in extra.values()):
         # API Gateway refuses nested context values (AuthorizerConfigurationException).
         return Verdict(500, reason="context values must be strings, numbers or booleans")
-    if not _allows(answer.get("policyDocument"), event["methodArn"]):
+    if not _allows(answer.get("policyDocument"), str(event.get("methodArn"))):
         return Verdict(403, principal, dict(extra), reason="Forbidden")
     return Verdict(200, principal, dict(extra))
