@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ _DOMAIN = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
 _STAGE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # A body can be at most one WebSocket message; more is not from API Gateway.
 MAX_BODY_BYTES = 256 * 1024
+# How deep a body's arrays and objects may nest, the body itself counted: deeper cannot be
+# framed again without running into the recursion limit.
+MAX_JSON_DEPTH = 100
 
 
 class RequestError(FanoutError):
@@ -91,12 +95,45 @@ def json_body(event: object) -> dict[str, Any]:
         except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII input
             raise RequestError(400, "invalid_body", "the body is not base64 UTF-8") from None
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError):
+        # ValueError: also an integer past Python's 4,300 digits, and what _finite refuses.
+        body = json.loads(raw, parse_float=_finite, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
         raise RequestError(400, "invalid_json", "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RequestError(400, "invalid_body", "the body must be a JSON object")
+    if _too_deep(body):
+        raise RequestError(
+            400, "invalid_json", f"the body nests deeper than {MAX_JSON_DEPTH} levels"
+        )
     return body
+
+
+def _finite(text: str) -> float:
+    """A JSON number with a fraction or exponent; ValueError if it overflows to infinity."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of range")
+    return value
+
+
+def _no_constant(text: str) -> Any:
+    """NaN and the infinities are not JSON, though Python's parser reads them."""
+    raise ValueError(f"{text} is not JSON")
+
+
+def _too_deep(body: object) -> bool:
+    """True if arrays and objects nest deeper than MAX_JSON_DEPTH, the body counted."""
+    level: list[dict[str, Any] | list[Any]] = [body] if isinstance(body, dict | list) else []
+    for _ in range(MAX_JSON_DEPTH):
+        level = [
+            child
+            for value in level
+            for child in (value.values() if isinstance(value, dict) else value)
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def optional_room(body: Mapping[str, Any]) -> str | None:

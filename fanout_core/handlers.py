@@ -226,6 +226,7 @@ def presence(event: Any) -> Response:
 def ping(event: Any) -> Response:
     """``ping``: extend the connection's TTL."""
     request = websocket_request(event)
+    json_body(event)  # a body no other action would take is refused here too
     if not get_runtime().store.touch(request.connection_id):
         raise NotConnectedError(request.connection_id)
     return ok()

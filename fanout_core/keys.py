@@ -23,7 +23,9 @@ from fanout_core.errors import (
 ROOM_NAME_MAX = 200
 CONNECTION_ID_MAX = 128
 PRINCIPAL_MAX = 128
-_ROOM_NAME = re.compile(r"[A-Za-z0-9_.:/@=,;-]+")
+# Every principal's own room, ``user:<principal>``, is a valid name: the alphabet holds the
+# principals' (``+`` and ``|`` included).
+_ROOM_NAME = re.compile(r"[A-Za-z0-9_.:/@=,;+|-]+")
 # API Gateway ids are base64 (e.g. "L0SM9cOFvHcCIhw="): its alphabet, "_" and "-", never "#".
 _CONNECTION_ID = re.compile(r"[A-Za-z0-9+/=_-]+")
 # What authorizers return as principalId: UUIDs, e-mail addresses, "auth0|123", ARNs.
@@ -79,7 +81,7 @@ class _KeyRule:
 
 
 _ROOM_RULE = _KeyRule(
-    InvalidRoomNameError, ROOM_NAME_MAX, _ROOM_NAME, "A-Z a-z 0-9 _ . : - / @ = , ;"
+    InvalidRoomNameError, ROOM_NAME_MAX, _ROOM_NAME, "A-Z a-z 0-9 _ . : - / @ = , ; + |"
 )
 _CONNECTION_ID_RULE = _KeyRule(
     InvalidConnectionIdError, CONNECTION_ID_MAX, _CONNECTION_ID, "A-Z a-z 0-9 + / = _ -"

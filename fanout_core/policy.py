@@ -145,7 +145,7 @@ def enforce(policy: Policy, request: AccessRequest) -> None:
     """Ask ``policy``; ForbiddenError if it denies, PolicyError if it fails (fail closed)."""
     try:
         decision = policy(request)
-    except Exception as error:
+    except BaseException as error:  # SystemExit and KeyboardInterrupt fail closed too
         log.exception("the access policy raised on %s", request.action)
         raise PolicyError(f"the access policy failed: {type(error).__name__}") from error
     if not isinstance(decision, Decision) or not isinstance(decision.allowed, bool):

@@ -47,8 +47,9 @@ class Verdict:
 
     @property
     def identity(self) -> dict[str, Any]:
-        """``requestContext.authorizer`` of every later event."""
-        return {"principalId": self.principal, **self.context}
+        """``requestContext.authorizer`` of every later event: the principal wins over a
+        context key of its name."""
+        return {**self.context, "principalId": self.principal}
 
 
 def request_event(
@@ -97,7 +98,7 @@ def verdict(authorizer: Authorizer, event: dict[str, Any], context: Any) -> Verd
     """Call ``authorizer`` and read its answer as API Gateway does."""
     try:
         answer = authorizer(event, context)
-    except Exception as error:
+    except BaseException as error:  # SystemExit too: one refused handshake, not the server
         if str(error) == "Unauthorized":
             return Verdict(401, reason="Unauthorized")
         log.exception("the authorizer raised")

@@ -14,7 +14,6 @@ import base64
 import contextlib
 import functools
 import http
-import importlib
 import itertools
 import json
 import logging
@@ -23,7 +22,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import ModuleType
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,7 +29,6 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from fanout_core import handlers
 from fanout_core.local import authorizer as authorization
 from fanout_core.local.authorizer import Authorizer
 from fanout_core.local.lambda_context import LambdaContext
@@ -41,33 +38,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
-# Route key -> the handler function name, in a module shaped like fanout_core.handlers.
-ROUTE_FUNCTIONS = {route: handler.__name__ for route, handler in handlers.ROUTES.items()}
 IDLE_TIMEOUT = 10 * 60  # API Gateway's idle timeout
 MAX_LIFETIME = 2 * 60 * 60  # API Gateway's connection duration cap
 MAX_FRAME_BYTES = 128 * 1024
-
-
-def routes_from_module(module: ModuleType | str) -> dict[str, Handler]:
-    """Route key -> handler, from a module with ``connect``, ``send_message``, ... functions.
-
-    A module may define ``ROUTES`` (route key -> callable) instead; a route it lacks goes to
-    its ``websocket`` function if it has one.
-    """
-    if isinstance(module, str):
-        module = importlib.import_module(module)
-    explicit = getattr(module, "ROUTES", None)
-    if isinstance(explicit, Mapping):
-        return dict(explicit)
-    fallback = getattr(module, "websocket", None)
-    routes: dict[str, Handler] = {}
-    for route, name in ROUTE_FUNCTIONS.items():
-        handler = getattr(module, name, None) or fallback
-        if handler is not None:
-            routes[route] = handler
-    if "$connect" not in routes:
-        raise ValueError(f"{module.__name__} has no $connect handler (`connect` or `websocket`)")
-    return routes
 
 
 class SideSite(Protocol):
@@ -255,7 +228,7 @@ class LocalWebSocketApi:
             try:
                 parsed = json.loads(data)
                 action = parsed.get("action") if isinstance(parsed, dict) else None
-            except ValueError:
+            except (ValueError, RecursionError):  # the handler answers it, as on AWS
                 action = None
         # The route selection expression is $request.body.action.
         route = action if isinstance(action, str) and action in self.routes else "$default"
@@ -287,9 +260,14 @@ class LocalWebSocketApi:
         try:
             context = LambdaContext(getattr(handler, "__name__", route))
             return await asyncio.to_thread(handler, event, context)
-        except Exception as error:
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:
+            # Lambda fails the one invocation, whatever it raised (SystemExit and
+            # KeyboardInterrupt included): the server and the client's socket stay up.
             log.exception("handler for %s raised", route)
-            return {"statusCode": 502, "body": json.dumps({"message": str(error)})}
+            message = str(error) or type(error).__name__
+            return {"statusCode": 502, "body": json.dumps({"message": message})}
         finally:
             self._in_flight -= 1
             if not self._in_flight:

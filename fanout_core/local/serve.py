@@ -17,14 +17,9 @@ from typing import Any, Self
 
 from fanout_core.config import FanoutConfig, is_loopback
 from fanout_core.local.authorizer import Authorizer, load_callable
-from fanout_core.local.gateway import (
-    IDLE_TIMEOUT,
-    MAX_LIFETIME,
-    GatewayEvent,
-    LocalWebSocketApi,
-    routes_from_module,
-)
+from fanout_core.local.gateway import IDLE_TIMEOUT, MAX_LIFETIME, GatewayEvent, LocalWebSocketApi
 from fanout_core.local.management_api import LocalManagementApi
+from fanout_core.local.routes import routes_from_module
 from fanout_core.local.sqs_pump import SqsEventSource
 
 # Local endpoints take any key: these stand in for a bare machine's missing ones.

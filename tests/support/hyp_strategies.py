@@ -29,7 +29,7 @@ from tests.support.events import DOMAIN, STAGE, fixture
 # Few rooms, so connections share them; names that are prefixes of one another and use
 # every allowed punctuation, so a prefix or substring match would leak.
 ROOMS = ("r", "r-1", "r.1:x_y")
-VALID_ROOM = st.from_regex(r"[A-Za-z0-9_.:/@=,;-]{1,200}", fullmatch=True)
+VALID_ROOM = st.from_regex(r"[A-Za-z0-9_.:/@=,;+|-]{1,200}", fullmatch=True)
 VALID_CONNECTION_ID = st.from_regex(r"[A-Za-z0-9+/=_-]{1,128}", fullmatch=True)
 ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping", "presence")
 ROUTES = ("$connect", "$disconnect", "$default", *ACTIONS)

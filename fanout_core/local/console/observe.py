@@ -119,7 +119,7 @@ class Observer:
             with self._call(route=route, connection_id=cid):
                 try:
                     answer = handler(event, context)
-                except Exception as error:
+                except BaseException as error:
                     # The gateway answers this 502; show what the client will see.
                     answer = {"statusCode": 502, "body": json.dumps({"message": str(error)})}
                     raise
