@@ -226,6 +226,9 @@ def test_the_console_socket_on_fanout_serve_reports_and_acts() -> None:
                         break
                 await feed.send(json.dumps({"id": 3, "action": "publish", "to": "nobody"}))
                 assert "publish to one of" in (await _next(feed, "reply", id=3))["error"]
+                # No development issuer: the page cannot sign a client in.
+                await feed.send(json.dumps({"id": 4, "action": "token", "principal": "x"}))
+                assert "fanout serve --dev-auth" in (await _next(feed, "reply", id=4))["error"]
                 await a.close()
                 await b.close()
 

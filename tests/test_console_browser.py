@@ -145,6 +145,18 @@ def test_console_drives_clients_publishes_and_steps_the_demo(console_url: str) -
     assert not problems, problems
 
 
+def open_page(playwright: Any, problems: list[str]) -> tuple[Any, Any]:
+    """Chromium and a page whose console errors and page errors go into ``problems``."""
+    from playwright.sync_api import expect
+
+    browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    expect.set_options(timeout=TIMEOUT_MS)
+    return browser, page
+
+
 @pytest.mark.parametrize("option", [("--strategy", "sqs_batched"), ("--policy", "owner_rooms")])
 def test_demo_ui_steps_through_the_stages(option: tuple[str, str]) -> None:
     """`fanout demo --ui` opens on the stages: on sqs_batched the worker's runs show as they
@@ -155,11 +167,7 @@ def test_demo_ui_steps_through_the_stages(option: tuple[str, str]) -> None:
     problems: list[str] = []
     for url in started(*command):
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            expect.set_options(timeout=TIMEOUT_MS)
+            browser, page = open_page(playwright, problems)
             assert url.endswith("?demo")
             page.goto(url)
             expect(page.locator("#demo-step")).to_have_text("step 0 / 7")
@@ -182,6 +190,55 @@ def test_demo_ui_steps_through_the_stages(option: tuple[str, str]) -> None:
                 expect(a).to_contain_text("lobby")
                 expect(page.locator("#fanouts li").first).to_contain_text("room:lobby")
             browser.close()
+    assert not problems, problems
+
+
+def test_a_console_client_signs_in_as_a_principal(tmp_path: Path) -> None:
+    """`fanout serve --dev-auth`: a client opened with a principal signs in through the
+    library's authorizer, its token sent as the subprotocol (Chromium closes a socket whose
+    answer picks none), and joins its own rooms only; the token never reaches the feed."""
+    from playwright.sync_api import WebSocket, expect, sync_playwright
+
+    command = ["serve", "--port", "0", "--management-port", "0", "--dynamodb-port", "0"]
+    command += ["--dev-auth", "--dev-key", str(tmp_path / "dev.pem"), "--policy", "owner_rooms"]
+    problems: list[str] = []
+    feed: list[str] = []
+
+    def watch(socket: WebSocket) -> None:
+        if socket.url.split("?")[0].endswith("/_console/events"):
+            socket.on("framereceived", lambda payload: feed.append(str(payload)))
+
+    for url in started(*command):
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("websocket", watch)
+            page.goto(url)
+            expect(page.locator("#feed-state")).to_have_text("live")
+            page.locator("#open-rooms").fill("lobby")
+            page.locator("#open-principal").fill("alice")
+            page.locator("#open-client").click()
+            a = page.locator("[data-client='A']")
+            expect(a.locator(".status")).to_have_text("open")
+            expect(a.locator(".cid")).to_have_text(re.compile(r"\S{16}"))
+            cid = a.locator(".cid").inner_text()
+            expect(page.locator(f"#connections tr[data-connection='{cid}']")).to_contain_text(
+                "alice"
+            )
+            a.get_by_label("A: message").fill("signed in")
+            a.locator("button[data-action='send']").click()
+            expect(a.locator(".inbox")).to_contain_text("signed in")
+            a.get_by_label("A: room (empty: everyone)").fill("payroll")
+            a.get_by_label("A: message").fill("not mine")
+            a.locator("button[data-action='send']").click()
+            expect(a.locator(".inbox")).to_contain_text("forbidden")
+            browser.close()
+    replies = [json.loads(f) for f in feed if '"kind": "reply"' in f or '"kind":"reply"' in f]
+    [token] = [r["token"] for r in replies if "token" in r]
+    assert token.count(".") == 2
+    assert [f for f in feed if token in f and '"token"' not in f] == []
     assert not problems, problems
 
 
@@ -222,11 +279,7 @@ def test_console_after_a_busy_run() -> None:
     problems: list[str] = []
     for url in started(*command, "--history", "600"):
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True)
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda error: problems.append(str(error)))
-            expect.set_options(timeout=TIMEOUT_MS)
+            browser, page = open_page(playwright, problems)
             page.goto(url)
             expect(page.locator("#feed-state")).to_have_text("live")
             for rooms, reconnect in (("lobby", False), ("lobby, ops", False), ("lobby", True)):

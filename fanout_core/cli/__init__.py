@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from fanout_core.cli.arguments import Parser
 from fanout_core.cli.cost import add_cost_command
 from fanout_core.cli.failures import Target, explain, refuse_unset_table, target_of
-from fanout_core.cli.local import add_local_commands
+from fanout_core.cli.local import DEV_ISSUER, add_local_commands
 from fanout_core.cli.publish import add_publish_commands
+from fanout_core.cli.signin import add_token_command
 from fanout_core.cli.simulate import add_simulate_command
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "add_local_commands",
     "add_publish_commands",
     "add_simulate_command",
+    "add_token_command",
     "build_parser",
     "main",
 ]
@@ -90,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     describe.set_defaults(run=_table_describe)
     add_env_file_option(describe)
     add_local_commands(commands)
+    add_token_command(commands, DEV_ISSUER)
     add_publish_commands(commands, add_env_file_option)
     add_cost_command(commands)
     add_simulate_command(commands)
@@ -134,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         if getattr(args, "debug", False):
             traceback.print_exc()
-        if isinstance(error, ImportError) and args.command in ("serve", "demo"):
+        if isinstance(error, ImportError) and args.command in ("serve", "demo", "token"):
             return _needs_local_extra(error)
         if isinstance(error, BrokenPipeError):
             # `fanout members lobby | head -1`: the reader has what it wanted. Python would

@@ -9,12 +9,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from fanout_core.cli.arguments import count, options, port, positive_int
+from fanout_core.cli.signin import (
+    add_sign_in_options,
+    banner_lines,
+    dev_issuer,
+    sign_in_settings,
+)
 
 if TYPE_CHECKING:
     from fanout_core.local.serve import LocalDeployment
 
 # The same ports on every run, so the `export` line `fanout serve` prints stays the same.
 WEBSOCKET_PORT, MANAGEMENT_PORT, DYNAMODB_PORT = 8765, 8766, 8767
+# `fanout serve --dev-auth`'s issuer with the default host and port: `fanout token`'s default.
+DEV_ISSUER = f"http://127.0.0.1:{WEBSOCKET_PORT}/_auth"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,12 +30,14 @@ def _serve(args: argparse.Namespace) -> int:
 
     from fanout_core.local.serve import LocalDeployment
 
+    settings = {**access_settings(args), **sign_in_settings(args)}
     deployment = LocalDeployment(
         **options(args, "host", "port", "management_port", "dynamodb_port", "stage"),
         **options(args, "handlers", "authorizer", "dynamodb_endpoint", "strategy"),
         **options(args, "idle_timeout", "max_lifetime"),
-        settings=access_settings(args),
+        settings=settings,
         console=not args.no_console,
+        dev_issuer=dev_issuer(args),
     )
     write = None
     if args.write_env_file:
@@ -92,6 +102,7 @@ def banner(deployment: LocalDeployment) -> list[str]:
     lines.append(f"strategy:       {config.strategy}")
     if deployment.authorizer is not None:
         lines.append(f"authorizer:     {getattr(deployment.authorizer, '__qualname__', '?')}")
+    lines += banner_lines(deployment, DEV_ISSUER)
     lines.append(f"policy:         {config.policy}")
     if config.rate_limit is not None:
         lines.append(f"rate limit:     {config.rate_limit} per connection")
@@ -232,6 +243,7 @@ def add_local_commands(subparsers: Any) -> None:
         metavar="MODULE:FUNCTION",
         help="a $connect REQUEST authorizer: its principalId and context reach every event",
     )
+    add_sign_in_options(serve)
     serve.add_argument(
         "--no-console", action="store_true", help="do not serve the browser console on the port"
     )

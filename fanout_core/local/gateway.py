@@ -73,6 +73,7 @@ class _Socket:
     last_seen: float = field(default_factory=time.monotonic)
     lose_disconnect: bool = False
     identity: dict[str, Any] | None = None  # the authorizer's principalId and context
+    subprotocol: str | None = None  # what $connect answered in Sec-WebSocket-Protocol
 
 
 async def _deliver(websocket: ServerConnection, data: bytes) -> None:
@@ -145,6 +146,7 @@ class LocalWebSocketApi:
             self.host,
             self.port,
             process_request=self._handshake,
+            select_subprotocol=self._subprotocol,
             max_size=MAX_FRAME_BYTES,
             ping_interval=None,  # API Gateway does not ping clients; its idle timeout applies
         )
@@ -308,8 +310,17 @@ class LocalWebSocketApi:
         if not isinstance(status, int) or not 200 <= status < 300:
             body = answer.get("body") if isinstance(answer, dict) else None
             return websocket.respond(http.HTTPStatus.FORBIDDEN, str(body or "Forbidden") + "\n")
+        # API Gateway sends the Sec-WebSocket-Protocol the $connect answer names, if any.
+        headers = answer.get("headers") if isinstance(answer, dict) else None
+        if isinstance(headers, dict):
+            named = {str(k).lower(): v for k, v in headers.items()}.get("sec-websocket-protocol")
+            socket.subprotocol = named if isinstance(named, str) and named else None
         websocket.fanout_socket = socket  # type: ignore[attr-defined]
         return None
+
+    def _subprotocol(self, websocket: ServerConnection, offered: Any) -> Any:
+        socket = getattr(websocket, "fanout_socket", None)
+        return socket.subprotocol if isinstance(socket, _Socket) else None
 
     async def _authorize(self, websocket: ServerConnection, socket: _Socket) -> Response | None:
         """Run the REQUEST authorizer; a refusal answer, or None with the identity bound."""

@@ -76,8 +76,12 @@ class LocalDeployment:
         settings: dict[str, str] | None = None,
         console: bool = False,
         console_state: dict[str, Any] | None = None,
+        dev_issuer: Any = None,
     ) -> None:
         self.host = host
+        # `--dev-auth`: a DevIssuer served on the gateway's port, and the JWT authorizer
+        # checking its tokens (fanout_core.local.issuer).
+        self.dev_issuer = dev_issuer
         # The browser console at http://host:port/ (off: nothing is wrapped or watched).
         self.console = console
         self.console_state = dict(console_state or {})
@@ -88,6 +92,10 @@ class LocalDeployment:
         self.settings = dict(settings or {})
         # MODULE:FUNCTION, loaded now: a typo fails before anything starts.
         self.authorizer = load_callable(authorizer) if isinstance(authorizer, str) else authorizer
+        if dev_issuer is not None and self.authorizer is None:
+            from fanout_core import handlers as library
+
+            self.authorizer = library.authorizer
         self.port = port
         self.dynamodb_port = dynamodb_port  # the embedded moto server's (0: any free)
         self.stage = stage
@@ -100,6 +108,7 @@ class LocalDeployment:
         self.on_event = on_event
         self.management = LocalManagementApi(host=host, port=management_port)
         self.gateway: LocalWebSocketApi | None = None
+        self.issuer_url: str | None = None  # the development issuer's, once it listens
         self.pump: SqsEventSource | None = None
         self.config: FanoutConfig | None = None
         self.queue_url: str | None = None
@@ -210,6 +219,8 @@ class LocalDeployment:
         on_event, site = self.on_event, None
         if self.console:
             routes, on_event, site = self._start_console(routes)
+        if self.dev_issuer is not None:
+            site = self._issuer_site(site)
         self.gateway = LocalWebSocketApi(
             routes,
             self.management.connections,
@@ -223,6 +234,8 @@ class LocalDeployment:
             site=site,
         )
         await self.gateway.start()
+        if self.dev_issuer is not None:
+            self._sign_in_with(site)
         if self.queue_url is not None and self.config is not None:
             import boto3
 
@@ -237,6 +250,40 @@ class LocalDeployment:
             )
             self.pump = SqsEventSource(client, self.queue_url, worker, region=self.config.region)
             self.pump.start()
+
+    def _issuer_site(self, console: Any) -> Any:
+        from fanout_core.local.issuer import IssuerSite
+
+        if not is_loopback(f"http://{self.host}"):
+            raise ValueError("--dev-auth serves its issuer over plain http: bind 127.0.0.1")
+        return IssuerSite(self.dev_issuer, inner=console)
+
+    def _sign_in_with(self, site: Any) -> None:
+        """The authorizer's variables for the development issuer, now that its URL is known."""
+        from fanout_core.local.issuer import DEV_AUDIENCE, ISSUER_PATH
+        from fanout_core.signin import reset
+
+        assert self.gateway is not None
+        site.url = self.issuer_url = f"http://{self.gateway.domain_name}{ISSUER_PATH}"
+        self._setenv("FANOUT_JWT_ISSUER", self.issuer_url)
+        for name, value in (
+            ("FANOUT_JWT_AUDIENCE", DEV_AUDIENCE),
+            ("FANOUT_JWT_CONTEXT_CLAIMS", "rooms"),
+        ):
+            if name not in self.settings:
+                self._setenv(name, value)
+        reset()  # a key set cached for this URL by an earlier run is not this run's
+
+    def mint(self, principal: str, rooms: list[str]) -> str:
+        """A token of the development issuer for ``principal``, with a ``rooms`` claim."""
+        from fanout_core.local.issuer import DEV_AUDIENCE
+
+        assert self.dev_issuer is not None
+        audience = os.environ.get("FANOUT_JWT_AUDIENCE", DEV_AUDIENCE).split(",")[0]
+        claims = {"rooms": ",".join(rooms)} if rooms else {}
+        return str(
+            self.dev_issuer.mint(self.issuer_url, principal, audience=audience, claims=claims)
+        )
 
     @property
     def console_url(self) -> str:
@@ -266,7 +313,11 @@ class LocalDeployment:
 
         fanout = Fanout()  # the handlers' runtime: what backend code in this process uses
         site = ConsoleSite(
-            feed, observer, drop=drop, publish=lambda *a, **k: observer.publish(fanout, *a, **k)
+            feed,
+            observer,
+            drop=drop,
+            publish=lambda *a, **k: observer.publish(fanout, *a, **k),
+            mint=self.mint if self.dev_issuer is not None else None,
         )
         self.management.on_request = observer.management_request
         feed.state.update(
@@ -279,6 +330,7 @@ class LocalDeployment:
                 "stage": self.stage,
                 "management_url": self.management_url,
                 "queue_url": self.queue_url,
+                "dev_auth": self.dev_issuer is not None,
             },
             routes=sorted(routes),
         )

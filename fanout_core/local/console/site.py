@@ -64,11 +64,13 @@ class ConsoleSite:
         *,
         drop: Callable[[str], bool],
         publish: Callable[..., dict[str, Any]],
+        mint: Callable[[str, list[str]], str] | None = None,
     ) -> None:
         self.feed = feed
         self.observer = observer
         self.drop = drop
         self.publish = publish
+        self.mint = mint  # `fanout serve --dev-auth`: a token for a test client
 
     def handles(self, path: str) -> bool:
         """True for the console's paths; the rest is the WebSocket API's."""
@@ -142,11 +144,22 @@ class ConsoleSite:
                     reply["error"] = "no such open connection"
             elif action == "publish":
                 reply["result"] = await asyncio.to_thread(self._publish, request)
+            elif action == "token":
+                # Answered to this page only: a token never goes into the feed.
+                reply["token"] = self._token(request)
             else:
                 raise ValueError(f"unknown action {action!r}")
         except Exception as error:  # shown in the page, as the backend would have raised it
             reply.update(ok=False, error=f"{type(error).__name__}: {error}")
         return reply
+
+    def _token(self, request: dict[str, Any]) -> str:
+        if self.mint is None:
+            raise ValueError("sign-in is off: start `fanout serve --dev-auth` to sign clients in")
+        principal = str(request.get("principal") or "").strip()[:128]
+        rooms = request.get("rooms")
+        rooms = [str(room) for room in rooms] if isinstance(rooms, list) else []
+        return self.mint(principal, rooms)
 
     def _publish(self, request: dict[str, Any]) -> dict[str, Any]:
         to = request.get("to", "everyone")

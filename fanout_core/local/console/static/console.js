@@ -134,6 +134,8 @@ function hello(event) {
   const queued = Boolean(state.config.queue_url);
   if (queued) routes.append(el("li", { "data-route": "sqs_worker" }, "sqs_worker", el("small")));
   $("workers-part").hidden = !queued;
+  // `fanout serve --dev-auth`: a client may sign in as a principal.
+  $("open-principal-label").hidden = !state.config.dev_auth;
   renderRows();
   renderConnections();
   if (!state.greeted && (event.demo || new URLSearchParams(location.search).has("demo"))) openDemo(event.demo || {});
@@ -346,7 +348,7 @@ function log(event) {
 // -- test clients -----------------------------------------------------------------------
 
 class PageClient {
-  constructor(name, { rooms = [], query = "", reconnect = false } = {}) {
+  constructor(name, { rooms = [], query = "", reconnect = false, token = null } = {}) {
     this.name = name;
     this.tag = `${name}-${Math.random().toString(36).slice(2, 8)}`;
     this.rooms = rooms;
@@ -358,6 +360,8 @@ class PageClient {
     for (const [k, v] of new URLSearchParams(query)) url.searchParams.append(k, v);
     this.client = new FanoutClient(url.toString(), {
       rooms,
+      // Signed in: the token goes as the subprotocol after `fanout`, the browser way.
+      ...(token ? { WebSocket: signedIn(token) } : {}),
       onFrame: (frame) => this.receive(frame),
       onError: (answer) => this.receive(answer, true),
       onStatus: (status) => { this.status = this.dropped && status === "closed" ? "dropped" : status; this.render(); },
@@ -426,6 +430,13 @@ class PageClient {
   }
 }
 
+// A WebSocket class that offers `fanout` and the token as its subprotocols.
+function signedIn(token) {
+  return class extends WebSocket {
+    constructor(url) { super(url, ["fanout", token]); }
+  };
+}
+
 function openClient(options = {}) {
   const name = options.name || String.fromCharCode(65 + (state.clients.length % 26)) + (state.clients.length >= 26 ? state.clients.length : "");
   const client = new PageClient(name, options);
@@ -437,10 +448,19 @@ function openClient(options = {}) {
   return client;
 }
 
-$("open-form").addEventListener("submit", (e) => {
+$("open-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const rooms = $("open-rooms").value.split(/[\s,]+/).filter(Boolean);
-  openClient({ rooms, query: $("open-query").value.trim(), reconnect: $("open-reconnect").checked });
+  const options = { rooms, query: $("open-query").value.trim(), reconnect: $("open-reconnect").checked };
+  const principal = state.config.dev_auth ? $("open-principal").value.trim() : "";
+  if (principal) {
+    // The server mints it for this page only: it never goes into the feed.
+    const reply = await act({ action: "token", principal, rooms });
+    if (!reply.ok) { $("open-principal").setCustomValidity(reply.error); $("open-principal").reportValidity(); return; }
+    $("open-principal").setCustomValidity("");
+    options.token = reply.token;
+  }
+  openClient(options);
 });
 
 // -- publish ----------------------------------------------------------------------------
