@@ -28,6 +28,7 @@ from fanout_core.errors import (
     RateLimitedError,
 )
 from fanout_core.events import RequestError
+from fanout_core.message import new_message_id
 from fanout_core.runtime import current_runtime
 
 log = logging.getLogger("fanout_core.handlers")
@@ -46,6 +47,20 @@ _THROTTLED = {
 def ok() -> Response:
     """The success answer."""
     return {"statusCode": 200}
+
+
+def joined(room: str, position: tuple[int, int] | None) -> Response:
+    """The answer to ``joinRoom``: with history on, a ``fanout.joined`` frame with the
+    room's (seq, epoch) when the member joined; with history off (None), a plain 200."""
+    if position is None:
+        return ok()
+    frame: dict[str, object] = {"id": new_message_id(), "event": "fanout.joined", "room": room}
+    frame.update({"from": None, "seq": position[0], "epoch": position[1]})
+    return {
+        "statusCode": 200,
+        "headers": {"Content-Type": "application/json"},
+        "body": json.dumps(frame, separators=(",", ":")),
+    }
 
 
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:

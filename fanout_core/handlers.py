@@ -13,7 +13,16 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from fanout_core.answers import Handler, Response, answers, error_response, finish, ok
+from fanout_core import keys
+from fanout_core.answers import (
+    Handler,
+    Response,
+    answers,
+    error_response,
+    finish,
+    joined,
+    ok,
+)
 from fanout_core.errors import NotAMemberError, NotConnectedError
 from fanout_core.events import (
     RequestError,
@@ -85,6 +94,14 @@ def _allowed(
     return runtime
 
 
+def _position(runtime: Runtime, room: str) -> tuple[int, int] | None:
+    """The room's (seq, epoch) for a member joining now; None with history off."""
+    if runtime.config.history_seconds <= 0:
+        return None
+    at = runtime.history.joined(keys.scope_of(room))
+    return at.seq, at.epoch
+
+
 def _announce_joined(runtime: Runtime, request: WebSocketRequest, rooms: list[str]) -> None:
     # Presence is built (with delivery) only when it has something to announce.
     if runtime.config.presence_events and rooms:
@@ -105,8 +122,14 @@ def connect(event: Any) -> Response:
     runtime = _allowed(request, "connect")
     for room in rooms:  # a room denied refuses the connection: nothing is written
         _allowed(request, "join", room)
+    # Kept in each membership: a client asks with joinRoom once open ($connect posts nothing).
+    positions = {room: position for room in rooms if (position := _position(runtime, room))}
     runtime.store.connect(
-        request.connection_id, request.endpoint, rooms=rooms, principal=request.principal
+        request.connection_id,
+        request.endpoint,
+        rooms=rooms,
+        principal=request.principal,
+        positions=positions,
     )
     _announce_joined(runtime, request, rooms)
     response = ok()
@@ -157,13 +180,22 @@ def send_message(event: Any) -> Response:
 
 @answers
 def join_room(event: Any) -> Response:
-    """``joinRoom``: add the connection to ``room``."""
+    """``joinRoom``: add the connection to ``room``; the answer is ``fanout.joined`` with the
+    room's position when it joined (history on). A member's join changes nothing and
+    answers the position kept when it joined (on ``$connect``'s ``?room=`` too)."""
     request = websocket_request(event)
     room = required_room(json_body(event))
     runtime = _allowed(request, "join", room)
-    runtime.store.join(request.connection_id, room)
+    held = runtime.store.membership(request.connection_id, room)
+    if held is not None:
+        kept = (held.joined_seq, held.joined_epoch)
+        if kept[0] is not None and kept[1] is not None:
+            return joined(room, (int(kept[0]), int(kept[1])))
+        return joined(room, _position(runtime, room))  # a row kept none: history was off
+    position = _position(runtime, room)  # before the row: later frames reach it either way
+    runtime.store.join(request.connection_id, room, position=position)
     _announce_joined(runtime, request, [room])
-    return ok()
+    return joined(room, position)
 
 
 @answers

@@ -134,6 +134,30 @@ class History:
             return Position(0, 0)
         return Position(int(row.seq), int(row.epoch or 0))
 
+    def joined(self, scope: str) -> Position:
+        """Where a member that joins now starts: the scope's position, its counter started
+        (seq 0) if it had none, so that the epoch a member holds is the one its frames get.
+        Read before the membership is written: every frame after it reaches the member,
+        live or by a resume."""
+        at = self.position(scope)
+        if at.epoch:
+            return at
+        counter = self.models.counter
+        row = counter(keys.counter_pk(scope), keys.COUNTER_SK)
+        now = self.clock()
+        # One write, racing publishes and joins alike: whoever comes first starts it.
+        row.update(
+            actions=[
+                counter.seq.set(counter.seq | 0),
+                counter.epoch.set(counter.epoch | int(now * 1000)),
+                counter.item_type.set(counter),
+                counter.expires_at.set(
+                    int(now) + self.config.history_seconds + COUNTER_GRACE_SECONDS
+                ),
+            ]
+        )
+        return Position(int(row.seq), int(row.epoch or 0))
+
     def after(self, scope: str, since: int, latest: int) -> Iterator[Retained]:
         """The retained frames numbered since+1 .. latest, in order, page by page.
 

@@ -76,6 +76,11 @@ class MembershipItem(TableItem):
 
     room = UnicodeAttribute()
     joined_at = NumberAttribute()  # epoch milliseconds
+    # The room's position (history on) read before the row was written: the member
+    # receives every frame after it, live or by a resume. Rows written without history
+    # have none.
+    joined_seq = NumberAttribute(null=True)
+    joined_epoch = NumberAttribute(null=True)
 
 
 class RateItem(TableItem):
@@ -240,13 +245,18 @@ def membership_row(
     *,
     expires_at: int,
     joined_at: int,
+    position: tuple[int, int] | None = None,
 ) -> MembershipItem:
-    """The row of a connection's membership of ``room``, listed under the room."""
+    """The row of a connection's membership of ``room``, listed under the room, with the
+    room's (seq, epoch) ``position`` when it joined (history on)."""
+    seq, epoch = position if position is not None else (None, None)
     return models.membership(
         **_listed(connection_id, endpoint, keys.membership_sk(room), keys.room_index_pk(room)),
         expires_at=expires_at,
         room=room,
         joined_at=joined_at,
+        joined_seq=seq,
+        joined_epoch=epoch,
     )
 
 

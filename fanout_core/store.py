@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -101,8 +101,10 @@ class ConnectionStore(AudienceReads):
         *,
         rooms: Iterable[str] = (),
         principal: str | None = None,
+        positions: Mapping[str, tuple[int, int]] | None = None,
     ) -> None:
-        """Store a new connection, its memberships of ``rooms``, and its principal's listing.
+        """Store a new connection, its memberships of ``rooms`` (each with its room's
+        ``positions`` entry, history on), and its principal's listing.
 
         Everything is validated before the first write; if a write fails, what was
         written is deleted again before the error is raised.
@@ -133,6 +135,7 @@ class ConnectionStore(AudienceReads):
                 room,
                 expires_at=expires_at,
                 joined_at=connected_at,
+                position=(positions or {}).get(room),
             )
             for room in room_list
         ]
@@ -180,8 +183,11 @@ class ConnectionStore(AudienceReads):
             deleted + len(rows),
         )
 
-    def join(self, connection_id: str, room: str) -> None:
-        """Add the connection to ``room``; raise NotConnectedError if it is not live."""
+    def join(
+        self, connection_id: str, room: str, *, position: tuple[int, int] | None = None
+    ) -> None:
+        """Add the connection to ``room`` (at the room's (seq, epoch) ``position``, history
+        on); raise NotConnectedError if it is not live."""
         keys.validate_room(room)
         connection = self.get_connection(connection_id)
         if connection is None:
@@ -193,6 +199,7 @@ class ConnectionStore(AudienceReads):
             room,
             expires_at=int(connection.expires_at),
             joined_at=int(self.clock() * 1000),
+            position=position,
         )
         membership.save()
         # A $disconnect between our read and our put deleted the connection row first
@@ -268,8 +275,12 @@ class ConnectionStore(AudienceReads):
 
     def is_member(self, connection_id: str, room: str) -> bool:
         """True if the connection is a live member of ``room``."""
-        sk = keys.membership_sk(room)
-        return isinstance(self._get(self.models.membership, connection_id, sk), MembershipItem)
+        return self.membership(connection_id, room) is not None
+
+    def membership(self, connection_id: str, room: str) -> MembershipItem | None:
+        """The connection's live membership row of ``room``, or None."""
+        row = self._get(self.models.membership, connection_id, keys.membership_sk(room))
+        return row if isinstance(row, MembershipItem) else None
 
     def rows(self) -> list[TableItem]:
         """Every row of the table, expired ones included (for tools and tests)."""

@@ -95,7 +95,7 @@ def test_handlers_call_only_what_their_policy_allows(
     for cid in ids:
         assert recorder.run("connect", connect_event(cid, rooms=["r"])) == {"statusCode": 200}
     join = message_event(a, {"action": "joinRoom", "room": "s"})
-    assert recorder.run("join_room", join) == {"statusCode": 200}
+    assert recorder.run("join_room", join)["statusCode"] == 200  # its position, history on
     leave = message_event(a, {"action": "leaveRoom", "room": "s"})
     assert recorder.run("leave_room", leave) == {"statusCode": 200}
     assert recorder.run("ping", message_event(a, {"action": "ping"})) == {"statusCode": 200}
@@ -146,6 +146,9 @@ def test_handlers_call_only_what_their_policy_allows(
         assert "dynamodb:UpdateItem" in made["send_message"]  # the bucket, the counter
         assert {"dynamodb:GetItem", "dynamodb:Query"} <= made["history"]
         assert "dynamodb:UpdateItem" in made["history"]  # the bucket
+        # A member's position: the room's counter, read, and started where it had none.
+        for handler in ("connect", "join_room"):
+            assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= made[handler]
         # presence.join / presence.leave fan-outs from the handlers that see joins and leaves:
         # each reads the room (a room nobody else is in is posted nothing).
         # (sqs_batched's handlers only enqueue the room's read task: the worker reads it.)

@@ -73,6 +73,20 @@ def test_exact_items(backend: Backend) -> None:
     ]
 
 
+def test_a_membership_keeps_the_position_it_joined_at(backend: Backend) -> None:
+    """History on: a membership row also holds the room's seq and epoch when it joined."""
+    config = backend.config(ttl_seconds=7500, history_seconds=600)
+    create_table(config)
+    store = ConnectionStore(config, clock=FakeClock(NOW))
+    positions = {"a": (3, 1_699_999_000_000)}
+    store.connect("L0SM9cOFvHcCIhw=", ENDPOINT, rooms=["a"], positions=positions)
+    store.join("L0SM9cOFvHcCIhw=", "b", position=(0, 1_699_999_500_000))
+    rows = {item["sk"]["S"]: item for item in raw_items(store)}
+    for sk, seq, epoch in (("ROOM#a", "3", "1699999000000"), ("ROOM#b", "0", "1699999500000")):
+        assert (rows[sk]["joined_seq"], rows[sk]["joined_epoch"]) == ({"N": seq}, {"N": epoch})
+    assert "joined_seq" not in rows["CONN"]
+
+
 def test_exact_history_items(backend: Backend) -> None:
     """History on: a scope's counter, its frames, and an idempotency key; none in the index."""
     config = backend.config(history_seconds=600)

@@ -137,6 +137,9 @@ WITH_RATE_LIMIT: Mapping[str, Grant] = {
 # FANOUT_HISTORY_SECONDS above 0: the room's sequence counter.
 WITH_HISTORY: Mapping[str, Grant] = {
     "send_message": {"dynamodb:UpdateItem": TABLE},
+    # A joining member's position: the room's counter, read and started if it has none.
+    "connect": {"dynamodb:GetItem": TABLE, "dynamodb:UpdateItem": frozenset({COUNTERS})},
+    "join_room": {"dynamodb:UpdateItem": frozenset({COUNTERS})},
 }
 
 # What a function of the user's may do to publish with fanout_core.Fanout: what publish
