@@ -65,8 +65,9 @@ lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# What Lambda runs: build/lambda/function/ (template.yaml's CodeUri) and build/lambda/layer.zip,
-# without boto3 (the runtime's); prints their sizes. EXTRAS="jwt" adds optional extras.
+# What Lambda runs: build/lambda/function/ (template.yaml's CodeUri), build/lambda/authorizer/
+# (the sign-in function's: the same with PyJWT) and build/lambda/layer.zip, without boto3 (the
+# runtime's); prints their sizes. EXTRAS="jwt" adds optional extras.
 package: $(VENV)/.stamp-dev
 	$(PY) -m fanout_core.deploy.package $(foreach extra,$(EXTRAS),--extra $(extra))
 

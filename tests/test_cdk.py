@@ -24,7 +24,8 @@ from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Template
 
-from fanout_core.cdk import FanoutSettings, FanoutWebSocket, WorkerOptions
+from fanout_core import subprotocol
+from fanout_core.cdk import FanoutSettings, FanoutWebSocket, SignIn, WorkerOptions
 from fanout_core.config import FanoutConfig
 from fanout_core.deploy import permissions
 from fanout_core.errors import ConfigError
@@ -45,6 +46,9 @@ RESOURCE_NAMES = ("table", "index", "queue", "connections", "disconnections")
 ALL_ON = FanoutSettings(
     strategy="sqs_batched", presence_events=True, rate_limit="10/1", history_seconds=600
 )
+COGNITO = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+# As the template's AuthMode=jwt: every handler the template can deploy is here to compare.
+SIGN_IN = SignIn(issuer=COGNITO, audience="client-1", context_claims="rooms")
 
 
 @dataclass(frozen=True)
@@ -106,13 +110,14 @@ def add_publisher(stack: cdk.Stack, fanout: FanoutWebSocket) -> None:
 
 @pytest.fixture(scope="module")
 def default(code: Path) -> Synth:
-    """sqs_batched (so the worker and queue, as in the template), a user's publisher."""
-    return synth(code, add_publisher, settings=FanoutSettings(strategy="sqs_batched"))
+    """sqs_batched (so the worker and queue, as in the template), a user's publisher, sign-in."""
+    settings = FanoutSettings(strategy="sqs_batched")
+    return synth(code, add_publisher, settings=settings, sign_in=SIGN_IN)
 
 
 @pytest.fixture(scope="module")
 def all_on(code: Path) -> Synth:
-    return synth(code, settings=ALL_ON)
+    return synth(code, settings=ALL_ON, sign_in=SIGN_IN)
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +259,9 @@ def test_every_route_reaches_its_handler_and_answers(default: Synth) -> None:
         two_way = route["Properties"]["RouteKey"] not in permissions.ONE_WAY_ROUTES
         expression = route["Properties"].get("RouteResponseSelectionExpression")
         assert expression == ("$default" if two_way else None), route_id
-        assert route["Properties"].get("AuthorizationType", "NONE") == "NONE"
+        guarded = route["Properties"]["RouteKey"] == "$connect"  # sign-in is on here
+        expected = "CUSTOM" if guarded else "NONE"
+        assert route["Properties"].get("AuthorizationType", "NONE") == expected
     [(_, stage)] = of_type(template, "AWS::ApiGatewayV2::Stage").items()
     assert stage["Properties"]["AutoDeploy"] is True
     assert stage["Properties"]["StageName"] == "prod"
@@ -302,10 +309,13 @@ def test_the_worker_and_the_sweep_are_wired(default: Synth) -> None:
 
 
 def test_every_function_reads_the_settings(all_on: Synth) -> None:
-    for function_id in fanout_functions(all_on.template):
+    for function_id, handler in fanout_functions(all_on.template).items():
         properties = all_on.resource(function_id)["Properties"]
         assert properties["Runtime"] == "python3.12"
         variables = properties["Environment"]["Variables"]
+        if handler == permissions.AUTHORIZER:  # its own variables: the others read none
+            assert variables == SIGN_IN.environment()
+            continue
         assert variables.pop("FANOUT_TABLE") == all_on.ref("table")
         assert variables.pop("FANOUT_QUEUE_URL") == all_on.ref("queue")
         assert variables == ALL_ON.environment()
@@ -367,3 +377,50 @@ def test_the_docs_app_synthesizes(tmp_path: Path) -> None:
     assert {"FANOUT_TABLE", "FANOUT_QUEUE_URL", "FANOUT_STRATEGY"} <= set(variables)
     assert variables["FANOUT_STRATEGY"] == "sqs_batched"
     assert "WebSocketURL" in template["Outputs"]
+
+
+def _authorizer_of(synth: Synth) -> tuple[str, dict[str, Any]]:
+    [(authorizer_id, authorizer)] = of_type(synth.template, "AWS::ApiGatewayV2::Authorizer").items()
+    return authorizer_id, authorizer["Properties"]
+
+
+def test_sign_in_builds_the_template_s_authorizer(default: Synth, code: Path) -> None:
+    """What AuthMode=jwt builds: a REQUEST authorizer on $connect alone, identified by the
+    subprotocol header, running fanout_core.handlers.authorizer with its own variables and a
+    role that only writes logs."""
+    template = default.template
+    authorizer_id, authorizer = _authorizer_of(default)
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert authorizer["IdentitySource"] == [f"route.request.header.{subprotocol.HEADER}"]
+    for route in of_type(template, "AWS::ApiGatewayV2::Route").values():
+        properties = route["Properties"]
+        if properties["RouteKey"] == "$connect":
+            assert properties["AuthorizationType"] == "CUSTOM"
+            assert properties["AuthorizerId"] == {"Ref": authorizer_id}
+        else:
+            assert properties.get("AuthorizationType", "NONE") == "NONE"
+    functions = {h: f for f, h in fanout_functions(template).items()}
+    function = default.resource(functions[permissions.AUTHORIZER])["Properties"]
+    assert function["Timeout"] == 10
+    assert function["Environment"]["Variables"] == {
+        "FANOUT_JWT_ISSUER": COGNITO,
+        "FANOUT_JWT_AUDIENCE": "client-1",
+        "FANOUT_JWT_CONTEXT_CLAIMS": "rooms",
+    }
+    assert role_grant(default, functions[permissions.AUTHORIZER]) == {}
+    [permission] = [
+        p["Properties"]
+        for p in of_type(template, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [functions["authorizer"], "Arn"]}
+    ]
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert "/authorizers/" in json.dumps(permission["SourceArn"])
+    # ?token= instead; your own check; and what the authorizer would refuse fails the synth.
+    query = synth(code, sign_in=SignIn(hook="app.auth:check", token_source="query"))
+    assert _authorizer_of(query)[1]["IdentitySource"] == ["route.request.querystring.token"]
+    with pytest.raises(ConfigError, match="FANOUT_JWT_AUDIENCE"):
+        SignIn(issuer=COGNITO)
+    with pytest.raises(ConfigError, match="FANOUT_JWT_ISSUER"):
+        SignIn(issuer="http://issuer.example", audience="a")
+    with pytest.raises(ValueError, match="connect_authorizer"):
+        synth(code, sign_in=SIGN_IN, connect_authorizer=object())

@@ -20,8 +20,9 @@ from samtranslator.translator.translator import (  # type: ignore[import-untyped
     Translator,
 )
 
-from fanout_core import handlers
+from fanout_core import handlers, subprotocol
 from fanout_core.deploy import permissions
+from fanout_core.signin import SignInConfig
 from tests.test_template import REGION, _CfnLoader, _source, statement_actions
 
 DEPLOY = Path(__file__).resolve().parent.parent / "docs" / "deploy.md"
@@ -79,7 +80,7 @@ def test_the_serverless_example_wires_every_handler_to_its_route() -> None:
     routes = {}
     for function in functions.values():
         assert function["layers"] == [{"Ref": "FanoutLambdaLayer"}]
-        for event in function["events"]:
+        for event in function.get("events", []):  # the authorizer is called, not routed to
             if "websocket" in event:
                 socket = event["websocket"]
                 routes[socket["route"]] = function["handler"].removeprefix(PREFIX)
@@ -92,6 +93,19 @@ def test_the_serverless_example_wires_every_handler_to_its_route() -> None:
     assert sqs["functionResponseType"] == "ReportBatchItemFailures"
     assert sqs["arn"] == SERVERLESS_RESOURCES["queue"]
     assert by_handler[permissions.SWEEP]["events"] == [{"schedule": "rate(1 hour)"}]
+    # Sign-in: the authorizer guards $connect alone, by the subprotocol header.
+    guarded = [
+        (e["websocket"]["route"], e["websocket"]["authorizer"])
+        for f in functions.values()
+        for e in f.get("events", [])
+        if "authorizer" in e.get("websocket", {})
+    ]
+    [(route, authorizer)] = guarded
+    assert route == "$connect"
+    assert by_handler[permissions.AUTHORIZER] is functions[authorizer["name"]]
+    assert authorizer["identitySource"] == [f"route.request.header.{subprotocol.HEADER}"]
+    env = by_handler[permissions.AUTHORIZER]["environment"]
+    assert SignInConfig.from_env(env).key_set_url.startswith("https://cognito-idp.")
 
 
 def test_the_serverless_role_holds_every_handlers_statements() -> None:

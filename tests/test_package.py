@@ -28,6 +28,7 @@ from fanout_core.config import FanoutConfig
 from fanout_core.deploy import package, permissions
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.table import create_table
+from tests.support import issuer
 from tests.support.events import connect_event, disconnect_event, message_event
 from tests.test_template import function_handlers
 from tests.test_wheel import build_wheel, venv_of
@@ -41,7 +42,9 @@ PIP = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``make package``'s output, built from a copy of the sources."""
     out = tmp_path_factory.mktemp("lambda")
-    package.package(out, wheel=build_wheel(out / "wheel"))
+    # authorizer/ adds PyJWT and cryptography: test_the_authorizer_runs_from_its_artifact
+    # (marker ci) builds it.
+    package.package(out, wheel=build_wheel(out / "wheel"), authorizer=False)
     return out
 
 
@@ -278,3 +281,46 @@ def test_the_handlers_run_with_the_oldest_boto3(
     assert boto3_version == floor
     assert answers == [{"statusCode": 200}] * 4
     assert received == ["hi"]
+
+
+AUTHORIZE = """
+import json, sys
+from fanout_core import handlers
+answer = handlers.authorizer(json.loads(sys.argv[1]), None)
+import cryptography, jwt
+print(json.dumps({"answer": answer, "jwt": jwt.__file__, "crypto": cryptography.__file__}))
+"""
+
+
+@pytest.mark.ci
+def test_the_authorizer_runs_from_its_artifact(
+    tmp_path: Path, jwks_server: issuer.JwksServer
+) -> None:
+    """authorizer/ alone (and the runtime's boto3) checks a token against a key set over
+    HTTP: PyJWT and cryptography come from the artifact, built for this interpreter."""
+    out = tmp_path / "lambda"
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    sizes = package.package(out, wheel=build_wheel(tmp_path / "wheel"), python=running)
+    assert sizes.authorizer_bytes is not None
+    code = out / package.AUTHORIZER_DIR
+    assert {"jwt", "cryptography", "fanout_core"} <= {p.name for p in code.iterdir()}
+    assert not (out / package.FUNCTION_DIR / "jwt").exists()  # the other functions go without
+    python = venv_of(tmp_path / "venv", code, runtime_stand_in(tmp_path / "var-runtime"))
+    jwks_server.mode, jwks_server.keys = "ok", [issuer.rsa_key(), issuer.ec_key()]
+    token = issuer.sign(issuer.claims(jwks_server.issuer, sub="alice"), issuer.ec_key())
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(FANOUT_JWT_ISSUER=jwks_server.issuer, FANOUT_JWT_AUDIENCE=issuer.AUDIENCE)
+    done = subprocess.run(
+        [str(python), "-c", AUTHORIZE, json.dumps(issuer.request(token))],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["answer"]["principalId"] == "alice"
+    assert report["answer"]["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    assert Path(report["jwt"]).is_relative_to(code)
+    assert Path(report["crypto"]).is_relative_to(code)

@@ -33,7 +33,7 @@ from samtranslator.translator.translator import (  # type: ignore[import-untyped
 )
 
 from fanout_core import config as defaults
-from fanout_core import cost, keys
+from fanout_core import cost, keys, subprotocol
 from fanout_core import handlers as library_handlers
 from fanout_core.config import FanoutConfig
 from fanout_core.deploy import package, permissions
@@ -48,6 +48,7 @@ HANDLER_PREFIX = "fanout_core.handlers."
 # What `sam package` would upload; moto's Lambda reads the code from its S3.
 ARTIFACT_BUCKET = "fanout-artifacts"
 ARTIFACT_KEY = "fanout.zip"
+AUTHORIZER_CODE = str(package.DEFAULT_OUT / package.AUTHORIZER_DIR)
 
 # Route key -> handler function in fanout_core.handlers, as every deployment wires them.
 ROUTES = permissions.ROUTES
@@ -83,10 +84,20 @@ DROPPED_FROM_MOTO = {
     "AWS::ApiGatewayV2::Route": "no ApiGatewayV2 models in moto's CloudFormation",
     "AWS::ApiGatewayV2::RouteResponse": "no ApiGatewayV2 models in moto's CloudFormation",
     "AWS::ApiGatewayV2::Integration": "no ApiGatewayV2 models in moto's CloudFormation",
+    "AWS::ApiGatewayV2::Authorizer": "no ApiGatewayV2 models in moto's CloudFormation",
 }
 # What a Ref to a dropped resource returns on AWS (the API id, the stage name), passed to
 # the moto stack as parameters of the same names.
-STAND_INS = {"WebSocketApi": "a1b2c3d4e5", "Stage": "prod"}
+STAND_INS = {"WebSocketApi": "a1b2c3d4e5", "Stage": "prod", "ConnectAuthorizer": "abc123"}
+# The settings each condition stands for, with the template's defaults.
+DEFAULT_CONDITIONS = {
+    "PresenceEventsOn": False,
+    "RateLimitOn": False,
+    "HistoryOn": False,
+    "AuthOn": False,
+    "CustomAuth": False,
+    "TokenInQuery": False,
+}
 
 _SUB_REFERENCE = re.compile(r"\$\{(?!!)([^}.]+)(?:\.([^}]+))?\}")
 
@@ -127,9 +138,15 @@ def _transformed() -> dict[str, Any]:
     # `sam build` + `sam package` replace the local CodeUri with the uploaded artifact;
     # the transform accepts nothing else.
     template["Globals"]["Function"]["CodeUri"] = f"s3://{ARTIFACT_BUCKET}/{ARTIFACT_KEY}"
-    for resource in template["Resources"].values():
+    for name, resource in template["Resources"].items():
         if resource["Type"] == "AWS::Serverless::Function":
-            assert "CodeUri" not in resource.get("Properties", {}), "CodeUri belongs in Globals"
+            properties = resource.get("Properties", {})
+            if name == "AuthorizerFunction":  # its own artifact, with the jwt extra
+                assert properties["CodeUri"] == AUTHORIZER_CODE
+                properties["CodeUri"] = f"s3://{ARTIFACT_BUCKET}/authorizer.zip"
+            assert "CodeUri" not in properties or name == "AuthorizerFunction", (
+                "CodeUri belongs in Globals"
+            )
     # A Session with a region answers the pseudo parameters; it makes no call. The empty
     # managed-policy map: the template names no managed policy by name.
     translator = Translator(
@@ -227,7 +244,12 @@ def test_the_deployment_routes_are_the_librarys() -> None:
     library = {route: handler.__name__ for route, handler in library_handlers.ROUTES.items()}
     assert dict(ROUTES) == library
     assert set(ROUTES) == {"$connect", "$disconnect", "$default", *library_handlers.CLIENT_ACTIONS}
-    assert set(permissions.BASE) == {*ROUTES.values(), permissions.WORKER, permissions.SWEEP}
+    assert set(permissions.BASE) == {
+        *ROUTES.values(),
+        permissions.WORKER,
+        permissions.SWEEP,
+        permissions.AUTHORIZER,
+    }
     assert library_handlers.__name__ == permissions.HANDLER_MODULE
     assert callable(getattr(library_handlers, permissions.WEBSOCKET))
 
@@ -421,7 +443,8 @@ def resolve_conditions(value: Any, conditions: dict[str, bool]) -> Any:
         if set(value) == {"Fn::If"}:
             name, when_true, when_false = value["Fn::If"]
             return resolve_conditions(when_true if conditions[name] else when_false, conditions)
-        return {k: resolve_conditions(v, conditions) for k, v in value.items()}
+        resolved = {k: resolve_conditions(v, conditions) for k, v in value.items()}
+        return {k: v for k, v in resolved.items() if v != {"Ref": "AWS::NoValue"}}
     if isinstance(value, list):
         items = [resolve_conditions(v, conditions) for v in value]
         return [item for item in items if item != {"Ref": "AWS::NoValue"}]
@@ -437,6 +460,7 @@ def granted_actions(
 ) -> dict[str, dict[str, frozenset[str]]]:
     """Handler -> action -> resource names, from each function's role, for the settings."""
     conditions = {
+        **DEFAULT_CONDITIONS,
         "PresenceEventsOn": presence_events,
         "RateLimitOn": rate_limit,
         "HistoryOn": history,
@@ -597,8 +621,18 @@ def stack() -> Iterator[Stack]:
         summaries = cloudformation.list_stack_resources(StackName="fanout")[
             "StackResourceSummaries"
         ]
+        # Resources whose condition is off with the defaults (sign-in) are not created; moto
+        # lists each as a blank summary.
+        off = {
+            name
+            for name, resource in template["Resources"].items()
+            if "Condition" in resource and not DEFAULT_CONDITIONS[resource["Condition"]]
+        }
+        blank = [s for s in summaries if not s["LogicalResourceId"]]
+        assert len(blank) == len(off)
+        summaries = [s for s in summaries if s["LogicalResourceId"]]
         statuses = {s["LogicalResourceId"]: s["ResourceStatus"] for s in summaries}
-        assert statuses == dict.fromkeys(template["Resources"], "CREATE_COMPLETE")
+        assert statuses == dict.fromkeys(set(template["Resources"]) - off, "CREATE_COMPLETE")
         yield Stack(
             dropped=dropped,
             physical={s["LogicalResourceId"]: s["PhysicalResourceId"] for s in summaries},
@@ -611,7 +645,14 @@ def test_moto_drops_exactly_the_listed_types(stack: Stack, transformed: dict[str
     unsupported = {t for t in types if t not in get_model_map()}
     assert unsupported == set(DROPPED_FROM_MOTO)
     assert set(stack.dropped.values()) == set(DROPPED_FROM_MOTO)
-    assert set(stack.physical) == set(transformed["Resources"]) - set(stack.dropped)
+    signing_in = {n for n, r in transformed["Resources"].items() if r.get("Condition") == "AuthOn"}
+    assert signing_in == {
+        "AuthorizerFunction",
+        "AuthorizerFunctionRole",
+        "AuthorizerPermission",
+    } | {"ConnectAuthorizer"}
+    expected = set(transformed["Resources"]) - set(stack.dropped) - signing_in
+    assert set(stack.physical) == expected
 
 
 def _shape(described: dict[str, Any], raw: dict[str, Any]) -> dict[str, Any]:
@@ -669,7 +710,7 @@ def test_deployed_functions_read_their_settings(stack: Stack) -> None:
     client: Any = boto3.client("lambda", region_name=REGION)
     functions = {f["FunctionName"]: f for f in client.list_functions()["Functions"]}
     handlers = {f["Handler"].removeprefix(HANDLER_PREFIX) for f in functions.values()}
-    assert handlers == set(EXPECTED_ACTIONS)
+    assert handlers == set(EXPECTED_ACTIONS) - {permissions.AUTHORIZER}  # AuthMode none
     for function in functions.values():
         assert function["Runtime"] == "python3.12"
         env = {k: str(v) for k, v in function["Environment"]["Variables"].items()}
@@ -716,3 +757,103 @@ def test_outputs_are_the_stage_urls(stack: Stack) -> None:
     assert stack.outputs["CallbackURL"] == f"https://{host}/{STAND_INS['Stage']}"
     assert stack.outputs["TableName"] == stack.physical["Table"]
     assert stack.outputs["QueueURL"] == stack.physical["Queue"]
+
+
+# -- sign-in ----------------------------------------------------------------------------------
+
+
+def test_auth_mode_puts_a_request_authorizer_on_connect_only(transformed: dict[str, Any]) -> None:
+    for auth_on, in_query in ((False, False), (True, False), (True, True)):
+        conditions = {**DEFAULT_CONDITIONS, "AuthOn": auth_on, "TokenInQuery": in_query}
+        template = resolve_conditions(transformed, conditions)
+        for route in of_type(template, "AWS::ApiGatewayV2::Route").values():
+            properties = route["Properties"]
+            if properties["RouteKey"] == "$connect" and auth_on:
+                assert properties["AuthorizationType"] == "CUSTOM"
+                assert properties["AuthorizerId"] == {"Ref": "ConnectAuthorizer"}
+            else:
+                assert properties["AuthorizationType"] == "NONE", properties["RouteKey"]
+                assert "AuthorizerId" not in properties
+        [authorizer] = of_type(template, "AWS::ApiGatewayV2::Authorizer").values()
+        source = "querystring.token" if in_query else f"header.{subprotocol.HEADER}"
+        assert authorizer["Properties"]["IdentitySource"] == [f"route.request.{source}"]
+
+    [(authorizer_id, authorizer)] = of_type(transformed, "AWS::ApiGatewayV2::Authorizer").items()
+    properties = authorizer["Properties"]
+    assert (properties["AuthorizerType"], properties["ApiId"]) == (
+        "REQUEST",
+        {"Ref": "WebSocketApi"},
+    )
+    function_id = arn_of(properties["AuthorizerUri"])
+    assert function_handlers(transformed)[function_id] == permissions.AUTHORIZER
+    [permission] = [
+        p["Properties"]
+        for p in of_type(transformed, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Ref": function_id}
+    ]
+    assert permission["Principal"] == "apigateway.amazonaws.com"
+    assert permission["SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
+        f"${{WebSocketApi}}/authorizers/${{{authorizer_id}}}"
+    }
+    # Only with AuthMode jwt or custom: the authorizer, its function, role and permission.
+    signing_in = {n for n, r in transformed["Resources"].items() if r.get("Condition") == "AuthOn"}
+    role = arn_of(transformed["Resources"][function_id]["Properties"]["Role"])
+    assert signing_in == {authorizer_id, function_id, role, "AuthorizerPermission"}
+    # Least privilege: its role writes its logs and calls nothing else.
+    assert granted_actions(transformed)[permissions.AUTHORIZER] == {}
+
+
+def _with(value: Any, parameters: dict[str, str], conditions: dict[str, bool]) -> Any:
+    """``value`` with each Ref to a parameter replaced by its value, conditions decided."""
+    value = resolve_conditions(value, conditions)
+    if isinstance(value, dict):
+        if set(value) == {"Ref"} and value["Ref"] in parameters:
+            return parameters[value["Ref"]]
+        return {k: _with(v, parameters, conditions) for k, v in value.items()}
+    return value
+
+
+def test_the_authorizer_reads_the_sign_in_parameters(source: dict[str, Any]) -> None:
+    from fanout_core.signin import SignInConfig
+
+    parameters = source["Parameters"]
+    assert parameters["AuthMode"]["AllowedValues"] == ["none", "jwt", "custom"]
+    assert parameters["AuthMode"]["Default"] == "none"
+    assert parameters["TokenSource"]["AllowedValues"] == ["header", "query"]
+    issuer_pattern = re.compile(parameters["JwtIssuer"]["AllowedPattern"])
+    cognito = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+    assert issuer_pattern.fullmatch(cognito)
+    assert issuer_pattern.fullmatch("")
+    assert not issuer_pattern.fullmatch("http://issuer.example")
+    variables = source["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    values = {name: p.get("Default", "") for name, p in parameters.items()}
+
+    jwt = {**values, "AuthMode": "jwt", "JwtIssuer": cognito, "JwtAudience": "client-1"}
+    jwt.update(JwtContextClaims="rooms,groups=cognito:groups", JwtTokenUse="access")
+    env = _with(variables, jwt, {**DEFAULT_CONDITIONS, "AuthOn": True})
+    config = SignInConfig.from_env({k: str(v) for k, v in env.items()})
+    assert (config.issuer, config.audience, config.token_use) == (cognito, ("client-1",), "access")
+    assert config.context_claims == (("rooms", "rooms"), ("groups", "cognito:groups"))
+    assert config.key_set_url == f"{cognito}/.well-known/jwks.json"
+    assert config.hook is None
+
+    custom = {**values, "AuthMode": "custom", "CustomAuthorizer": "app.auth:check"}
+    env = _with(variables, custom, {**DEFAULT_CONDITIONS, "AuthOn": True, "CustomAuth": True})
+    assert SignInConfig.from_env({k: str(v) for k, v in env.items()}).hook == "app.auth:check"
+    pattern = re.compile(parameters["CustomAuthorizer"]["AllowedPattern"])
+    assert pattern.fullmatch("app.auth:check")
+    assert not pattern.fullmatch("app.auth")
+
+    # CloudFormation refuses AuthMode jwt without an issuer and an audience, custom without
+    # its check, before anything is created.
+    rules = source["Rules"]
+    assert rules["JwtNeedsIssuerAndAudience"]["RuleCondition"] == {
+        "Fn::Equals": [{"Ref": "AuthMode"}, "jwt"]
+    }
+    asserted = [a["Assert"] for a in rules["JwtNeedsIssuerAndAudience"]["Assertions"]]
+    assert asserted == [
+        {"Fn::Not": [{"Fn::Equals": [{"Ref": name}, ""]}]} for name in ("JwtIssuer", "JwtAudience")
+    ]
+    [check] = rules["CustomNeedsItsCheck"]["Assertions"]
+    assert check["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CustomAuthorizer"}, ""]}]}

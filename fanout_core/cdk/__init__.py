@@ -12,5 +12,6 @@ except ImportError as missing:  # pragma: no cover - depends on the extras insta
 
 from fanout_core.cdk.construct import FanoutWebSocket, WorkerOptions
 from fanout_core.cdk.settings import FanoutSettings
+from fanout_core.cdk.signin import SignIn
 
-__all__ = ["FanoutSettings", "FanoutWebSocket", "WorkerOptions"]
+__all__ = ["FanoutSettings", "FanoutWebSocket", "SignIn", "WorkerOptions"]

@@ -4,9 +4,10 @@ It builds what template.yaml builds, from the same description of what each func
 call (``fanout_core.deploy.permissions``), so the two grant the same IAM statements. The code
 is what ``python -m fanout_core.deploy.package`` builds (``code=``).
 
-Later additions hang on what is here: a ``$connect`` authorizer (``connect_authorizer``),
-alarms and dashboards over ``functions``, ``queue`` and ``dead_letter_queue``, and more
-functions through ``add_function`` with ``grant_publish``.
+Sign-in: ``sign_in=SignIn(...)`` builds the library's ``$connect`` authorizer, as the
+template's ``AuthMode`` does; ``connect_authorizer`` takes one of your own instead. Later
+additions hang on what is here: alarms and dashboards over ``functions``, ``queue`` and
+``dead_letter_queue``, and more functions through ``add_function`` with ``grant_publish``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Literal
 
 import aws_cdk as cdk
 from aws_cdk import aws_apigatewayv2 as apigwv2
+from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_apigatewayv2_integrations as integrations
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -27,6 +29,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from fanout_core.cdk.settings import FanoutSettings
+from fanout_core.cdk.signin import SignIn
 from fanout_core.deploy import permissions
 
 INDEX = "audience"
@@ -82,6 +85,7 @@ class FanoutWebSocket(Construct):
         architecture: lambda_.Architecture | None = None,
         memory_size: int = 256,
         connect_authorizer: apigwv2.IWebSocketRouteAuthorizer | None = None,
+        sign_in: SignIn | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -118,6 +122,10 @@ class FanoutWebSocket(Construct):
         self.stage = apigwv2.WebSocketStage(
             self, "Stage", web_socket_api=self.api, stage_name=stage_name, auto_deploy=True
         )
+        if sign_in is not None:
+            if connect_authorizer is not None:
+                raise ValueError("sign_in builds the $connect authorizer: drop connect_authorizer")
+            connect_authorizer = self._sign_in(sign_in)
         self._routes(functions, connect_authorizer)
         if options is not None:
             self._worker(options)
@@ -296,6 +304,27 @@ class FanoutWebSocket(Construct):
             )
         for route in routes:  # the first deployment already has every route
             self.stage.node.add_dependency(route)
+
+    def _sign_in(self, sign_in: SignIn) -> apigwv2.IWebSocketRouteAuthorizer:
+        """The authorizer's function (its own variables, no statement: it calls no AWS
+        service) and the REQUEST authorizer API Gateway calls on $connect."""
+        function = lambda_.Function(
+            self,
+            "AuthorizerFunction",
+            runtime=self._runtime,
+            architecture=self._architecture,
+            code=sign_in.code or self._code,
+            handler=f"{permissions.HANDLER_MODULE}.{permissions.AUTHORIZER}",
+            memory_size=self._memory_size,
+            timeout=cdk.Duration.seconds(10),  # the key set's fetch times out after 2 s
+            environment=sign_in.environment(),
+        )
+        for statement in self.statements(permissions.BASE[permissions.AUTHORIZER]):
+            function.add_to_role_policy(statement)
+        self.functions[permissions.AUTHORIZER] = function
+        return authorizers.WebSocketLambdaAuthorizer(
+            "ConnectAuthorizer", function, identity_source=sign_in.identity_source
+        )
 
     def _worker(self, options: WorkerOptions) -> None:
         assert self.queue is not None

@@ -7,6 +7,8 @@ the parts of the package no handler imports (:data:`LEFT_OUT`), and prints the s
 
 - ``function/``: the code directory (template.yaml's ``CodeUri``).
 - ``layer.zip``: the same under ``python/``, for a layer next to your own code.
+- ``authorizer/``: the same with the ``jwt`` extra (PyJWT and its crypto part), for the
+  ``$connect`` authorizer alone: the other functions do without its ~10 MB.
 
 The full wheel (``pip install fanout-core[local]``) stays as it is.
 """
@@ -50,6 +52,8 @@ LEFT_OUT = (
 DEFAULT_OUT = Path("build", "lambda")
 FUNCTION_DIR = "function"
 LAYER_ZIP = "layer.zip"
+AUTHORIZER_DIR = "authorizer"
+AUTHORIZER_EXTRAS = ("jwt",)  # what fanout_core.handlers.authorizer needs beyond the rest
 PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
 PYTHON_VERSION = "3.12"  # template.yaml's Runtime
 
@@ -62,14 +66,21 @@ class Sizes:
     layer_zip_bytes: int
     layer_unpacked_bytes: int
     compiled: bool
+    authorizer_bytes: int | None = None  # None: not built
 
     def lines(self) -> list[str]:
         mb = 1024 * 1024
-        return [
+        lines = [
             f"function directory: {self.function_bytes / mb:.2f} MB unpacked, without boto3",
             f"layer zip: {self.layer_zip_bytes / mb:.2f} MB "
             f"({self.layer_unpacked_bytes / mb:.2f} MB unpacked)",
         ]
+        if self.authorizer_bytes is not None:
+            lines.append(
+                f"authorizer directory: {self.authorizer_bytes / mb:.2f} MB unpacked, "
+                "with PyJWT and cryptography"
+            )
+        return lines
 
 
 def _pip(*args: str) -> list[str]:
@@ -191,21 +202,30 @@ def package(
     extras: Sequence[str] = (),
     arch: str = "x86_64",
     python: str = PYTHON_VERSION,
+    authorizer: bool = True,
 ) -> Sizes:
-    """Build ``out/function/`` and ``out/layer.zip`` (both replaced); their sizes."""
+    """Build ``out/function/``, ``out/layer.zip`` and (``authorizer``) ``out/authorizer/``,
+    each replaced; their sizes."""
     function = out / FUNCTION_DIR
     layer = out / LAYER_ZIP
+    signin = out / AUTHORIZER_DIR
     shutil.rmtree(function, ignore_errors=True)
+    shutil.rmtree(signin, ignore_errors=True)
     layer.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         wheel = wheel or build_wheel(project, Path(scratch))
         install(wheel, function, extras, arch, python)
+        if authorizer:
+            install(wheel, signin, sorted({*extras, *AUTHORIZER_EXTRAS}), arch, python)
     compiled = compile_for(function, python)
+    if authorizer:
+        compile_for(signin, python)
     write_layer(function, layer)
     with zipfile.ZipFile(layer) as archive:
         unpacked = sum(info.file_size for info in archive.infolist())
-    return Sizes(_bytes(function), layer.stat().st_size, unpacked, compiled)
+    signin_bytes = _bytes(signin) if authorizer else None
+    return Sizes(_bytes(function), layer.stat().st_size, unpacked, compiled, signin_bytes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -220,6 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--extra", action="append", default=[], help="an optional extra to include, e.g. jwt"
     )
     parser.add_argument("--arch", choices=sorted(PLATFORMS), default="x86_64")
+    parser.add_argument(
+        "--no-authorizer",
+        action="store_true",
+        help="skip authorizer/, the sign-in function's code (with the jwt extra)",
+    )
     parser.add_argument("--python", default=PYTHON_VERSION, help="default: %(default)s")
     args = parser.parse_args(argv)
     sizes = package(
@@ -229,8 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         extras=args.extra,
         arch=args.arch,
         python=args.python,
+        authorizer=not args.no_authorizer,
     )
-    print(f"{args.out / FUNCTION_DIR}/ and {args.out / LAYER_ZIP}")
+    built = [f"{args.out / FUNCTION_DIR}/", str(args.out / LAYER_ZIP)]
+    if not args.no_authorizer:
+        built.append(f"{args.out / AUTHORIZER_DIR}/")
+    print(", ".join(built))
     for line in sizes.lines():
         print(line)
     if not sizes.compiled:

@@ -36,6 +36,7 @@ ROUTES: Mapping[str, str] = {
 # or API Gateway drops the handler's error body.
 ONE_WAY_ROUTES = frozenset({"$connect", "$disconnect"})
 WORKER = "sqs_worker"  # the SQS event source of sqs_batched's queue
+AUTHORIZER = "authorizer"  # $connect's REQUEST authorizer, when sign-in is on
 SWEEP = "sweep"  # a schedule, hourly
 # One function for every route instead: it dispatches on the route key, and its role needs
 # the union of the route handlers' grants.
@@ -87,6 +88,8 @@ BASE: Mapping[str, Grant] = {
         "sqs:SendMessage": QUEUE,  # the next page's task, post batches, requeued posts
         "execute-api:ManageConnections": CONNECTIONS,
     },
+    # It checks a token against the issuer's key set over HTTPS: no AWS call at all.
+    AUTHORIZER: {},
     "sweep": {
         "dynamodb:Scan": TABLE,
         "dynamodb:DeleteItem": TABLE,
