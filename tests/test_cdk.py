@@ -268,19 +268,24 @@ def test_every_route_reaches_its_handler_and_answers(default: Synth) -> None:
     assert set(routes) <= set(stage["DependsOn"])  # the first deployment has every route
 
 
-def test_a_connect_authorizer_guards_connect_only(single: Synth) -> None:
-    assert set(_route_handlers(single).values()) == {permissions.WEBSOCKET}
-    [(authorizer_id, authorizer)] = of_type(
-        single.template, "AWS::ApiGatewayV2::Authorizer"
-    ).items()
-    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
-    for route in of_type(single.template, "AWS::ApiGatewayV2::Route").values():
+def assert_guards_connect_only(template: dict[str, Any], authorizer_id: str) -> None:
+    """The authorizer is on $connect, and no other route has one."""
+    for route in of_type(template, "AWS::ApiGatewayV2::Route").values():
         properties = route["Properties"]
         if properties["RouteKey"] == "$connect":
             assert properties["AuthorizationType"] == "CUSTOM"
             assert properties["AuthorizerId"] == {"Ref": authorizer_id}
         else:
             assert properties.get("AuthorizationType", "NONE") == "NONE"
+
+
+def test_a_connect_authorizer_guards_connect_only(single: Synth) -> None:
+    assert set(_route_handlers(single).values()) == {permissions.WEBSOCKET}
+    [(authorizer_id, authorizer)] = of_type(
+        single.template, "AWS::ApiGatewayV2::Authorizer"
+    ).items()
+    assert authorizer["Properties"]["AuthorizerType"] == "REQUEST"
+    assert_guards_connect_only(single.template, authorizer_id)
 
 
 def test_the_worker_and_the_sweep_are_wired(default: Synth) -> None:
@@ -392,13 +397,7 @@ def test_sign_in_builds_the_template_s_authorizer(default: Synth, code: Path) ->
     authorizer_id, authorizer = _authorizer_of(default)
     assert authorizer["AuthorizerType"] == "REQUEST"
     assert authorizer["IdentitySource"] == [f"route.request.header.{subprotocol.HEADER}"]
-    for route in of_type(template, "AWS::ApiGatewayV2::Route").values():
-        properties = route["Properties"]
-        if properties["RouteKey"] == "$connect":
-            assert properties["AuthorizationType"] == "CUSTOM"
-            assert properties["AuthorizerId"] == {"Ref": authorizer_id}
-        else:
-            assert properties.get("AuthorizationType", "NONE") == "NONE"
+    assert_guards_connect_only(template, authorizer_id)
     functions = {h: f for f, h in fanout_functions(template).items()}
     function = default.resource(functions[permissions.AUTHORIZER])["Properties"]
     assert function["Timeout"] == 10
