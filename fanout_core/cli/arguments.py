@@ -11,7 +11,9 @@ class HelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        shown = action.default not in (None, False, True, argparse.SUPPRESS, [])
+        default = action.default
+        # `is`, not `in`: 1 == True and 0 == False, and a default of 1 or 0 is shown.
+        shown = not (default is None or default is argparse.SUPPRESS or isinstance(default, bool))
         if not shown or "default" in text or not action.option_strings:
             return text
         return f"{text} (default %(default)s)" if text else "default %(default)s"
