@@ -1,24 +1,40 @@
-// fanout-client.mjs: a reference client for fanout-core's WebSocket protocol (ES module, no
-// dependencies; browsers, and Node.js with a global WebSocket).
+// fanout-client: the JavaScript client of fanout-core's WebSocket protocol (ES module, no
+// dependencies; browsers, and Node.js 20 or later: pass `WebSocket` where there is no global).
 //
 // It keeps, per room (and for everyone), the seqs it has received; drops a frame whose seq
-// or id it has seen; reconnects with capped, fully jittered backoff; and on every (re)connect
-// asks each room's history since the last seq it holds without a gap, so what was sent
-// while it was away arrives once, in order. A history.end with complete: false means frames
-// were no longer retained: onGap tells the application, which reloads what it shows.
-// While a room's history is on its way, the room's live frames wait for its history.end and
-// then come after the history, in seq order: a client sees 4, 5, 6, not 6, 4, 5.
+// or id it has seen; reconnects with capped, fully jittered backoff; pings under API
+// Gateway's 10-minute idle cut and reconnects before its 2-hour cut. On every open it asks
+// each room it holds a seq of for its history since that seq, and each room it holds none
+// of (a first join) for its position (`joinRoom`, answered `fanout.joined`), so what was
+// sent while it was away arrives once, in order. A history.end with complete: false means
+// frames were no longer retained: the "gap" event tells the application, which reloads
+// what it shows. While a room's history or position is on its way, the room's numbered
+// live frames wait for it, then come in seq order: a client sees 4, 5, 6, not 6, 4, 5.
+// Sends made while the socket is not open wait in a bounded queue, each with the `id` it
+// was given, and go out, in order, once it is open again.
 
 const EVERYONE = "";
+const LATE_KEPT = 1000; // seqs skipped by a gap that are still taken if they arrive
+const PROTOCOL = "fanout"; // offered with the token as a second subprotocol; echoed back
+
+export class FanoutError extends Error {
+  constructor(code, message, cause) {
+    super(message);
+    this.name = "FanoutError";
+    this.error = code;
+    if (cause !== undefined) this.cause = cause;
+  }
+}
 
 class RoomState {
   constructor() {
     this.base = null; // every seq up to this one was received (null: nothing yet)
     this.above = new Set(); // seqs received past a gap
-    this.epoch = null; // the epoch of the room's numbering, from history.end
-    this.resuming = false; // a history request is out and its history.end has not come
-    this.held = []; // frames with a seq that came while resuming, in arrival order
-    this.timer = null; // gives up waiting for the history.end
+    this.late = new Set(); // seqs a gap skipped: taken if they come after all (bounded)
+    this.epoch = null; // the epoch of the room's numbering
+    this.waiting = false; // a history request or a join is out and its answer has not come
+    this.held = []; // frames with a seq that came while waiting, in arrival order
+    this.timer = null; // gives up waiting
   }
 
   // Hold everything up to seq as received, and what came past it.
@@ -31,93 +47,311 @@ class RoomState {
     }
   }
 
+  // Skip a gap up to seq: what is missing there is taken if it still comes.
+  skip(seq) {
+    const from = Math.max(this.base === null ? seq : this.base, seq - LATE_KEPT) + 1;
+    for (let missing = from; missing <= seq; missing += 1) {
+      if (!this.above.has(missing)) this.late.add(missing);
+    }
+    while (this.late.size > LATE_KEPT) this.late.delete(this.late.values().next().value);
+    this.settle(seq);
+  }
+
   // True the first time seq arrives; false for a seq seen before.
   take(seq) {
     if (this.base === null) this.base = seq - 1;
-    if (seq <= this.base || this.above.has(seq)) return false;
+    if (seq <= this.base) return this.late.delete(seq);
+    if (this.above.has(seq)) return false;
     this.above.add(seq);
     this.settle(this.base);
     return true;
   }
 }
 
+function newId() {
+  const crypto = globalThis.crypto;
+  if (crypto && typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+}
+
+// Stop hearing from a socket it is done with; an error it still reports (ws: "closed before
+// the connection was established") is expected, and must not be an uncaught one.
+function detach(socket) {
+  socket.onopen = socket.onmessage = socket.onclose = null;
+  socket.onerror = () => {};
+}
+
+function implementation(given) {
+  const WebSocket = given || globalThis.WebSocket;
+  if (typeof WebSocket !== "function") {
+    throw new FanoutError(
+      "no_websocket",
+      "fanout-client: this runtime has no global WebSocket (Node.js 20 without " +
+        "--experimental-websocket, for example). Pass one: " +
+        'import WebSocket from "ws"; new FanoutClient(url, { WebSocket })',
+    );
+  }
+  return WebSocket;
+}
+
 export class FanoutClient {
-  // url: the WebSocket URL (wss://.../stage). Options:
-  //   rooms: rooms to join on connect (?room=); onFrame(frame): each new frame;
-  //   onGap(room, end): history could not fill a gap; onStatus(status): "open", "closed",
-  //   "reconnecting"; onError(answer): an error answer ({error, message}) to a request;
-  //   backoff: {base, cap} in ms; idsKept: how many frame ids to remember;
-  //   resumeTimeout: ms to hold a room's live frames for its history.end;
-  //   WebSocket: the implementation (default: the global one).
+  // url: the WebSocket URL (wss://.../stage). Options: see fanout-client.d.ts.
   constructor(url, options = {}) {
     this.url = url;
+    this.WebSocket = implementation(options.WebSocket);
     this.rooms = new Set(options.rooms || []);
+    this.query = { ...(options.query || {}) };
+    this.token = options.token;
+    this.tokenTransport = options.tokenTransport || "query";
+    this.tokenParam = options.tokenParam || "token";
+    this.history = options.history !== false;
+    this.reconnect = options.reconnect !== false;
+    this.backoff = { base: 500, cap: 15000, ...(options.backoff || {}) };
+    this.pingInterval = options.pingInterval ?? 4 * 60 * 1000;
+    this.maxConnectionAge = options.maxConnectionAge ?? 110 * 60 * 1000;
+    this.queueLimit = options.queueLimit ?? 100;
+    this.idsKept = options.idsKept || 1000;
+    this.resumeTimeout = options.resumeTimeout || 10000;
+    // The callbacks of the first version of this client; `on(...)` is the typed way.
     this.onFrame = options.onFrame || (() => {});
     this.onGap = options.onGap || (() => {});
     this.onStatus = options.onStatus || (() => {});
     this.onError = options.onError || (() => {});
-    this.backoff = { base: 500, cap: 15000, ...(options.backoff || {}) };
-    this.idsKept = options.idsKept || 1000;
-    this.resumeTimeout = options.resumeTimeout || 10000;
-    this.WebSocket = options.WebSocket || globalThis.WebSocket;
-    this.state = new Map(); // room (EVERYONE for null) -> RoomState
+    this.listeners = new Map(); // event -> Set of listeners
+    this.state = "idle";
+    this.roomStates = new Map(); // room (EVERYONE for null) -> RoomState
     this.ids = new Set(); // the last idsKept frame ids, oldest first
+    this.queue = []; // sends waiting for an open socket: {body}
     this.socket = null;
     this.attempts = 0;
-    this.closed = false;
-    this.timer = null;
+    this.closed = true;
+    this.generation = 0; // which connect an async step belongs to
+    this.timer = null; // the next reconnect
+    this.pingTimer = null;
+    this.ageTimer = null;
   }
 
-  connect() {
-    this.closed = false;
-    const url = new URL(this.url);
-    for (const room of this.rooms) url.searchParams.append("room", room);
-    const socket = new this.WebSocket(url.toString());
-    this.socket = socket;
-    socket.onopen = () => {
-      this.attempts = 0;
-      this.onStatus("open");
-      this.resume();
-    };
-    socket.onmessage = (message) => this.receive(message.data);
-    const lost = () => {
-      if (this.socket !== socket) return; // told already (an error, then its close)
-      this.socket = null;
-      this.onStatus("closed");
-      if (!this.closed) this.reconnectLater();
-    };
-    socket.onclose = lost;
-    // Browsers follow an error with a close; some runtimes (Node.js 20) do not when the
-    // connection could not be made.
-    socket.onerror = () => {
-      if (socket.readyState !== 1) lost();
-    };
+  // -- events -----------------------------------------------------------------------------
+
+  on(event, listener) {
+    let set = this.listeners.get(event);
+    if (set === undefined) this.listeners.set(event, (set = new Set()));
+    set.add(listener);
+    return () => this.off(event, listener);
   }
 
-  // Ask every room it holds seqs of for what came after them, and hold the room's live
-  // frames until the answer's history.end.
-  resume() {
-    for (const [key, state] of this.state) {
-      const room = key === EVERYONE ? null : key;
-      const request = { action: "history", room, since: state.base };
-      if (state.epoch !== null) request.epoch = state.epoch;
-      const asks = state.base !== null && (room === null || this.rooms.has(room));
-      if (asks && this.request(request)) this.hold(key, state);
-      else this.release(key, state);
+  off(event, listener) {
+    this.listeners.get(event)?.delete(listener);
+  }
+
+  emit(event, value) {
+    for (const listener of [...(this.listeners.get(event) || [])]) {
+      try {
+        listener(value);
+      } catch (error) {
+        queueMicrotask(() => {
+          throw error; // the application's bug, reported as uncaught, not swallowed
+        });
+      }
     }
   }
 
+  setState(state) {
+    if (state === this.state) return;
+    const previous = this.state;
+    this.state = state;
+    this.emit("state", { state, previous });
+    if (state !== "connecting" && state !== "idle") this.onStatus(state);
+  }
+
+  fail(code, message, cause) {
+    const error = new FanoutError(code, message, cause);
+    this.emit("error", error);
+    this.onError(error);
+  }
+
+  // -- the connection -----------------------------------------------------------------------
+
+  connect() {
+    if (!this.closed && (this.socket || this.state === "connecting")) return this;
+    this.closed = false;
+    clearTimeout(this.timer);
+    this.open(++this.generation);
+    return this;
+  }
+
+  async open(generation) {
+    this.setState("connecting");
+    let token;
+    try {
+      token = typeof this.token === "function" ? await this.token() : this.token;
+    } catch (error) {
+      if (generation !== this.generation) return;
+      this.fail("token_failed", `the token function failed: ${error?.message || error}`, error);
+      this.lost(null);
+      return;
+    }
+    if (generation !== this.generation || this.closed) return; // closed meanwhile
+    const url = new URL(this.url);
+    for (const room of this.rooms) url.searchParams.append("room", room);
+    for (const [name, value] of Object.entries(this.query)) url.searchParams.append(name, value);
+    let protocols;
+    if (token !== undefined && token !== null && token !== "") {
+      if (this.tokenTransport === "protocol") protocols = [PROTOCOL, String(token)];
+      else url.searchParams.set(this.tokenParam, String(token));
+    }
+    let socket;
+    try {
+      socket = protocols
+        ? new this.WebSocket(url.toString(), protocols)
+        : new this.WebSocket(url.toString());
+    } catch (error) {
+      this.fail("connect_failed", `cannot open ${this.url}: ${error?.message || error}`, error);
+      this.lost(null);
+      return;
+    }
+    this.socket = socket;
+    socket.onopen = () => this.opened(socket);
+    socket.onmessage = (message) => {
+      if (this.socket === socket) this.receive(message.data);
+    };
+    socket.onclose = () => this.lost(socket);
+    // Browsers follow an error with a close; some runtimes (Node.js 20) do not when the
+    // connection could not be made.
+    socket.onerror = () => {
+      if (socket.readyState !== 1) this.lost(socket);
+    };
+  }
+
+  opened(socket) {
+    if (this.socket !== socket) return;
+    this.attempts = 0;
+    this.lastSent = Date.now();
+    this.armPing();
+    clearTimeout(this.ageTimer);
+    // Before API Gateway's 2-hour cut: a new connection, resumed like any other.
+    this.ageTimer = setTimeout(() => this.refresh(), this.maxConnectionAge);
+    this.setState("open");
+    this.resume();
+    const queued = this.queue.splice(0);
+    for (const body of queued) this.request(body);
+    this.retire();
+  }
+
+  // Open the next connection at once (no backoff) and close this one once it is open: the
+  // old one takes no more sends, its frames still count, and the new one resumes.
+  refresh() {
+    const old = this.socket;
+    if (old === null || this.closed) return;
+    this.socket = null;
+    clearTimeout(this.pingTimer);
+    clearTimeout(this.ageTimer);
+    detach(old);
+    old.onmessage = (message) => this.receive(message.data);
+    this.retiring = old;
+    this.setState("closed");
+    this.open(++this.generation);
+  }
+
+  retire() {
+    const old = this.retiring;
+    this.retiring = null;
+    if (old) {
+      detach(old);
+      old.close(1000, "refresh");
+    }
+  }
+
+  lost(socket) {
+    if (socket !== null && this.socket !== socket) return; // told already
+    this.socket = null;
+    clearTimeout(this.pingTimer);
+    clearTimeout(this.ageTimer);
+    if (socket !== null) {
+      detach(socket);
+    }
+    // Live frames held for an answer that will not come on this socket go on now.
+    for (const [key, state] of this.roomStates) if (state.waiting) this.release(key, state);
+    if (this.closed) return;
+    this.retire();
+    this.setState("closed");
+    if (this.reconnect) this.reconnectLater();
+  }
+
+  reconnectLater() {
+    const ceiling = Math.min(this.backoff.cap, this.backoff.base * 2 ** this.attempts);
+    const delay = Math.random() * ceiling; // "full jitter"
+    this.attempts += 1;
+    this.setState("reconnecting");
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      if (!this.closed) this.open(++this.generation);
+    }, delay);
+  }
+
+  armPing() {
+    clearTimeout(this.pingTimer);
+    if (!(this.pingInterval > 0)) return;
+    const due = this.lastSent + this.pingInterval - Date.now();
+    this.pingTimer = setTimeout(() => {
+      if (Date.now() - this.lastSent >= this.pingInterval - 5) this.request({ action: "ping" });
+      else this.armPing();
+    }, Math.max(0, due));
+  }
+
+  close() {
+    this.closed = true;
+    this.generation += 1;
+    clearTimeout(this.timer);
+    clearTimeout(this.pingTimer);
+    clearTimeout(this.ageTimer);
+    this.retire();
+    for (const [key, state] of this.roomStates) if (state.waiting) this.release(key, state);
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) {
+      detach(socket);
+      socket.close(1000);
+    }
+    this.setState("closed");
+  }
+
+  // -- rooms and resume ---------------------------------------------------------------------
+
+  // Ask every room it holds seqs of for what came after them, and every room it holds none
+  // of for its position; hold the room's live frames until the answer.
+  resume() {
+    for (const [key, state] of this.roomStates) {
+      const room = key === EVERYONE ? null : key;
+      const asks = state.base !== null && (room === null || this.rooms.has(room));
+      if (asks && this.history) this.askHistory(key, state);
+      else if (state.waiting) this.release(key, state);
+    }
+    if (!this.history) return;
+    for (const room of this.rooms) {
+      const state = this.roomState(room);
+      if (state.base === null && this.request({ action: "joinRoom", room })) this.hold(room, state);
+    }
+  }
+
+  askHistory(key, state) {
+    const room = key === EVERYONE ? null : key;
+    const request = { action: "history", room, since: state.base };
+    if (state.epoch !== null) request.epoch = state.epoch;
+    if (this.request(request)) this.hold(key, state);
+  }
+
   hold(key, state) {
-    state.resuming = true;
+    state.waiting = true;
     clearTimeout(state.timer);
-    // A history.end that never comes (a lost connection, a refused request) must not hold
+    // An answer that never comes (a lost connection, a refused request) must not hold
     // live frames for ever: past the timeout they are delivered as they are.
     state.timer = setTimeout(() => this.release(key, state), this.resumeTimeout);
   }
 
   // Stop holding: pass what was held on, in seq order, each once.
   release(key, state) {
-    state.resuming = false;
+    state.waiting = false;
     clearTimeout(state.timer);
     state.timer = null;
     const held = state.held.sort((a, b) => a.seq - b.seq);
@@ -125,47 +359,83 @@ export class FanoutClient {
     for (const frame of held) this.accept(key, frame);
   }
 
-  reconnectLater() {
-    const ceiling = Math.min(this.backoff.cap, this.backoff.base * 2 ** this.attempts);
-    const delay = Math.random() * ceiling; // "full jitter"
-    this.attempts += 1;
-    this.onStatus("reconnecting");
-    this.timer = setTimeout(() => this.connect(), delay);
+  join(room) {
+    this.rooms.add(room);
+    const state = this.roomState(room);
+    if (!this.request({ action: "joinRoom", room })) return false;
+    if (this.history && state.base === null) this.hold(room, state);
+    return true;
   }
+
+  leave(room) {
+    this.rooms.delete(room);
+    const state = this.roomStates.get(room);
+    if (state !== undefined) {
+      this.release(room, state);
+      this.roomStates.delete(room); // a later join starts from the room's position then
+    }
+    return this.request({ action: "leaveRoom", room });
+  }
+
+  presence(room) {
+    return this.request({ action: "presence", room });
+  }
+
+  // -- frames -------------------------------------------------------------------------------
 
   receive(raw) {
     let frame;
     try {
-      frame = JSON.parse(raw);
+      frame = JSON.parse(typeof raw === "string" ? raw : String(raw));
     } catch {
       return;
     }
     if (frame === null || typeof frame !== "object") return;
     if ("error" in frame && !("id" in frame)) {
-      // The answer does not say which request failed: if a history request did, its
-      // history.end will not come, so held frames go on now (in order, none lost).
-      for (const [key, state] of this.state) if (state.resuming) this.release(key, state);
+      // The answer does not say which request failed: if a history request or a join did,
+      // its answer will not come, so held frames go on now (in order, none lost).
+      for (const [key, state] of this.roomStates) if (state.waiting) this.release(key, state);
+      this.emit("error", frame);
       this.onError(frame);
+      // Its rows are gone (a sweep, a 410 seen by a fan-out): only a new connection helps.
+      if (frame.error === "not_connected" && this.socket) this.refresh();
       return;
     }
     const key = frame.room === null || frame.room === undefined ? EVERYONE : frame.room;
+    if (frame.event === "fanout.joined") {
+      const state = this.roomState(key);
+      if (state.base === null && typeof frame.seq === "number") {
+        state.base = frame.seq; // everything after it comes, live or by a resume
+        state.epoch = frame.epoch;
+      }
+      this.release(key, state);
+      this.emit("joined", frame);
+      return;
+    }
     if (frame.event === "history.end") {
       const state = this.roomState(key);
       if (state.epoch !== null && frame.epoch !== state.epoch) {
         state.base = null; // the room's numbering started again: so does what it holds
         state.above.clear();
+        state.late.clear();
       }
       state.epoch = frame.epoch;
       // The history came before this end; live frames held meanwhile go after it, in order.
       this.release(key, state);
       // Complete: every frame up to frame.seq came before this end. Not complete: what is
       // missing is gone for good; the application hears of it, and the client moves on.
-      if (state.base === null || !frame.complete) state.settle(frame.seq);
-      if (!frame.complete) this.onGap(key === EVERYONE ? null : key, frame);
+      if (state.base === null) state.settle(frame.seq);
+      else if (!frame.complete) state.skip(frame.seq);
+      this.emit("history.end", frame);
+      if (!frame.complete) {
+        const room = key === EVERYONE ? null : key;
+        this.emit("gap", { room, end: frame });
+        this.onGap(room, frame);
+      }
       return;
     }
-    if (typeof frame.seq === "number" && this.state.get(key)?.resuming) {
-      this.state.get(key).held.push(frame);
+    if (typeof frame.seq === "number" && this.roomStates.get(key)?.waiting) {
+      this.roomStates.get(key).held.push(frame);
       return;
     }
     this.accept(key, frame);
@@ -180,58 +450,63 @@ export class FanoutClient {
     }
     if (typeof frame.seq === "number" && !this.roomState(key).take(frame.seq)) return;
     this.onFrame(frame);
+    const presence = typeof frame.event === "string" && /^presence([.:]|$)/.test(frame.event);
+    this.emit(presence ? "presence" : "message", frame);
   }
 
   roomState(key) {
-    let state = this.state.get(key);
+    let state = this.roomStates.get(key);
     if (state === undefined) {
       state = new RoomState();
-      this.state.set(key, state);
+      this.roomStates.set(key, state);
     }
     return state;
   }
 
   // The last seq of a room (null: everyone) received without a gap, or null.
   lastSeq(room = null) {
-    const state = this.state.get(room === null ? EVERYONE : room);
+    const state = this.roomStates.get(room === null ? EVERYONE : room);
     return state === undefined ? null : state.base;
   }
+
+  // -- sending ------------------------------------------------------------------------------
 
   request(body) {
     if (this.socket && this.socket.readyState === 1) {
       this.socket.send(JSON.stringify(body));
+      this.lastSent = Date.now();
+      this.armPing();
       return true;
     }
     return false;
+  }
+
+  // Sent now if open, else queued (up to queueLimit) with its id; returns the id.
+  enqueue(body) {
+    if (body.id === undefined || body.id === null) body.id = newId();
+    if (this.request(body)) return body.id;
+    if (this.queue.length >= this.queueLimit) {
+      throw new FanoutError("queue_full", `the offline queue is full (${this.queueLimit} sends)`);
+    }
+    this.queue.push(body);
+    return body.id;
   }
 
   send(room, data, { event, id } = {}) {
     const body = { action: "sendMessage", room, data };
     if (event) body.event = event;
     if (id) body.id = id;
-    return this.request(body);
+    return this.enqueue(body);
   }
 
   sendText(room, text, { id } = {}) {
     const body = { action: "sendMessage", room, text };
     if (id) body.id = id;
-    return this.request(body);
+    return this.enqueue(body);
   }
 
-  join(room) {
-    this.rooms.add(room);
-    return this.request({ action: "joinRoom", room });
-  }
-
-  leave(room) {
-    this.rooms.delete(room);
-    return this.request({ action: "leaveRoom", room });
-  }
-
-  close() {
-    this.closed = true;
-    clearTimeout(this.timer);
-    for (const [key, state] of this.state) if (state.resuming) this.release(key, state);
-    if (this.socket) this.socket.close();
+  // The sends waiting for an open socket, oldest first.
+  get queued() {
+    return this.queue.map((body) => ({ ...body }));
   }
 }

@@ -41,6 +41,7 @@ Handler = Callable[[dict[str, Any], Any], Any]
 IDLE_TIMEOUT = 10 * 60  # API Gateway's idle timeout
 MAX_LIFETIME = 2 * 60 * 60  # API Gateway's connection duration cap
 MAX_FRAME_BYTES = 128 * 1024
+HANDSHAKE_SECONDS = 10.0  # how long a post waits for a handshake that $connect allowed
 
 
 class SideSite(Protocol):
@@ -73,6 +74,8 @@ class _Socket:
     last_seen: float = field(default_factory=time.monotonic)
     lose_disconnect: bool = False
     identity: dict[str, Any] | None = None  # the authorizer's principalId and context
+    # Set once the handshake's answer is sent: a post accepted after $connect waits for it.
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
     subprotocol: str | None = None  # what $connect answered in Sec-WebSocket-Protocol
 
 
@@ -85,6 +88,12 @@ async def _deliver(websocket: ServerConnection, data: bytes) -> None:
         await websocket.send(data)
         return
     await websocket.send(text)
+
+
+async def _deliver_when_open(socket: _Socket, data: bytes) -> None:
+    """A post, once the handshake $connect allowed is done (never done: a 410)."""
+    await asyncio.wait_for(socket.ready.wait(), HANDSHAKE_SECONDS)
+    await _deliver(socket.websocket, data)
 
 
 def _request_time(epoch_ms: int) -> str:
@@ -316,6 +325,8 @@ class LocalWebSocketApi:
             named = {str(k).lower(): v for k, v in headers.items()}.get("sec-websocket-protocol")
             socket.subprotocol = named if isinstance(named, str) and named else None
         websocket.fanout_socket = socket  # type: ignore[attr-defined]
+        # Established once $connect answers: a post is delivered, not a 410 deleting its rows.
+        self.connections.open(cid, sink=functools.partial(_deliver_when_open, socket))
         return None
 
     def _subprotocol(self, websocket: ServerConnection, offered: Any) -> Any:
@@ -345,8 +356,7 @@ class LocalWebSocketApi:
         cid = socket.connection_id
         self._sockets[cid] = socket
         self.opened.append(cid)
-        # Posts to this id are delivered only from now on: before, AWS answers 410.
-        self.connections.open(cid, sink=functools.partial(_deliver, websocket))
+        socket.ready.set()  # posts since $connect answered go out now, in order
         code, reason = 1000, ""
         try:
             async for data in websocket:

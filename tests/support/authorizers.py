@@ -2,7 +2,8 @@
 
 ``by_token`` reads ``?token=``: ``alice`` / ``bob`` are allowed with a principal and a context,
 ``deny`` is answered a Deny policy, ``nobody`` raises ``Unauthorized``, ``nested`` answers a
-context API Gateway would refuse. ``echo_handlers`` answers every message with the
+context API Gateway would refuse. ``any_token`` allows any token, from the query string or
+the subprotocol header, as its principal. ``echo_handlers`` answers every message with the
 ``requestContext.authorizer`` it was given, so a test can see what reached later events.
 """
 
@@ -38,6 +39,18 @@ def by_token(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if token == "nested":
         return policy("eve", "Allow", arn, claims={"sub": "x"})
     raise Exception("Unauthorized")  # API Gateway answers 401
+
+
+def any_token(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Allows any token (its principal), from ``?token=`` or the subprotocols ``fanout, T``."""
+    offered = (event.get("headers") or {}).get("Sec-WebSocket-Protocol", "")
+    protocols = [part.strip() for part in offered.split(",") if part.strip()]
+    token = (event.get("queryStringParameters") or {}).get("token")
+    if token is None and len(protocols) == 2 and protocols[0] == "fanout":
+        token = protocols[1]
+    if not token:
+        raise Exception("Unauthorized")
+    return policy(token, "Allow", event["methodArn"])
 
 
 def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
