@@ -14,13 +14,16 @@ from hypothesis import Phase, settings
 
 from fanout_core.config import RateLimit
 from fanout_core.runtime import Runtime
+from fanout_core.signin import reset
 from tests.support.access_model import Access
 from tests.support.backends import STRATEGIES
 from tests.support.buggy_strategies import install_deletes_sender_on_gone, install_first_page_only
 from tests.support.harness import Harness
 from tests.support.history_model import HistoryMachine
 from tests.support.hyp_strategies import assert_steps_fired, run_machine
+from tests.support.issuer import AUDIENCE, JwksServer, ec_key, rsa_key
 from tests.support.machine import (
+    MACHINE_EXAMPLES,
     PROPERTY_BACKENDS,
     SKIPPED,
     WRONG,
@@ -30,6 +33,7 @@ from tests.support.machine import (
     machine_settings,
     run_and_check_steps,
 )
+from tests.support.signed_machine import SignedInAccessMachine
 
 
 @pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
@@ -47,6 +51,27 @@ def test_access_control_holds_on_every_strategy(
 ) -> None:
     """The same promise under a drawn policy, rate limit and presence events."""
     run_and_check_steps(machine_for(make_harness(strategy), AccessMachine), machine_settings())
+
+
+@pytest.mark.parametrize("backend", ["dynalite"], indirect=True)
+def test_access_control_holds_with_principals_from_real_tokens(
+    make_harness: Callable[..., Harness],
+    jwks_server: JwksServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The access machine, each client signed in through fanout_core.handlers.authorizer
+    with a token of the test issuer: the identities the policy reads are the authorizer's."""
+    jwks_server.mode, jwks_server.keys = "ok", [rsa_key(), ec_key()]
+    monkeypatch.setenv("FANOUT_JWT_ISSUER", jwks_server.issuer)
+    monkeypatch.setenv("FANOUT_JWT_AUDIENCE", AUDIENCE)
+    monkeypatch.setenv("FANOUT_JWT_CONTEXT_CLAIMS", "rooms")
+    reset()
+    try:
+        machine = machine_for(make_harness("gsi_query"), SignedInAccessMachine)
+        # Half AccessMachine's runs: the policy's checks are its; the identities are new.
+        run_and_check_steps(machine, machine_settings(MACHINE_EXAMPLES / 2))
+    finally:
+        reset()
 
 
 @pytest.mark.parametrize("backend", ["moto"], indirect=True)
