@@ -26,13 +26,13 @@ share_loaders()
 
 from fanout_core.local.management_api import LocalManagementApi  # noqa: E402
 from fanout_core.store import ConnectionStore  # noqa: E402
-from fanout_core.table import create_table  # noqa: E402
 from tests.support import backends, issuer  # noqa: E402
 from tests.support.backends import BACKENDS, SERVER_BACKENDS, Backend  # noqa: E402
 from tests.support.clock import FakeClock  # noqa: E402
 from tests.support.harness import Harness, new_harness  # noqa: E402
 from tests.support.issuer import JwksServer  # noqa: E402
 from tests.support.machine import MAX_ATTEMPTS, TTL  # noqa: E402
+from tests.support.tables import TablePool  # noqa: E402
 
 # Fixtures that start a server (a backend process, or the local Management API over HTTP):
 # a test using one is marked `server`, so that `pytest -m "not server"` runs in seconds.
@@ -76,19 +76,37 @@ def dynalite_url() -> Iterator[str]:
         yield url
 
 
+# moto in-process keeps its state from test to test (a mock started without a reset and
+# stopped without removing data), so that its pooled tables outlive the test that made them.
+MOTO = moto.mock_aws()
+
+
+@pytest.fixture(scope="session")
+def table_pools() -> dict[str, TablePool]:
+    """Each backend's pool of tables in this test process (tests/support/tables.py)."""
+    return {}
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    """Each backend in turn; moto in-process gets a fresh mock per test."""
+def backend(request: pytest.FixtureRequest, table_pools: dict[str, TablePool]) -> Iterator[Backend]:
+    """Each backend in turn, its tables from its pool: emptied after the test."""
     name: str = request.param
+    endpoint: str | None = None
+    if name == "moto_server":
+        endpoint = request.getfixturevalue("moto_server_url")
+    elif name == "dynalite":
+        endpoint = request.getfixturevalue("dynalite_url")
+        backends.check_alive(endpoint)
+    pool = table_pools.setdefault(name, TablePool(name, endpoint))
     if name == "moto":
-        with moto.mock_aws():
-            yield Backend(name, None)
-    elif name == "moto_server":
-        yield Backend(name, request.getfixturevalue("moto_server_url"))
-    else:
-        url = request.getfixturevalue("dynalite_url")
-        backends.check_alive(url)
-        yield Backend(name, url)
+        MOTO.start(reset=False)
+    try:
+        yield Backend(name, endpoint, pool)
+        pool.wipe()
+    finally:
+        pool.handed.clear()
+        if name == "moto":
+            MOTO.stop(remove_data=False)
 
 
 @pytest.fixture(scope="session")
@@ -104,14 +122,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def store(backend: Backend, clock: FakeClock) -> Iterator[ConnectionStore]:
-    """A store over a new table on the backend, with a clock the test moves."""
+def store(backend: Backend, clock: FakeClock) -> ConnectionStore:
+    """A store over an empty table on the backend, with a clock the test moves."""
     config = backend.config()
-    create_table(config)
-    store = ConnectionStore(config, clock=clock)
-    yield store
-    if backend.endpoint is not None:
-        store.models.item.delete_table()
+    backend.ensure_table(config)
+    return ConnectionStore(config, clock=clock)
 
 
 @pytest.fixture

@@ -136,7 +136,7 @@ def test_connection_without_principal_has_no_principal_attribute(backend: Backen
 
 
 def test_exact_table(backend: Backend) -> None:
-    config = backend.config()
+    config = backend.fresh_config()
     status = create_table(config)
     assert status.created
     shape = describe_table(config)
@@ -156,7 +156,7 @@ def test_exact_table(backend: Backend) -> None:
 
 
 def test_create_table_is_idempotent_and_reports_ttl(backend: Backend) -> None:
-    config = backend.config()
+    config = backend.fresh_config()
     first = create_table(config)
     second = create_table(config)
     assert (first.created, second.created) == (True, False)

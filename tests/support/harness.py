@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +24,7 @@ from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.local.sqs_pump import SqsEventSource, SqsHandler
 from fanout_core.policy import Policy
 from fanout_core.runtime import Runtime, build_runtime, set_runtime
-from fanout_core.table import create_table
-from tests.support import frames
+from tests.support import frames, tables
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, disconnect_event, message_event
@@ -102,37 +101,22 @@ class Harness:
         """Every row of the table, read consistently through ``reader``: a connection's by
         its id, the others (history, counters, idempotency keys) by their pk."""
         return {
-            (item["connection_id"]["S"] if "connection_id" in item else item["pk"]["S"], sk): exp
-            for item, sk, exp in self._items()
+            (
+                item["connection_id"]["S"] if "connection_id" in item else item["pk"]["S"],
+                item["sk"]["S"],
+            ): int(item["expires_at"]["N"])
+            for item in tables.items(self.reader, self.config.table)
         }
-
-    def _items(self) -> Iterator[tuple[dict[str, Any], str, int]]:
-        for page in self.reader.get_paginator("scan").paginate(
-            TableName=self.config.table, ConsistentRead=True
-        ):
-            for item in page["Items"]:
-                yield item, item["sk"]["S"], int(item["expires_at"]["N"])
 
     def wipe(self) -> None:
         """Delete every row, so the next run starts from an empty table."""
-        for _ in range(5):
-            keys = [{"pk": item["pk"], "sk": item["sk"]} for item, _, _ in self._items()]
-            if not keys:
-                return
-            for start in range(0, len(keys), 25):
-                self.reader.batch_write_item(
-                    RequestItems={
-                        self.config.table: [
-                            {"DeleteRequest": {"Key": key}} for key in keys[start : start + 25]
-                        ]
-                    }
-                )
-        raise AssertionError(f"the table is not empty after wiping: {self.rows()}")
+        tables.wipe(self.reader, self.config.table)
 
     def drop(self) -> None:
-        """Stop, and delete the table where it outlives the test (a backend process)."""
+        """Stop, and delete the table where it outlives the test (a backend process), unless
+        it is a pooled one (emptied after the test)."""
         self.stop()
-        if self.backend.endpoint is not None:
+        if self.backend.owns(self.config):
             self.reader.delete_table(TableName=self.config.table)
 
 
@@ -153,7 +137,7 @@ def new_harness(
         sqs_endpoint=sqs_endpoint,
         **config,
     )
-    create_table(table_config)
+    backend.ensure_table(table_config)
     return Harness(
         backend=backend,
         api=api,
