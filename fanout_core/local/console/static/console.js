@@ -361,7 +361,7 @@ class PageClient {
     this.client = new FanoutClient(url.toString(), {
       rooms,
       // Signed in: the token goes as the subprotocol after `fanout`, the browser way.
-      ...(token ? { WebSocket: signedIn(token) } : {}),
+      ...(token ? { token, tokenTransport: "protocol" } : {}),
       onFrame: (frame) => this.receive(frame),
       onError: (answer) => this.receive(answer, true),
       onStatus: (status) => { this.status = this.dropped && status === "closed" ? "dropped" : status; this.render(); },
@@ -428,13 +428,6 @@ class PageClient {
   close() {
     this.client.close();
   }
-}
-
-// A WebSocket class that offers `fanout` and the token as its subprotocols.
-function signedIn(token) {
-  return class extends WebSocket {
-    constructor(url) { super(url, ["fanout", token]); }
-  };
 }
 
 function openClient(options = {}) {
