@@ -59,6 +59,8 @@ __all__ = [
     "ok",
     "ping",
     "presence",
+    "publish_events",
+    "publish_http",
     "send_message",
     "sqs_worker",
     "sweep",
@@ -331,6 +333,29 @@ def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]
     for result in results:
         log.info("sqs_worker %s", json.dumps(result.summary()))
     return response
+
+
+def publish_http(event: Any, context: Any = None) -> Response:
+    """A Lambda Function URL (``AuthType: AWS_IAM``) or API Gateway (IAM auth) publish:
+    ``POST`` a JSON body ``{room|user|connections, event, data, exclude, id}``; 200 with the
+    ``FanoutResult``, 400 with a JSON error, 413 over 128 KB, 405 for another method."""
+    from fanout_core.inbound import http
+
+    try:
+        return http(event)
+    finally:
+        finish()
+
+
+def publish_events(event: Any, context: Any = None) -> dict[str, Any]:
+    """EventBridge events (``detail`` is the publish body, ``detail-type`` the default event),
+    SNS and SQS records whose body is one; for SQS, ``batchItemFailures``."""
+    from fanout_core.inbound import events
+
+    try:
+        return events(event)
+    finally:
+        finish()
 
 
 def sweep(event: Any = None, context: Any = None) -> dict[str, int]:

@@ -172,15 +172,36 @@ def grants_by_handler(synth: Synth) -> dict[str, dict[str, frozenset[str]]]:
     return {h: role_grant(synth, f) for f, h in fanout_functions(synth.template).items()}
 
 
+def routes_and_more(granted: dict[str, Any]) -> dict[str, Any]:
+    """The template's grants less its optional publishers (the construct's are off too)."""
+    return {h: g for h, g in granted.items() if h not in permissions.PUBLISH_HANDLERS}
+
+
+def test_the_publishers_are_options_with_the_templates_grants(code: Path) -> None:
+    from aws_cdk import aws_events as events
+
+    pattern = events.EventPattern(source=["orders"])
+    made = synth(code, http_publish=True, event_pattern=pattern, worker=True)
+    grants = grants_by_handler(made)
+    template = granted_actions(_transformed())
+    for handler in permissions.PUBLISH_HANDLERS:
+        assert grants[handler] == template[handler] == permissions.PUBLISH
+    [url] = of_type(made.template, "AWS::Lambda::Url").values()
+    assert url["Properties"]["AuthType"] == "AWS_IAM"
+    rules = of_type(made.template, "AWS::Events::Rule").values()
+    assert {"source": ["orders"]} in [r["Properties"].get("EventPattern") for r in rules]
+    assert made.construct.publish_url is not None
+
+
 def test_each_function_may_do_what_the_template_grants(default: Synth) -> None:
     assert grants_by_handler(default) == permissions.grants()
-    assert grants_by_handler(default) == granted_actions(_transformed())
+    assert grants_by_handler(default) == routes_and_more(granted_actions(_transformed()))
 
 
 def test_the_settings_add_what_the_templates_conditions_add(all_on: Synth) -> None:
     on = {"presence_events": True, "rate_limit": True, "history": True}
     assert grants_by_handler(all_on) == permissions.grants(**on)
-    assert grants_by_handler(all_on) == granted_actions(_transformed(), **on)
+    assert grants_by_handler(all_on) == routes_and_more(granted_actions(_transformed(), **on))
 
 
 def test_one_function_for_every_route_gets_their_union(single: Synth) -> None:

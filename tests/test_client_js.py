@@ -101,7 +101,9 @@ def test_the_token_on_every_connect() -> None:
 BLOCK = re.compile(r"^( *)```js\n(.*?)^\1```", re.S | re.M)
 PRINTS = re.compile(r"^// prints: (.*)$", re.M)
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SERVED = "ws://127.0.0.1:8765/local"  # `fanout serve`'s URL, as the examples write it
+# `fanout serve`'s URLs, as the examples write them: its WebSocket API, its POST /publish.
+SERVED = "ws://127.0.0.1:8765/local"
+PUBLISH = "http://127.0.0.1:8766/publish"
 
 
 def examples() -> list[tuple[str, str]]:
@@ -118,8 +120,13 @@ def test_the_docs_javascript_examples_run_as_written() -> None:
     found = examples()
     assert {where.split(" ")[0] for where, _ in found} >= {"README.md", "docs/client.md"}
 
+    # POST /publish signed with the shell's keys (docs/publish.md signs with them).
+    keys = {os.environ["AWS_ACCESS_KEY_ID"]: os.environ["AWS_SECRET_ACCESS_KEY"]}
+
     async def scenario() -> None:
-        async with LocalDeployment(port=0, settings=HISTORY, table="js-docs") as deployment:
+        async with LocalDeployment(
+            port=0, settings=HISTORY, table="js-docs", publish_credentials=keys
+        ) as deployment:
             for where, code in found:
                 await run_example(where, code, deployment)
 
@@ -132,7 +139,9 @@ async def run_example(where: str, code: str, deployment: LocalDeployment) -> Non
     assert expected, f"{where} says nothing of what it prints (// prints: ...)"
     with tempfile.TemporaryDirectory(dir=JS) as folder:  # in the tree: node_modules resolves
         script = Path(folder) / "example.mjs"
-        script.write_text(code.replace(SERVED, deployment.ws_url))
+        script.write_text(
+            code.replace(SERVED, deployment.ws_url).replace(PUBLISH, deployment.publish_url)
+        )
         process = await asyncio.create_subprocess_exec(
             node(),
             str(script),

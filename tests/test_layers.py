@@ -48,7 +48,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("presence",),
     ("runtime", "table", "sizes", "cost", "simulate"),
     ("fanout",),
-    ("events", "answers", "handlers", "signin"),
+    ("events", "answers", "inbound", "handlers", "signin"),
     ("cli", "local", "deploy", "cdk"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -55,7 +55,8 @@ ROUTES = permissions.ROUTES
 # Routes whose answer does not go back to the client (no $default route response).
 ONE_WAY_ROUTES = permissions.ONE_WAY_ROUTES
 
-EXPECTED_ACTIONS = permissions.BASE
+# Every function the template can make: the routes', and the optional publishers.
+EXPECTED_ACTIONS = permissions.grants(publish=True)
 PUBLISHER_ACTIONS = permissions.PUBLISHER
 
 
@@ -85,6 +86,7 @@ DROPPED_FROM_MOTO = {
     "AWS::ApiGatewayV2::RouteResponse": "no ApiGatewayV2 models in moto's CloudFormation",
     "AWS::ApiGatewayV2::Integration": "no ApiGatewayV2 models in moto's CloudFormation",
     "AWS::ApiGatewayV2::Authorizer": "no ApiGatewayV2 models in moto's CloudFormation",
+    "AWS::Lambda::Url": "no Lambda function URL model in moto's CloudFormation",
 }
 # What a Ref to a dropped resource returns on AWS (the API id, the stage name), passed to
 # the moto stack as parameters of the same names.
@@ -97,6 +99,8 @@ DEFAULT_CONDITIONS = {
     "AuthOn": False,
     "CustomAuth": False,
     "TokenInQuery": False,
+    "HttpPublishOn": False,
+    "EventsOn": False,
 }
 
 _SUB_REFERENCE = re.compile(r"\$\{(?!!)([^}.]+)(?:\.([^}]+))?\}")
@@ -402,11 +406,36 @@ def test_the_cost_model_prices_the_functions_as_deployed(source: dict[str, Any])
 
 def test_sweep_runs_hourly(transformed: dict[str, Any]) -> None:
     functions = function_handlers(transformed)
-    [rule] = of_type(transformed, "AWS::Events::Rule").values()
+    rules = of_type(transformed, "AWS::Events::Rule").values()
+    [rule] = [r for r in rules if "ScheduleExpression" in r["Properties"]]
     assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
     [target] = rule["Properties"]["Targets"]
     function_id = arn_of(target["Arn"])
     assert functions[function_id] == "sweep"
+
+
+def test_the_optional_publishers_are_wired(transformed: dict[str, Any]) -> None:
+    """HttpPublish: a Function URL with IAM auth; EventPattern: a rule invoking publish_events."""
+    resources = transformed["Resources"]
+    functions = function_handlers(transformed)
+    assert functions["PublishHttpFunction"] == "publish_http"
+    assert functions["PublishEventsFunction"] == "publish_events"
+    [url] = of_type(transformed, "AWS::Lambda::Url").values()
+    assert url["Properties"]["AuthType"] == "AWS_IAM"
+    assert url["Properties"]["TargetFunctionArn"] == {"Ref": "PublishHttpFunction"}
+    assert url["Condition"] == "HttpPublishOn"
+    rule = resources["PublishEventsRule"]
+    assert (rule["Condition"], rule["Properties"]["EventPattern"]) == (
+        "EventsOn",
+        {"Ref": "EventPattern"},
+    )
+    [target] = rule["Properties"]["Targets"]
+    assert arn_of(target["Arn"]) == "PublishEventsFunction"
+    permission = resources["PublishEventsPermission"]["Properties"]
+    assert permission["Principal"] == "events.amazonaws.com"
+    assert transformed["Outputs"]["PublishURL"]["Condition"] == "HttpPublishOn"
+    for name in ("PublishHttpFunction", "PublishEventsFunction", "PublishEventsPermission"):
+        assert resources[name]["Condition"] in ("HttpPublishOn", "EventsOn")
 
 
 def test_the_functions_deploy_the_packaged_artifact(source: dict[str, Any]) -> None:
@@ -525,7 +554,7 @@ def test_presence_events_the_rate_limit_and_history_grant_exactly_what_they_call
     transformed: dict[str, Any], presence_events: bool, rate_limit: bool, history: bool
 ) -> None:
     settings = {"presence_events": presence_events, "rate_limit": rate_limit, "history": history}
-    assert granted_actions(transformed, **settings) == permissions.grants(**settings)
+    assert granted_actions(transformed, **settings) == permissions.grants(**settings, publish=True)
 
 
 def test_publisher_policy_allows_exactly_what_fanout_calls(transformed: dict[str, Any]) -> None:
@@ -600,6 +629,9 @@ def stack() -> Iterator[Stack]:
     }
     for name in dropped:
         del template["Resources"][name]
+    for name, output in list(template.get("Outputs", {}).items()):
+        if not DEFAULT_CONDITIONS.get(output.get("Condition", ""), True):
+            del template["Outputs"][name]  # off by default: nothing to stand in for
     used = references({"R": template["Resources"], "O": template.get("Outputs", {})})
     missing = {(name, attribute) for name, attribute in used if name in dropped}
     assert missing <= {(name, None) for name in STAND_INS}, f"no stand-in for {missing}"
@@ -651,7 +683,12 @@ def test_moto_drops_exactly_the_listed_types(stack: Stack, transformed: dict[str
         "AuthorizerFunctionRole",
         "AuthorizerPermission",
     } | {"ConnectAuthorizer"}
-    expected = set(transformed["Resources"]) - set(stack.dropped) - signing_in
+    optional = {
+        name
+        for name, resource in transformed["Resources"].items()
+        if not DEFAULT_CONDITIONS.get(resource.get("Condition", ""), True)
+    }
+    expected = set(transformed["Resources"]) - set(stack.dropped) - signing_in - optional
     assert set(stack.physical) == expected
 
 
@@ -710,7 +747,8 @@ def test_deployed_functions_read_their_settings(stack: Stack) -> None:
     client: Any = boto3.client("lambda", region_name=REGION)
     functions = {f["FunctionName"]: f for f in client.list_functions()["Functions"]}
     handlers = {f["Handler"].removeprefix(HANDLER_PREFIX) for f in functions.values()}
-    assert handlers == set(EXPECTED_ACTIONS) - {permissions.AUTHORIZER}  # AuthMode none
+    off = {permissions.AUTHORIZER, *permissions.PUBLISH_HANDLERS}  # AuthMode none, no publishers
+    assert handlers == set(EXPECTED_ACTIONS) - off
     for function in functions.values():
         assert function["Runtime"] == "python3.12"
         env = {k: str(v) for k, v in function["Environment"]["Variables"].items()}

@@ -66,7 +66,9 @@ class FanoutWebSocket(Construct):
     ``functions``: ``"per_route"`` (one function per route, each with its own least-privilege
     role) or ``"single"`` (``fanout_core.handlers.websocket`` for every route). ``worker``:
     the SQS queue and worker; on by default when the strategy is ``sqs_batched``, which needs
-    it. ``sweep_schedule``: when the sweep runs (None: no sweep).
+    it. ``sweep_schedule``: when the sweep runs (None: no sweep). ``http_publish``:
+    ``publish_http`` behind a Function URL with IAM auth (``publish_url``); ``event_pattern``:
+    an EventBridge rule on the default bus invoking ``publish_events``.
     """
 
     def __init__(
@@ -86,6 +88,8 @@ class FanoutWebSocket(Construct):
         memory_size: int = 256,
         connect_authorizer: apigwv2.IWebSocketRouteAuthorizer | None = None,
         sign_in: SignIn | None = None,
+        http_publish: bool = False,
+        event_pattern: events.EventPattern | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -131,6 +135,20 @@ class FanoutWebSocket(Construct):
             self._worker(options)
         if sweep:
             self._sweep(sweep_schedule or events.Schedule.rate(cdk.Duration.hours(1)))
+        self.publish_url: lambda_.FunctionUrl | None = None
+        if http_publish:
+            publisher = self._publisher("PublishHttp", "publish_http")
+            self.publish_url = publisher.add_function_url(
+                auth_type=lambda_.FunctionUrlAuthType.AWS_IAM
+            )
+        if event_pattern is not None:
+            publisher = self._publisher("PublishEvents", "publish_events")
+            events.Rule(
+                self,
+                "PublishEventsRule",
+                event_pattern=event_pattern,
+                targets=[targets.LambdaFunction(publisher)],
+            )
 
     # -- attributes ----------------------------------------------------------------------
 
@@ -346,6 +364,10 @@ class FanoutWebSocket(Construct):
             report_batch_item_failures=True,
             max_concurrency=options.max_concurrency,
         )
+
+    def _publisher(self, name: str, handler: str) -> lambda_.Function:
+        """``publish_http`` or ``publish_events``: what ``Fanout.publish`` calls."""
+        return self.add_function(name, handler, permissions.PUBLISH, timeout=ROUTE_TIMEOUT)
 
     def _sweep(self, schedule: events.Schedule) -> None:
         sweep = self.add_function(

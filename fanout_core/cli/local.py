@@ -25,6 +25,16 @@ WEBSOCKET_PORT, MANAGEMENT_PORT, DYNAMODB_PORT = 8765, 8766, 8767
 DEV_ISSUER = f"http://127.0.0.1:{WEBSOCKET_PORT}/_auth"
 
 
+def publish_credentials(args: argparse.Namespace) -> dict[str, str] | None:
+    """--sign-publish: the keys POST /publish checks signatures against (this shell's)."""
+    if not getattr(args, "sign_publish", False):
+        return None
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
+        raise SystemExit("--sign-publish needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY set")
+    return {key: secret}
+
+
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -38,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings=settings,
         console=not args.no_console,
         dev_issuer=dev_issuer(args),
+        publish_credentials=publish_credentials(args),
     )
     write = None
     if args.write_env_file:
@@ -97,6 +108,8 @@ def banner(deployment: LocalDeployment) -> list[str]:
         lines.append(f"console:        {deployment.console_url}")
     lines.append(f"WebSocket API:  {deployment.ws_url}")
     lines.append(f"Management API: {deployment.management_url}")
+    signed = " (SigV4 with this shell's AWS keys)" if deployment.publish_credentials else ""
+    lines.append(f"publish (HTTP): POST {deployment.publish_url}{signed}")
     lines.append(f"DynamoDB:       {os.environ['AWS_ENDPOINT_URL_DYNAMODB']}")
     lines.append(f"table:          {config.table}")
     lines.append(f"strategy:       {config.strategy}")
@@ -244,6 +257,11 @@ def add_local_commands(subparsers: Any) -> None:
         help="a $connect REQUEST authorizer: its principalId and context reach every event",
     )
     add_sign_in_options(serve)
+    serve.add_argument(
+        "--sign-publish",
+        action="store_true",
+        help="POST /publish takes only requests signed (SigV4) with this shell's AWS keys",
+    )
     serve.add_argument(
         "--no-console", action="store_true", help="do not serve the browser console on the port"
     )

@@ -161,19 +161,35 @@ PUBLISHER: Grant = {
 }
 
 
+# publish_http and publish_events: what Fanout.publish calls (PUBLISHER's POST part).
+PUBLISH: Grant = {**PUBLISHER, "execute-api:ManageConnections": CONNECTIONS}
+PUBLISH_HANDLERS = ("publish_http", "publish_events")
+
+
 def merged(*grants: Grant) -> dict[str, frozenset[str]]:
     """The union of ``grants``: each action on every resource any of them names."""
     union: dict[str, frozenset[str]] = {}
     for grant in grants:
         for action, resources in grant.items():
             union[action] = union.get(action, frozenset()) | resources
-    return union
+    # A resource narrowed to some partitions ("table SEQ#*") is in the whole one ("table").
+    return {
+        action: frozenset(
+            n for n in names if n.split(" ", 1)[0] == n or n.split(" ")[0] not in names
+        )
+        for action, names in union.items()
+    }
 
 
 def grants(
-    *, presence_events: bool = False, rate_limit: bool = False, history: bool = False
+    *,
+    presence_events: bool = False,
+    rate_limit: bool = False,
+    history: bool = False,
+    publish: bool = False,
 ) -> dict[str, dict[str, frozenset[str]]]:
-    """Handler -> its grant, with what each setting that is on adds."""
+    """Handler -> its grant, with what each setting that is on adds; ``publish``: with
+    ``publish_http`` and ``publish_events`` (the template's optional publishers)."""
     extras = [
         extra
         for on, extra in (
@@ -183,9 +199,10 @@ def grants(
         )
         if on
     ]
+    handlers = {**BASE, **(dict.fromkeys(PUBLISH_HANDLERS, PUBLISH) if publish else {})}
     return {
         handler: merged(grant, *(extra.get(handler, {}) for extra in extras))
-        for handler, grant in BASE.items()
+        for handler, grant in handlers.items()
     }
 
 

@@ -17,7 +17,7 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -58,6 +58,7 @@ _REASONS = {
 _MAX_HEADER_BYTES = 16 * 1024
 SIGNING_NAME = "execute-api"
 _MAX_CLOCK_SKEW_SECONDS = 300  # AWS refuses a signature dated further from its clock
+SideRoute = Callable[[str, Mapping[str, str], bytes], Awaitable[tuple[int, bytes, dict[str, str]]]]
 
 
 @dataclass
@@ -98,6 +99,7 @@ def check_signature(
     headers: Mapping[str, str],
     body: bytes,
     now: float,
+    services: tuple[str, ...] = (SIGNING_NAME,),
 ) -> _Response | None:
     """None if the request is signed (SigV4) by one of ``credentials``; else AWS's 403.
 
@@ -135,7 +137,7 @@ def check_signature(
     signed = fields.get("SignedHeaders", "").split(";")
     if "host" not in signed or any(name not in headers for name in signed):
         return _denied("IncompleteSignatureException", "a signed header is missing")
-    if (service, terminal, day) != (SIGNING_NAME, "aws4_request", amz_date[:8]):
+    if service not in services or (terminal, day) != ("aws4_request", amz_date[:8]):
         wrong = "/".join(scope[1:])
         return _denied("InvalidSignatureException", f"Credential is scoped to {wrong}")
     request = AWSRequest(
@@ -195,6 +197,9 @@ class LocalManagementApi:
         self.on_post: Callable[[str, int], None] | None = None  # (connection id, status)
         # (method, path, body, status, answer body) of every request; status 0: no answer
         self.on_request: Callable[[str, str, bytes, int, bytes], None] | None = None
+        # Path -> what answers it instead (fanout serve's POST /publish): (method, headers,
+        # body) -> (status, body, headers).
+        self.side_routes: dict[str, SideRoute] = {}
 
     @property
     def url(self) -> str:
@@ -291,12 +296,14 @@ class LocalManagementApi:
                         headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0") or 0)
                 body = await reader.readexactly(length) if length else b""
-                denied = None
-                if self.credentials is not None:
-                    denied = check_signature(
+                side = self.side_routes.get(target.split("?", 1)[0])
+                if side is not None:
+                    response: _Response | None = _Response(*await side(method, headers, body))
+                else:
+                    denied = self.credentials and check_signature(
                         self.credentials, method, target, headers, body, time.time()
                     )
-                response = denied or await self._handle(method, target, body)
+                    response = denied or await self._handle(method, target, body)
                 if self.on_request is not None:
                     status, answer = (
                         (0, b"") if response is None else (response.status, response.body)

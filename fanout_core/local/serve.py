@@ -77,11 +77,14 @@ class LocalDeployment:
         console: bool = False,
         console_state: dict[str, Any] | None = None,
         dev_issuer: Any = None,
+        publish_credentials: dict[str, str] | None = None,
     ) -> None:
         self.host = host
         # `--dev-auth`: a DevIssuer served on the gateway's port, and the JWT authorizer
         # checking its tokens (fanout_core.local.issuer).
         self.dev_issuer = dev_issuer
+        # POST /publish on the Management API's port: SigV4 by one of these keys, if given.
+        self.publish_credentials = publish_credentials
         # The browser console at http://host:port/ (off: nothing is wrapped or watched).
         self.console = console
         self.console_state = dict(console_state or {})
@@ -234,6 +237,7 @@ class LocalDeployment:
             site=site,
         )
         await self.gateway.start()
+        self._serve_publish()
         if self.dev_issuer is not None:
             self._sign_in_with(site)
         if self.queue_url is not None and self.config is not None:
@@ -284,6 +288,21 @@ class LocalDeployment:
         return str(
             self.dev_issuer.mint(self.issuer_url, principal, audience=audience, claims=claims)
         )
+
+    @property
+    def publish_url(self) -> str:
+        """Where ``POST /publish`` (``publish_http``, as a Function URL) is served."""
+        from fanout_core.local.publish_endpoint import PATH
+
+        return self.management.url + PATH
+
+    def _serve_publish(self) -> None:
+        from fanout_core import handlers
+        from fanout_core.local.publish_endpoint import PATH, publish_route
+
+        module = __import__(self.handlers_module, fromlist=["publish_http"])
+        handler = getattr(module, "publish_http", handlers.publish_http)
+        self.management.side_routes[PATH] = publish_route(handler, self.publish_credentials)
 
     @property
     def console_url(self) -> str:
