@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
+    FANOUT_MARK,
     LATENCY,
     cold_child,
+    import_times,
+    imported_beyond,
+    imports_summary,
     lambda_env,
     load,
     management_api,
@@ -56,6 +60,8 @@ def measure_cold_fanout(python: Path, repeats: int) -> dict[str, Any]:
         )
         runs = [cold_child(python, env, "fanout", room) for _ in range(repeats)]
         profiled = cold_child(python, env, "fanout", room, "--profile")
+        traced = cold_child(python, env, "fanout", room, flags=("-X", "importtime"))["stderr"]
+    first = import_times(traced, f"{FANOUT_MARK} cold", f"{FANOUT_MARK} warm")
     for run in runs:
         for side in ("cold", "warm"):
             if run[side]["delivered"] != CONNECTIONS:
@@ -80,6 +86,7 @@ def measure_cold_fanout(python: Path, repeats: int) -> dict[str, Any]:
         "warm_posts_per_second": CONNECTIONS / median("warm", "seconds"),
         "runs": runs,
         "profile": profiled,
+        "imported": imported_beyond(first, {}),
         "seconds": time.perf_counter() - started,
     }
 
@@ -123,6 +130,8 @@ def section(results: dict[str, Any]) -> list[str]:
         f"| {f['extra_cpu_seconds']:.2f} | |",
         f"| before it: `from fanout_core import Fanout` | {f['import_cpu_seconds']:.2f} | |",
         "",
-        f"What the first fan-out still does, from one profiled run (the counts leave out "
-        f"botocore, which the profiler loads first): {profile_summary(f['profile'])}.",
+        "What the first fan-out still does: it imports "
+        f"{imports_summary(f['imported'])} (`-X importtime`); from one profiled run (whose "
+        f"counts leave out botocore, which the profiler loads first): "
+        f"{profile_summary(f['profile'])}.",
     ]

@@ -38,6 +38,9 @@ from typing import Any
 from benchmarks.common import (
     bench_id,
     cold_child,
+    import_times,
+    imported_beyond,
+    imports_summary,
     in_turn,
     lambda_env,
     profile_summary,
@@ -47,7 +50,6 @@ from fanout_core.table import create_table
 
 TARGET_IMPORT = 1.15  # import fanout_core.handlers / import boto3
 TARGET_CONNECT = 1.3  # a first $connect / a plain boto3 handler's first write
-LIBRARY = "fanout_core"
 DOMAIN = "abcd123456.execute-api.us-east-1.amazonaws.com"
 
 
@@ -235,36 +237,6 @@ def measure_connect(python: Path, endpoint: str, repeats: int) -> dict[str, Any]
 # -- what the cold side pays ----------------------------------------------------------------------
 
 
-def import_times(stderr: str) -> dict[str, int]:
-    """``-X importtime``'s self microseconds by module."""
-    times: dict[str, int] = {}
-    for line in stderr.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            own, _, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
-            if own.isdigit():
-                times[name] = int(own)
-    return times
-
-
-def beyond(ours: dict[str, int], theirs: dict[str, int]) -> dict[str, Any]:
-    """What ``ours`` imports that ``theirs`` does not: ms of self time by package (fanout_core
-    by module), largest first."""
-    groups: dict[str, int] = {}
-    for name, micros in ours.items():
-        if name in theirs:
-            continue
-        parts = name.split(".")
-        key = ".".join(parts[:2]) if parts[0] == "fanout_core" else parts[0]
-        groups[key] = groups.get(key, 0) + micros
-    ranked = sorted(groups.items(), key=lambda kv: -kv[1])
-    return {
-        "library": sorted(n for n in ours if n not in theirs and n.startswith(LIBRARY)),
-        "modules": sum(1 for name in ours if name not in theirs),
-        "ms": sum(groups.values()) / 1000,
-        "by_package_ms": {k: v / 1000 for k, v in ranked},
-    }
-
-
 def profile(python: Path, connect_env: dict[str, str], ours: str, plain: str) -> dict[str, Any]:
     """One profiled run of each side, next to its baseline."""
     sides = {
@@ -279,8 +251,8 @@ def profile(python: Path, connect_env: dict[str, str], ours: str, plain: str) ->
     }
     counted = {side: cold_child(python, *sides[side], "--profile") for side in ("plain", "connect")}
     return {
-        "import_beyond_boto3": beyond(times["handlers"], times["boto3"]),
-        "connect_beyond_plain": beyond(times["connect"], times["plain"]),
+        "import_beyond_boto3": imported_beyond(times["handlers"], times["boto3"]),
+        "connect_beyond_plain": imported_beyond(times["connect"], times["plain"]),
         **counted,
     }
 
@@ -328,11 +300,6 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     ]  # fmt: skip
 
 
-def _paid(beyond_: dict[str, Any], top: int = 6) -> str:
-    parts = [f"{name} {ms:.1f}" for name, ms in list(beyond_["by_package_ms"].items())[:top]]
-    return f"{beyond_['modules']} modules, {beyond_['ms']:.0f} ms self time ({', '.join(parts)})"
-
-
 def _rows(figure: str, x: dict[str, Any], target: float) -> list[str]:
     """The table's rows of one comparison: the timed part (wall, then CPU), the process."""
     rows = [f"| {figure} | {x['library_ms']:.0f} ms | {x['baseline_ms']:.0f} ms "
@@ -372,8 +339,8 @@ def section(results: dict[str, Any]) -> list[str]:
         "still pays, from one profiled run each (self times from `-X importtime`; the counts "
         "leave out botocore, which the profiler loads first):",
         "",
-        f"- (a) imported beyond `import boto3`: {_paid(p['import_beyond_boto3'])};",
-        f"- (b) imported beyond the plain handler: {_paid(p['connect_beyond_plain'])};",
+        f"- (a) imported beyond `import boto3`: {imports_summary(p['import_beyond_boto3'])};",
+        f"- (b) imported beyond the plain handler: {imports_summary(p['connect_beyond_plain'])};",
         f"- (b) the library's modules a `$connect` loads: "
         f"{', '.join(p['connect_beyond_plain']['library'])};",
         f"- (b) `$connect`: {profile_summary(p['connect'])};",

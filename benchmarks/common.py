@@ -39,6 +39,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 ENDPOINT = "https://abcd123456.execute-api.us-east-1.amazonaws.com/prod"
 LATENCY = 0.020  # seconds the local Management API takes to answer each post
 COLD_CHILD = Path(__file__).with_name("cold_child.py")
+FANOUT_MARK = "-- fan-out:"  # cold_child.py's line on stderr before each fan-out (its MARK)
 BENCH_USER = "bench-user-0001"
 BENCH_USER_CONNECTIONS = 3  # the first connections of a loaded table belong to BENCH_USER
 
@@ -189,14 +190,62 @@ def in_turn(
     return runs
 
 
+def import_times(stderr: str, start: str | None = None, end: str | None = None) -> dict[str, int]:
+    """``-X importtime``'s self microseconds by module (between the lines ``start`` and ``end``
+    when given)."""
+    times: dict[str, int] = {}
+    lines = stderr.splitlines()
+    if start is not None:
+        lines = lines[lines.index(start) + 1 :]
+    if end is not None:
+        lines = lines[: lines.index(end)]
+    for line in lines:
+        if line.startswith("import time:") and "|" in line:
+            own, _, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
+            if own.isdigit():
+                times[name] = int(own)
+    return times
+
+
+def imported_beyond(ours: dict[str, int], theirs: dict[str, int]) -> dict[str, Any]:
+    """What ``ours`` imports that ``theirs`` does not: ms of self time by package (fanout_core
+    by module), largest first."""
+    groups: dict[str, int] = {}
+    for name, micros in ours.items():
+        if name in theirs:
+            continue
+        parts = name.split(".")
+        key = ".".join(parts[:2]) if parts[0] == "fanout_core" else parts[0]
+        groups[key] = groups.get(key, 0) + micros
+    ranked = sorted(groups.items(), key=lambda kv: -kv[1])
+    return {
+        "library": sorted(n for n in ours if n not in theirs and n.startswith("fanout_core")),
+        "modules": sum(1 for name in ours if name not in theirs),
+        "ms": sum(groups.values()) / 1000,
+        "by_package_ms": {k: v / 1000 for k, v in ranked},
+    }
+
+
+def imports_summary(beyond: dict[str, Any], top: int = 6) -> str:
+    """An ``imported_beyond`` in a line: modules, self time, the largest packages."""
+    parts = [f"{name} {ms:.1f}" for name, ms in list(beyond["by_package_ms"].items())[:top]]
+    return f"{beyond['modules']} modules, {beyond['ms']:.0f} ms self time ({', '.join(parts)})"
+
+
 def profile_summary(seen: dict[str, Any]) -> str:
-    """What a ``--profile`` run of ``cold_child`` built, loaded, started and imported."""
+    """What a ``--profile`` run of ``cold_child`` built, loaded, started and imported, and the
+    CPU seconds its thread spent there under the profiler (they overlap: a client's build
+    includes its service model's load and imports)."""
     ranked = sorted(seen["packages"].items(), key=lambda kv: -kv[1])
     packages = ", ".join(f"{name} {count}" for name, count in ranked)
+    t = seen["seconds"]
     return (
         f"clients built: {', '.join(seen['clients']) or 'none'}; service models loaded: "
         f"{', '.join(seen['service_models']) or 'none'}; threads started: "
-        f"{len(seen['threads'])}; modules imported: {seen['modules']} ({packages or 'none'})"
+        f"{len(seen['threads'])}; modules imported: {seen['modules']} ({packages or 'none'}); "
+        f"the calling thread's CPU under the profiler: {t['total']:.2f} s, of which importing "
+        f"{t['imports']:.2f} s, building clients {t['clients']:.2f} s (their service models "
+        f"{t['service_models']:.2f} s), starting threads {t['threads']:.2f} s"
     )
 
 
