@@ -363,7 +363,8 @@ def write_cold_start(results: dict[str, Any], out: Path, *, quick: bool) -> str:
     lines = [
         "# Cold start" + (" (quick run)" if quick else ""),
         "",
-        f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, boto3 {m['boto3']}.",
+        f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}, boto3 {m['boto3']}; "
+        f"commit {m.get('commit') or 'unknown'}.",
         "",
         "| target | measured | met |",
         "|---|---|---|",

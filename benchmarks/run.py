@@ -202,6 +202,9 @@ def machine() -> dict[str, str]:
         "boto3": boto3.__version__,
         "botocore": botocore.__version__,
         "platform": platform.platform(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip(),
     }
 
 
