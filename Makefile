@@ -31,16 +31,21 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Every property on every strategy, each backend on each path that differs by backend, in
+# about 3 minutes on 2 cores (docs/testing.md#tiers); the slowest tests are listed.
 test: $(VENV)/.stamp-dev node_modules/.stamp
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist worksteal --durations=15
 
-# CI: make test, then the tests marked `ci` (too slow for make test, or they fetch from the
-# package index).
+# CI: make test, then the tests marked `ci`: the rest of the backend and strategy matrix
+# (tests/support/tiers.py), and tests too slow for make test or that fetch from the package
+# index.
 test-ci: test
-	$(PY) -m pytest -n 2 -m ci
+	$(PY) -m pytest -n 2 --dist worksteal --durations=15 -m ci
 
+# Everything but the browser, with 10x the examples, random each run.
 test-thorough: $(VENV)/.stamp-dev node_modules/.stamp
-	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest --hypothesis-show-statistics
+	HYPOTHESIS_PROFILE=thorough $(PY) -m pytest -n 2 --dist worksteal -m "not browser" --durations=15 \
+	  --hypothesis-show-statistics
 
 # The console in a real browser: Debian's chromium (installed with apt-get when missing and
 # this runs as root), driven by Playwright's Python package; no browser build is downloaded.

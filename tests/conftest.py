@@ -14,7 +14,8 @@ os.environ.pop("AWS_PROFILE", None)
 for _name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "FANOUT_TABLE"):
     os.environ.pop(_name, None)
 
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable, Generator, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any, NoReturn  # noqa: E402
 
 import moto  # noqa: E402
@@ -26,7 +27,7 @@ share_loaders()
 
 from fanout_core.local.management_api import LocalManagementApi  # noqa: E402
 from fanout_core.store import ConnectionStore  # noqa: E402
-from tests.support import backends, issuer  # noqa: E402
+from tests.support import backends, issuer, tiers  # noqa: E402
 from tests.support.backends import BACKENDS, SERVER_BACKENDS, Backend  # noqa: E402
 from tests.support.clock import FakeClock  # noqa: E402
 from tests.support.harness import Harness, new_harness  # noqa: E402
@@ -40,13 +41,20 @@ SERVER_FIXTURES = {"moto_server_url", "dynalite_url", "local_api", "make_harness
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that needs a server (a backend process or the local API) `server`."""
+    """Mark every test that needs a server (a backend process or the local API) `server`,
+    and the tiers' markers (tests/support/tiers.py)."""
+    tiers.mark_tiers(items)
     for item in items:
         callspec = getattr(item, "callspec", None)
         backend = callspec.params.get("backend") if callspec is not None else None
         fixtures = set(getattr(item, "fixturenames", ()))
         if backend in SERVER_BACKENDS or fixtures & SERVER_FIXTURES:
             item.add_marker(pytest.mark.server)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave out the modules of `ci` tests alone whose imports are slow, where `ci` is."""
+    return True if tiers.skips_module(collection_path, config.option.markexpr) else None
 
 
 @pytest.fixture(autouse=True)
@@ -177,12 +185,13 @@ def _fresh_runtime() -> Iterator[None]:
 
 
 # -- Hypothesis profiles (tests/test_properties.py, test_faults.py, test_hostile.py) --------
-# `make test` runs "fast"; `make test-thorough` sets HYPOTHESIS_PROFILE=thorough: 10x the
-# examples, random each run. "fast" keeps Hypothesis' default of 100 examples for plain
-# @given tests; the slow properties run a fixed fraction of max_examples (see `scaled` in
-# tests/support/hyp_strategies.py). "fast" is derandomized: CI runs the same examples every time, so
-# a red run is a regression, never a lucky draw. Examples talk to backends over the network:
-# no deadline, and drawing data between network calls is not "too slow".
+# `make test` and `make test-ci` run "fast"; `make test-thorough` sets
+# HYPOTHESIS_PROFILE=thorough: 10x the examples, random each run. "fast" keeps Hypothesis'
+# default of 100 examples for plain @given tests; the slow properties run a fixed fraction of
+# max_examples (see `scaled` in tests/support/hyp_strategies.py). "fast" is derandomized: CI
+# runs the same examples every time, so a red run is a regression, never a lucky draw.
+# Examples talk to backends over the network: no deadline, and drawing data between network
+# calls is not "too slow".
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
@@ -204,6 +213,21 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fast"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A test's state machine statistics, on its teardown report (see the summary)."""
+    from tests.support.hyp_strategies import REPORT_KEY, machine_statistics
+
+    report: pytest.TestReport = yield
+    if report.when == "teardown" and item.config.getoption("--hypothesis-show-statistics"):
+        statistics = machine_statistics(item.nodeid)
+        if statistics is not None:
+            report.__dict__[REPORT_KEY] = statistics
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -280,20 +280,39 @@ def run_machine(machine: type[RuleBasedStateMachine], machine_settings: settings
         run_state_machine_as_test(machine, settings=machine_settings)
 
 
+def machine_statistics(node: str) -> str | None:
+    """What the state machines of test ``node`` ran, for the summary (None: none ran)."""
+    with _lock:
+        runs, steps, texts = _runs.get(node), _steps[node], _statistics.get(node, [])
+    if not runs:
+        return None
+    rules = ", ".join(f"{rule} {n}" for rule, n in sorted(steps.items()))
+    lines = [f"{node}:"]
+    for text in texts:
+        for line in text.splitlines():  # events quote whole rule lists: keep them short
+            lines.append(line if len(line) <= 120 else line[:117] + "...")
+    lines.append(f"  - {runs} runs (examples of every kind), {sum(steps.values())} steps: {rules}")
+    return "\n".join(lines) + "\n"
+
+
+# A test report's field for ``machine_statistics``: reports carry it from pytest-xdist's
+# workers to the process that writes the summary.
+REPORT_KEY = "fanout_machine_statistics"
+
+
 def report_machine_statistics(terminalreporter: Any) -> None:
     """Write what every state machine test ran (a helper of the conftest hook)."""
-    if not _runs or not terminalreporter.config.getoption(
-        "--hypothesis-show-statistics", default=False
-    ):
+    if not terminalreporter.config.getoption("--hypothesis-show-statistics", default=False):
+        return
+    found = sorted(
+        report.__dict__[REPORT_KEY]
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if isinstance(getattr(report, "__dict__", None), dict) and REPORT_KEY in report.__dict__
+    )
+    if not found:
         return
     terminalreporter.section("Hypothesis state machines")
-    for node, runs in sorted(_runs.items()):
-        steps = _steps[node]
-        rules = ", ".join(f"{rule} {n}" for rule, n in sorted(steps.items()))
-        terminalreporter.write_line(f"{node}:")
-        for text in _statistics.get(node, []):
-            for line in text.splitlines():  # events quote whole rule lists: keep them short
-                terminalreporter.write_line(line if len(line) <= 120 else line[:117] + "...")
-        terminalreporter.write_line(
-            f"  - {runs} runs (examples of every kind), {sum(steps.values())} steps: {rules}\n"
-        )
+    for text in found:
+        for line in text.splitlines():
+            terminalreporter.write_line(line)
