@@ -26,6 +26,8 @@ from fanout_core.errors import (
     PayloadTooLargeError,
     PolicyError,
     RateLimitedError,
+    TooManyConnectionsError,
+    TooManyRoomsError,
 )
 from fanout_core.events import RequestError
 from fanout_core.message import new_message_id
@@ -94,6 +96,8 @@ _ANSWERED: tuple[tuple[type[Exception], int, str], ...] = (
     (NotAMemberError, 403, "not_a_member"),
     (NotConnectedError, 403, "not_connected"),
     (PayloadTooLargeError, 413, "payload_too_large"),
+    (TooManyRoomsError, 400, "too_many_rooms"),
+    (TooManyConnectionsError, 403, "too_many_connections"),
 )
 
 

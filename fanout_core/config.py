@@ -6,7 +6,7 @@ import importlib
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +27,11 @@ _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*")
 DEFAULT_POLICY = "open"
 DEFAULT_HISTORY_MAX = 1000
 DEFAULT_DEDUP_SECONDS = 300
+# Rooms one connection may be in: a ping refreshes each membership, so this bounds its writes.
+DEFAULT_MAX_ROOMS = 100
+# An answer to its caller (history, presence) takes a token per this many bytes it posts past
+# the first: API Gateway bills a message per 32 KB too.
+ANSWER_BYTES_PER_TOKEN = 32 * 1024
 
 
 def _int(variable: str, raw: str) -> int:
@@ -57,7 +62,7 @@ def _text(variable: str, raw: str) -> str:
 
 
 def _rate(variable: str, raw: str) -> RateLimit:
-    return RateLimit.parse(raw)
+    return RateLimit.parse(raw, variable)
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,16 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("policy", ("FANOUT_POLICY",), _text),
     Setting("rate_limit", ("FANOUT_RATE_LIMIT",), _rate),
+    Setting("user_rate_limit", ("FANOUT_USER_RATE_LIMIT",), _rate),
+    Setting("max_rooms_per_connection", ("FANOUT_MAX_ROOMS_PER_CONNECTION",), _int, 1, 1000),
+    Setting(
+        "max_connections_per_user",
+        ("FANOUT_MAX_CONNECTIONS_PER_USER",),
+        _int,
+        1,
+        100_000,
+        zero_unsets=True,
+    ),
     Setting("presence_events", ("FANOUT_PRESENCE_EVENTS",), _bool),
     Setting("history_seconds", ("FANOUT_HISTORY_SECONDS",), _int, 0, _YEAR),
     Setting("history_max", ("FANOUT_HISTORY_MAX",), _int, 1, 1_000_000),
@@ -175,22 +190,23 @@ def local_credentials(endpoint: str | None) -> tuple[str, str] | None:
 
 @dataclass(frozen=True)
 class RateLimit:
-    """``count`` sends in any ``seconds`` (``FANOUT_RATE_LIMIT=COUNT/SECONDS``)."""
+    """``count`` tokens in any ``seconds`` (``FANOUT_RATE_LIMIT=COUNT/SECONDS``)."""
 
     count: int
     seconds: float
+    variable: str = field(default="FANOUT_RATE_LIMIT", compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 < self.seconds <= 86_400:
-            raise ConfigError("FANOUT_RATE_LIMIT", f"{self.count}/{self.seconds} is no rate")
+            raise ConfigError(self.variable, f"{self.count}/{self.seconds} is no rate")
 
     @classmethod
-    def parse(cls, raw: str) -> RateLimit:
-        """``"10/1"``: ten sends a second."""
+    def parse(cls, raw: str, variable: str = "FANOUT_RATE_LIMIT") -> RateLimit:
+        """``"10/1"``: ten tokens a second."""
         match = _RATE.fullmatch(raw)
         if match is None:
-            raise ConfigError("FANOUT_RATE_LIMIT", f"expected COUNT/SECONDS, got {raw!r}")
-        return cls(int(match.group(1)), float(match.group(2)))
+            raise ConfigError(variable, f"expected COUNT/SECONDS, got {raw!r}")
+        return cls(int(match.group(1)), float(match.group(2)), variable)
 
     def __str__(self) -> str:
         return f"{self.count}/{self.seconds:g}"
@@ -218,7 +234,10 @@ class FanoutConfig:
     sqs_endpoint: str | None = None
     management_endpoint: str | None = None  # overrides every connection's callback URL
     policy: str = DEFAULT_POLICY  # a built-in policy's name, or package.module:function
-    rate_limit: RateLimit | None = None  # per connection, on sendMessage; None: off
+    rate_limit: RateLimit | None = None  # per connection, on every action; None: off
+    user_rate_limit: RateLimit | None = None  # per principal, beside it; None: off
+    max_rooms_per_connection: int = DEFAULT_MAX_ROOMS
+    max_connections_per_user: int | None = None  # a principal's live connections; None: any
     presence_events: bool = False  # post presence.join / presence.leave to a room's members
     history_seconds: int = 0  # keep each room's frames this long, numbered; 0: no history
     history_max: int = DEFAULT_HISTORY_MAX  # frames kept per room (and for everyone)

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from fanout_core import keys, queue
+from fanout_core.config import ANSWER_BYTES_PER_TOKEN
 from fanout_core.history import PAGE_ITEMS as HISTORY_PAGE_ITEMS
 from fanout_core.reads import LIBRARY_PAGE_ITEMS
 from fanout_core.sizes import (
@@ -43,6 +44,8 @@ LAMBDA_BATCH_SIZE = 10  # template.yaml's BatchSize for the sqs_worker (tests/te
 TARGETS_PER_QUEUE_MESSAGE = queue.TARGETS_PER_MESSAGE
 ENTRIES_PER_SEND_CALL = queue.MAX_ENTRIES_PER_CALL
 STRATEGIES = tuple(BUILTIN_STRATEGIES)
+# A history.end frame: its id, event, room, seq, epoch and complete.
+HISTORY_END_BYTES = 150
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,7 @@ class ResumeCost:
     read_units: float  # strongly consistent reads: 1 unit per 4 KB
     posts: int  # the frames, then history.end
     lambda_gb_seconds: float  # the history handler's run: its reads, then one post at a time
-    write_units: float  # the connection's rate-limit token, with FANOUT_RATE_LIMIT
+    write_units: float  # with FANOUT_RATE_LIMIT: the connection's token, and its charge
     dollars: float
 
 
@@ -301,7 +304,12 @@ def resume_cost(frames: int, workload: Workload) -> ResumeCost:
         units += page_read_units(items * history_bytes, consistent=True)
     increments = max(1, math.ceil(workload.frame_bytes / APIGW_MESSAGE_INCREMENT_BYTES))
     posts = frames + 1
-    writes = 1.0 if workload.rate_limit else 0.0  # the bucket row is under 1 KB
+    # The bucket row is under 1 KB: its token, and past 32 KB posted, one update charging
+    # the rest (fanout_core.tokens).
+    posted = frames * workload.frame_bytes + HISTORY_END_BYTES
+    writes = 0.0
+    if workload.rate_limit:
+        writes = 1.0 + (posted > ANSWER_BYTES_PER_TOKEN)
     # The handler posts one frame at a time, each after the last, so nothing overlaps: every
     # post is billed its whole round trip, every read and the token update theirs.
     round_trips = 2 + pages + int(writes)

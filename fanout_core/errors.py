@@ -131,9 +131,29 @@ class PolicyError(FanoutError):
 
 
 class RateLimitedError(FanoutError):
-    """The connection sent over its rate: answered 429 ``rate_limited`` with ``retry_after``."""
+    """The connection (or its principal) asked over its rate: answered 429 ``rate_limited``
+    with ``retry_after``."""
 
     def __init__(self, connection_id: str, retry_after: float) -> None:
-        super().__init__(f"too many messages; retry after {retry_after:.3f} s")
+        super().__init__(f"too many requests; retry after {retry_after:.3f} s")
         self.connection_id = connection_id
         self.retry_after = retry_after
+
+
+class TooManyRoomsError(FanoutError):
+    """One more room than ``FANOUT_MAX_ROOMS_PER_CONNECTION``: answered 400 ``too_many_rooms``."""
+
+    def __init__(self, connection_id: str, limit: int) -> None:
+        super().__init__(f"a connection may be in at most {limit} rooms")
+        self.connection_id = connection_id
+        self.limit = limit
+
+
+class TooManyConnectionsError(FanoutError):
+    """One more connection than ``FANOUT_MAX_CONNECTIONS_PER_USER``: answered 403
+    ``too_many_connections``."""
+
+    def __init__(self, principal: str, limit: int) -> None:
+        super().__init__(f"a user may have at most {limit} connections open")
+        self.principal = principal
+        self.limit = limit

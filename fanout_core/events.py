@@ -152,7 +152,7 @@ def required_room(body: Mapping[str, Any]) -> str:
 
 
 def query_rooms(event: object) -> list[str]:
-    """Rooms asked for on ``$connect`` with ``?room=NAME`` (repeatable)."""
+    """Rooms asked for on ``$connect`` with ``?room=NAME`` (repeatable), each once, in order."""
     event = _mapping(event, "the event")
     multi = event.get("multiValueQueryStringParameters")
     single = event.get("queryStringParameters")
@@ -163,7 +163,7 @@ def query_rooms(event: object) -> list[str]:
         values = [single["room"]]
     elif single is not None and not isinstance(single, Mapping):
         raise RequestError(400, "malformed_event", "queryStringParameters must be an object")
-    return [keys.validate_room(value) for value in values]
+    return list(dict.fromkeys(keys.validate_room(value) for value in values))
 
 
 def message_of(sender: str, body: Mapping[str, Any]) -> tuple[Message, Audience]:

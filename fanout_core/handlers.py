@@ -40,6 +40,7 @@ from fanout_core.events import (
 from fanout_core.policy import AccessRequest, Action, enforce
 from fanout_core.runtime import Runtime, get_runtime
 from fanout_core.subprotocol import answer_headers
+from fanout_core.tokens import admit, charge_answer, check_rooms, take
 
 if TYPE_CHECKING:
     from fanout_core.store import Departure
@@ -120,10 +121,13 @@ def connect(event: Any) -> Response:
     """``$connect``: store the connection, joined to ``?room=`` rooms if asked and allowed;
     ``Sec-WebSocket-Protocol: fanout`` in the answer when the client offered it."""
     request = websocket_request(event)
-    rooms = query_rooms(event)
-    runtime = _allowed(request, "connect")
+    rooms = query_rooms(event)  # each once: a room asked twice is asked of the policy once
+    runtime = get_runtime()
+    check_rooms(runtime, request, rooms)
+    _allowed(request, "connect")
     for room in rooms:  # a room denied refuses the connection: nothing is written
         _allowed(request, "join", room)
+    admit(runtime, request)  # the principal's connections and bucket
     # Kept in each membership: a client asks with joinRoom once open ($connect posts nothing).
     positions = {room: position for room in rooms if (position := _position(runtime, room))}
     runtime.store.connect(
@@ -171,8 +175,7 @@ def send_message(event: Any) -> Response:
     except TypeError:
         raise RequestError(400, "invalid_data", "'data' holds text that is not Unicode") from None
     key = idempotency_key_of(body)
-    if runtime.limiter is not None:  # last: a send refused for any reason costs no token
-        runtime.limiter.take(request.connection_id)
+    take(runtime, request)  # last: a send refused for any reason costs no token
     result = publish(
         ready, runtime.strategy, runtime.history, key=key, sender_scope=sender_scope(request)
     )
@@ -183,20 +186,24 @@ def send_message(event: Any) -> Response:
 @answers
 def join_room(event: Any) -> Response:
     """``joinRoom``: add the connection to ``room``; the answer is ``fanout.joined`` with the
-    room's position when it joined (history on). A member's join changes nothing and
-    answers the position kept when it joined (on ``$connect``'s ``?room=`` too)."""
+    room's position when it joined (history on). A member's join changes nothing, announces
+    nothing and answers the position kept when it joined (on ``$connect``'s ``?room=`` too)."""
     request = websocket_request(event)
     room = required_room(json_body(event))
     runtime = _allowed(request, "join", room)
-    held = runtime.store.membership(request.connection_id, room)
+    store, limit = runtime.store, runtime.config.max_rooms_per_connection
+    partition = store.partition(request.connection_id)
+    store.check_join(partition, request.connection_id, room, limit)
+    take(runtime, request)  # a member's join too: every repeat costs
+    held = partition.membership(room)
     if held is not None:
         kept = (held.joined_seq, held.joined_epoch)
         if kept[0] is not None and kept[1] is not None:
             return joined(room, (int(kept[0]), int(kept[1])))
         return joined(room, _position(runtime, room))  # a row kept none: history was off
     position = _position(runtime, room)  # before the row: later frames reach it either way
-    runtime.store.join(request.connection_id, room, position=position)
-    _announce_joined(runtime, request, [room])
+    if store.join(request.connection_id, room, partition=partition, limit=limit, position=position):
+        _announce_joined(runtime, request, [room])
     return joined(room, position)
 
 
@@ -208,6 +215,7 @@ def leave_room(event: Any) -> Response:
     request = websocket_request(event)
     room = required_room(json_body(event))
     runtime = get_runtime()
+    take(runtime, request)
     if runtime.store.leave(request.connection_id, room):
         _announce_left(runtime, Departure(request.connection_id, request.principal, (room,), 1))
     return ok()
@@ -228,8 +236,7 @@ def history(event: Any) -> Response:
     since, last, epoch = history_of(body)
     is_member = room is None or runtime.store.is_member(request.connection_id, room)
     _allowed(request, "history", room, is_member=is_member)
-    if runtime.limiter is not None:  # a resume posts as much as a send: it takes a token
-        runtime.limiter.take(request.connection_id)
+    take(runtime, request)
     result = resume(
         runtime.history,
         runtime.deliverer,
@@ -240,6 +247,7 @@ def history(event: Any) -> Response:
         last=last,
         epoch=epoch,
     )
+    charge_answer(runtime, request, result.posted_bytes)
     log.info("history %s", json.dumps(result.summary()))
     return ok()
 
@@ -252,7 +260,9 @@ def presence(event: Any) -> Response:
     runtime = get_runtime()
     is_member = runtime.store.is_member(request.connection_id, room)
     _allowed(request, "presence", room, is_member=is_member)
-    runtime.presence.answer(request.connection_id, request.endpoint, room)
+    take(runtime, request)
+    result = runtime.presence.answer(request.connection_id, request.endpoint, room)
+    charge_answer(runtime, request, result.posted_bytes)
     return ok()
 
 
@@ -261,9 +271,13 @@ def ping(event: Any) -> Response:
     """``ping``: extend the connection's TTL."""
     request = websocket_request(event)
     json_body(event)  # a body no other action would take is refused here too
-    if not get_runtime().store.touch(request.connection_id):
-        raise NotConnectedError(request.connection_id)
-    return ok()
+    runtime = get_runtime()
+    partition = runtime.store.partition(request.connection_id)
+    if partition.connection is not None:
+        take(runtime, request)  # a live connection's ping: a dead one's writes nothing
+        if runtime.store.touch(request.connection_id, partition=partition):
+            return ok()
+    raise NotConnectedError(request.connection_id)
 
 
 @answers

@@ -37,7 +37,8 @@ EVERYONE_PREFIX = "ALL#"
 USER_PREFIX = "USER#"
 CONNECTION_SK = "CONN"
 USER_SK = "USER"  # the row that lists a connection under its principal
-RATE_SK = "RATE"  # the connection's send bucket
+RATE_SK = "RATE"  # the connection's send bucket (and a principal's, in a partition of its own)
+RATE_PREFIX = "RATE#"  # a principal's bucket (FANOUT_USER_RATE_LIMIT), outside the index
 # History (opt-in): a counter and the frames of each scope, a room's or everyone's, and the
 # idempotency keys of publishes. Each is a partition of its own, outside the index.
 EVERYONE_SCOPE = "ALL"
@@ -127,6 +128,11 @@ def room_index_pk(room: str) -> str:
 def user_index_pk(principal: str) -> str:
     """Index partition listing the connections of one principal."""
     return USER_PREFIX + validate_principal(principal)
+
+
+def user_rate_pk(principal: str) -> str:
+    """The partition of a principal's token bucket, shared by all its connections."""
+    return RATE_PREFIX + user_index_pk(principal)
 
 
 def everyone_shard(connection_id: str) -> int:

@@ -104,6 +104,7 @@ class Presence:
         result = FanoutResult(strategy=PRESENCE, room=room, message_id="", audience="caller")
         target = [Target(connection_id, endpoint)]
         for frame in presence_frames(room, members):
+            result.posted_bytes += len(frame)
             self.strategy.deliverer.deliver_targets(target, frame, result)
         return result
 

@@ -100,7 +100,9 @@ def resume(
         for retained in history.after(scope, after, at.seq):  # page by page
             if wanted is not None and retained.seq not in wanted:
                 continue
-            deliverer.deliver_targets(target, retained.frame.encode(), result)
+            frame = retained.frame.encode()
+            result.posted_bytes += len(frame)
+            deliverer.deliver_targets(target, frame, result)
             if result.gone or result.failed:  # gone, or a hole in what it received
                 return False
             posted.add(retained.seq)
@@ -120,7 +122,9 @@ def resume(
     end: dict[str, object] = {"id": new_message_id(), "event": "history.end", "room": room}
     end["from"] = None
     end.update({"seq": at.seq, "epoch": at.epoch, "complete": complete})
-    deliverer.deliver_targets(target, encode_json(end).encode(), result)
+    frame = encode_json(end).encode()
+    result.posted_bytes += len(frame)
+    deliverer.deliver_targets(target, frame, result)
     return result
 
 

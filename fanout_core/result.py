@@ -49,6 +49,7 @@ class FanoutResult:
     dynamodb_requests: int = 0  # Query/Scan pages read to resolve the audience
     read_units: float | None = None  # ConsumedCapacity summed, when the backend reports it
     elapsed_seconds: float = 0.0
+    posted_bytes: int = 0  # an answer to one caller (history, presence): the bytes it posted
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add_page(self, page: Page) -> None:

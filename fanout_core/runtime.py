@@ -145,6 +145,16 @@ class Runtime:
         return RateLimiter(self.store.models, self.config.rate_limit, self.clock)
 
     @_Part
+    def user_limiter(self) -> RateLimiter | None:
+        """The per-principal rate limit (``FANOUT_USER_RATE_LIMIT``); None when off."""
+        if self.config.user_rate_limit is None:
+            return None
+        from fanout_core.ratelimit import RateLimiter
+
+        limit = self.config.user_rate_limit
+        return RateLimiter(self.store.models, limit, self.clock, per_user=True)
+
+    @_Part
     def tasks(self) -> TaskRunner | None:
         """What runs queued tasks in the ``sqs_worker``: the strategy's, or, with a queue
         configured and a strategy that queues nothing, ``sqs_batched``'s (a worker whose

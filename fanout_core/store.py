@@ -8,12 +8,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pynamodb.exceptions import DeleteError, UpdateError
+from pynamodb.exceptions import DeleteError
 
 from fanout_core import keys
 from fanout_core.audience import Page, Target
 from fanout_core.config import FanoutConfig, local_credentials
-from fanout_core.errors import NotConnectedError, condition_failed
+from fanout_core.errors import condition_failed
+from fanout_core.memberships import Memberships, Partition
 from fanout_core.models import (
     ConnectionItem,
     MembershipItem,
@@ -33,6 +34,7 @@ __all__ = [
     "Departure",
     "Member",
     "Page",
+    "Partition",
     "SweepResult",
     "Target",
     "models_for",
@@ -74,8 +76,9 @@ def _validate_endpoint(endpoint: str) -> str:
     return endpoint
 
 
-class ConnectionStore(AudienceReads):
-    """Reads and writes the fan-out table; the audience reads are ``AudienceReads``'.
+class ConnectionStore(AudienceReads, Memberships):
+    """Reads and writes the fan-out table; the audience reads are ``AudienceReads``', joins,
+    leaves and pings ``Memberships``'.
 
     Every read skips rows whose ``expires_at`` has passed: DynamoDB deletes expired
     items only within about two days, and local backends never do.
@@ -183,69 +186,6 @@ class ConnectionStore(AudienceReads):
             deleted + len(rows),
         )
 
-    def join(
-        self, connection_id: str, room: str, *, position: tuple[int, int] | None = None
-    ) -> None:
-        """Add the connection to ``room`` (at the room's (seq, epoch) ``position``, history
-        on); raise NotConnectedError if it is not live."""
-        keys.validate_room(room)
-        connection = self.get_connection(connection_id)
-        if connection is None:
-            raise NotConnectedError(connection_id)
-        membership = membership_row(
-            self.models,
-            connection_id,
-            connection.endpoint,
-            room,
-            expires_at=int(connection.expires_at),
-            joined_at=int(self.clock() * 1000),
-            position=position,
-        )
-        membership.save()
-        # A $disconnect between our read and our put deleted the connection row first
-        # and may have queried the partition before our put: look again, clean up.
-        if self.get_connection(connection_id) is None:
-            membership.delete()
-            raise NotConnectedError(connection_id)
-
-    def leave(self, connection_id: str, room: str) -> bool:
-        """Remove the connection from ``room``; False if it was not a member."""
-        row = self.models.membership(keys.connection_pk(connection_id), keys.membership_sk(room))
-        try:
-            row.delete(condition=self.models.membership.pk.exists())
-        except DeleteError as error:
-            if condition_failed(error):
-                return False
-            raise
-        return True
-
-    def touch(self, connection_id: str) -> bool:
-        """Extend the TTL of a live connection and all its rows; False if not live."""
-        pk = keys.connection_pk(connection_id)
-        now = self.clock()
-        expires_at = int(now) + self.config.ttl_seconds
-        model = self.models.connection
-        try:
-            model(pk, keys.CONNECTION_SK).update(
-                actions=[model.expires_at.set(expires_at)],
-                condition=model.pk.exists() & (model.expires_at > int(now)),
-            )
-        except UpdateError as error:
-            if condition_failed(error):
-                return False
-            raise
-        item = self.models.item
-        for row in item.query(pk, consistent_read=True):
-            if row.sk in (keys.CONNECTION_SK, keys.RATE_SK):
-                continue  # the connection row is updated above; a send bucket keeps its own
-            try:
-                # A membership left meanwhile must not come back as a bare TTL row.
-                row.update(actions=[item.expires_at.set(expires_at)], condition=item.pk.exists())
-            except UpdateError as error:
-                if not condition_failed(error):
-                    raise
-        return True
-
     def sweep(self, *, page_size: int | None = None) -> SweepResult:
         """Delete every expired row (and memberships orphaned by an expired connection)."""
         now = int(self.clock())
@@ -267,6 +207,16 @@ class ConnectionStore(AudienceReads):
         return SweepResult(connections=connections, memberships=memberships)
 
     # -- reads -------------------------------------------------------------------------
+
+    def live_connections(self, principal: str, *, up_to: int) -> int:
+        """How many live connections ``principal`` has, counted up to ``up_to`` (the index
+        is eventually consistent: connections opened at the same moment may be missed)."""
+        count = 0
+        for page in self.user_pages(principal):
+            count += len(page.targets)
+            if count >= up_to:
+                break
+        return min(count, up_to)
 
     def get_connection(self, connection_id: str) -> ConnectionItem | None:
         """The live connection row, or None (missing or expired)."""

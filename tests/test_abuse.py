@@ -18,13 +18,13 @@ from fanout_core.events import MAX_BODY_BYTES, MAX_JSON_DEPTH
 from fanout_core.local.authorizer import verdict
 from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.policy import AccessRequest, Decision, owner_rooms
-from tests.support import frames
 from tests.support.authorizers import policy as allow
 from tests.support.backends import Backend
 from tests.support.clock import FakeClock
 from tests.support.events import connect_event, message_event
 from tests.support.harness import Chat, make_chat
 from tests.support.hyp_strategies import profile, scaled
+from tests.support.machine import error_of
 
 OK = {"statusCode": 200}
 
@@ -37,15 +37,6 @@ def chat_with(
         return make_chat(backend, local_api, clock, "gsi_query", **settings)
 
     return make
-
-
-def error_of(response: dict[str, Any]) -> tuple[int, str]:
-    body = frames.check(json.loads(response["body"]), "errorAnswer")
-    return response["statusCode"], body["error"]
-
-
-def table(chat: Chat) -> list[tuple[str | None, str, int]]:
-    return sorted((r.connection_id, r.sk, int(r.expires_at)) for r in chat.runtime.store.rows())
 
 
 # -- numbers and nesting no parser should take (hole 6) ---------------------------------
@@ -108,7 +99,7 @@ def test_huge_numbers_and_deep_nesting_in_any_field_are_400_and_log_no_error(
     client could flood the error logs. Now every such body is 400 ``invalid_json``."""
     chat = chat_with(history_seconds=60)
     a = chat.connect(rooms=["r"])
-    before = table(chat)
+    before = chat.table()
 
     @settings(
         profile(),
@@ -134,7 +125,7 @@ def test_huge_numbers_and_deep_nesting_in_any_field_are_400_and_log_no_error(
         assert error_of(response) == (400, "invalid_json"), (body[:80], response)
         errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
         assert not errors, errors[0].getMessage()
-        assert table(chat) == before
+        assert chat.table() == before
         assert chat.api.total("POST") == 0
 
     check()
@@ -188,7 +179,7 @@ def test_a_policy_that_raises_any_exception_fails_closed(
     except BaseException as escaped:  # a KeyboardInterrupt here would stop the whole run
         pytest.fail(f"the policy's {escaped!r} escaped the handler")
     assert error_of(response) == (500, "policy_failed")
-    assert table(chat) == []
+    assert chat.table() == []
 
 
 # -- identity: the authorizer's principal wins (hole 9) ---------------------------------

@@ -44,7 +44,12 @@ pytestmark = pytest.mark.ci
 
 RESOURCE_NAMES = ("table", "index", "queue", "connections", "disconnections")
 ALL_ON = FanoutSettings(
-    strategy="sqs_batched", presence_events=True, rate_limit="10/1", history_seconds=600
+    strategy="sqs_batched",
+    presence_events=True,
+    rate_limit="10/1",
+    history_seconds=600,
+    user_rate_limit="30/60",
+    max_connections_per_user=5,
 )
 COGNITO = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
 # As the template's AuthMode=jwt: every handler the template can deploy is here to compare.
@@ -199,7 +204,13 @@ def test_each_function_may_do_what_the_template_grants(default: Synth) -> None:
 
 
 def test_the_settings_add_what_the_templates_conditions_add(all_on: Synth) -> None:
-    on = {"presence_events": True, "rate_limit": True, "history": True}
+    on = {
+        "presence_events": True,
+        "rate_limit": True,
+        "history": True,
+        "user_rate_limit": True,
+        "max_connections": True,
+    }
     assert grants_by_handler(all_on) == permissions.grants(**on)
     assert grants_by_handler(all_on) == routes_and_more(granted_actions(_transformed(), **on))
 

@@ -208,12 +208,14 @@ def test_history_and_keys_add_their_writes_and_a_resume_its_reads() -> None:
     lambda_dollars = 0.20 + ten.lambda_gb_seconds * 0.0000166667 * 1e6
     assert ten.dollars * 1e6 == pytest.approx(3 * 0.125 + apigw + lambda_dollars)
     assert hundred.lambda_gb_seconds == pytest.approx((3 * 0.010 + 101 * 0.020) * 0.25)
-    # With a rate limit a resume takes a token: one write, one round trip more.
-    limited = cost.resume_cost(
-        10, Workload(1000, 10, 1, sizes=SIZES, history=True, rate_limit=True)
-    )
+    # With a rate limit a resume takes a token: one write, one round trip more; past 32 KB
+    # posted (200 frames of 200 bytes), it is charged the rest: one write more.
+    limited_workload = Workload(1000, 10, 1, sizes=SIZES, history=True, rate_limit=True)
+    limited = cost.resume_cost(10, limited_workload)
     assert (limited.write_units, ten.write_units) == (1, 0)
     assert limited.lambda_gb_seconds == pytest.approx(ten.lambda_gb_seconds + 0.010 * 0.25)
+    assert cost.resume_cost(100, limited_workload).write_units == 1  # 20 KB
+    assert cost.resume_cost(200, limited_workload).write_units == 2  # 40 KB
 
 
 def test_cost_cli_prices_history(capsys: pytest.CaptureFixture[str]) -> None:

@@ -112,7 +112,13 @@ def test_the_serverless_role_holds_every_handlers_statements() -> None:
     """One role for every function: the union of their grants, with every setting on."""
     statements = serverless()["provider"]["iam"]["role"]["statements"]
     granted = statement_actions(statements, "serverless.yml", SERVERLESS_RESOURCES)
-    every = permissions.grants(presence_events=True, rate_limit=True, history=True)
+    every = permissions.grants(
+        presence_events=True,
+        rate_limit=True,
+        history=True,
+        user_rate_limit=True,
+        max_connections=True,
+    )
     assert granted == permissions.merged(*every.values())
     variables = serverless()["provider"]["environment"]
     assert variables["FANOUT_TABLE"] == {"Ref": "Table"}

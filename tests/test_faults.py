@@ -212,9 +212,13 @@ class FaultyMachine(ChatMachine):
             live = self.senders()
         if not live:
             return
-        if operation in ("GetItem", "PutItem"):
+        if operation == "PutItem":
             cid = data.draw(st.sampled_from(live), label="cid")
             self.join_room(cid, data.draw(st.sampled_from(ROOMS), label="room"))
+        elif operation == "GetItem":  # a send to a room reads the sender's membership
+            cid = data.draw(st.sampled_from(live), label="cid")
+            room = data.draw(st.sampled_from(ROOMS), label="room")
+            self.send(cid, room, data.draw(message_texts(), label="text"))
         elif operation in ("UpdateItem", "Query"):  # a ping queries the memberships
             self.ping_as(data.draw(st.sampled_from(live), label="cid"))
         elif operation == "DeleteItem":

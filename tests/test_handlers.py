@@ -394,6 +394,7 @@ print(json.dumps([loaded, heavy, banned, fanout_core.runtime._runtime,
         "fanout_core.runtime",
         "fanout_core.strategy",
         "fanout_core.subprotocol",
+        "fanout_core.tokens",
     ]
     assert (heavy, banned, runtime, clients, session) == ([], [], None, 0, None)
 

@@ -62,7 +62,9 @@ def drain_as_worker(chat: Chat, recorder: Recorder) -> None:
             recorder.current = ""
 
 
-@pytest.mark.parametrize("settings", ["defaults", "presence events, a rate limit, history"])
+@pytest.mark.parametrize(
+    "settings", ["defaults", "presence events, both rate limits, history, a connections cap"]
+)
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_handlers_call_only_what_their_policy_allows(
     strategy: str,
@@ -81,19 +83,28 @@ def test_handlers_call_only_what_their_policy_allows(
         sqs_endpoint=moto_server_url,
         presence_events=extras,
         rate_limit=RateLimit(100, 1) if extras else None,
+        user_rate_limit=RateLimit(100, 1) if extras else None,
+        max_connections_per_user=10 if extras else None,
         history_seconds=600 if extras else 0,
     )
     recorder = Recorder()
     client = chat.runtime.store.models.client
     client.meta.events.register("before-parameter-build.dynamodb", recorder.hook)
+    updated: dict[str, set[str]] = defaultdict(set)  # handler -> partitions UpdateItem touched
+    client.meta.events.register(
+        "before-parameter-build.dynamodb.UpdateItem",
+        lambda params, **_: updated[recorder.current].add(params["Key"]["pk"]["S"]),
+    )
     if isinstance(chat.runtime.strategy, SqsBatched):
         sqs = chat.runtime.strategy.client
         sqs.meta.events.register("before-parameter-build.sqs", recorder.hook)
 
     ids = [local_api.connections.open() for _ in range(4)]
     a, b, c, d = ids
+    principal = "alice" if extras else None  # the principal's bucket and connections cap
     for cid in ids:
-        assert recorder.run("connect", connect_event(cid, rooms=["r"])) == {"statusCode": 200}
+        event = connect_event(cid, rooms=["r"], principal=principal)
+        assert recorder.run("connect", event) == {"statusCode": 200}
     join = message_event(a, {"action": "joinRoom", "room": "s"})
     assert recorder.run("join_room", join)["statusCode"] == 200  # its position, history on
     leave = message_event(a, {"action": "leaveRoom", "room": "s"})
@@ -125,7 +136,13 @@ def test_handlers_call_only_what_their_policy_allows(
     assert recorder.run("sweep", {}) == {"connections": 1, "memberships": 1}
 
     recorder.calls.pop("", None)  # the test's own reads
-    expected = grants(presence_events=extras, rate_limit=extras, history=extras)
+    expected = grants(
+        presence_events=extras,
+        rate_limit=extras,
+        history=extras,
+        user_rate_limit=extras,
+        max_connections=extras,
+    )
     for handler, calls in recorder.calls.items():
         allowed = expected[handler]
         for action, on_index in calls:
@@ -134,10 +151,16 @@ def test_handlers_call_only_what_their_policy_allows(
                 assert any("index" in str(r) for r in allowed[action]), (
                     f"{handler} calls {action} on the index, which its policy denies"
                 )
+    for handler, partitions in updated.items():
+        # A grant narrowed to partitions ("table SEQ#*") allows those only.
+        names = expected[handler]["dynamodb:UpdateItem"]
+        prefixes = tuple(name.split(" ", 1)[1].rstrip("*") for name in names if " " in name)
+        if "table" not in names:
+            assert all(pk.startswith(prefixes) for pk in partitions), (handler, partitions)
     # The run exercised every path it claims to (the check above is not vacuous).
     made = {h: {a for a, _ in calls} for h, calls in recorder.calls.items()}
     assert "dynamodb:BatchWriteItem" in made["connect"]
-    assert {"dynamodb:GetItem", "dynamodb:PutItem"} <= made["join_room"]
+    assert {"dynamodb:Query", "dynamodb:PutItem"} <= made["join_room"]
     assert "dynamodb:UpdateItem" in made["ping"]
     assert "default" not in made
     assert {"dynamodb:GetItem", "dynamodb:BatchGetItem"} <= made["presence"]
@@ -149,6 +172,11 @@ def test_handlers_call_only_what_their_policy_allows(
         # A member's position: the room's counter, read, and started where it had none.
         for handler in ("connect", "join_room"):
             assert {"dynamodb:GetItem", "dynamodb:UpdateItem"} <= made[handler]
+        # Every repeatable action's tokens, and the principal's connections counted.
+        for handler in ("join_room", "leave_room", "presence", "ping"):
+            assert "dynamodb:UpdateItem" in made[handler], handler
+        assert ("dynamodb:Query", True) in recorder.calls["connect"]
+        assert any(pk.startswith("RATE#USER#") for pk in updated["connect"])
         # presence.join / presence.leave fan-outs from the handlers that see joins and leaves:
         # each reads the room (a room nobody else is in is posted nothing).
         # (sqs_batched's handlers only enqueue the room's read task: the worker reads it.)

@@ -42,13 +42,13 @@ LAYERS: list[tuple[str, ...]] = [
     ),
     ("delivery.http11", "delivery.http_poster"),
     ("delivery.deliverer", "delivery"),
-    ("reads", "store", "ratelimit", "history"),
+    ("reads", "memberships", "store", "ratelimit", "history"),
     ("strategy", "queue", "worker", "strategies"),
     ("publishing",),
     ("presence",),
     ("runtime", "table", "sizes", "cost", "simulate"),
     ("fanout",),
-    ("events", "answers", "inbound", "handlers", "signin"),
+    ("events", "answers", "inbound", "tokens", "handlers", "signin"),
     ("cli", "local", "deploy", "cdk"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

@@ -231,18 +231,18 @@ def test_invalid_endpoint_changes_nothing(store: ConnectionStore) -> None:
 def test_join_racing_disconnect_leaves_no_orphan(store: ConnectionStore) -> None:
     """A disconnect that lands between join's read and its put is caught by the re-check."""
     store.connect("A1", ENDPOINT)
-    real_get = store.get_connection
+    real_partition = store.partition
     calls = 0
 
-    def get_then_disconnect(connection_id: str):  # type: ignore[no-untyped-def]
+    def read_then_disconnect(connection_id: str):  # type: ignore[no-untyped-def]
         nonlocal calls
         calls += 1
-        row = real_get(connection_id)
+        partition = real_partition(connection_id)
         if calls == 1:
             store.disconnect(connection_id)
-        return row
+        return partition
 
-    store.get_connection = get_then_disconnect  # type: ignore[method-assign]
+    store.partition = read_then_disconnect  # type: ignore[method-assign]
     with pytest.raises(NotConnectedError):
         store.join("A1", "r1")
     assert store.rows() == []

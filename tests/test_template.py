@@ -96,6 +96,8 @@ DEFAULT_CONDITIONS = {
     "PresenceEventsOn": False,
     "RateLimitOn": False,
     "HistoryOn": False,
+    "UserRateLimitOn": False,
+    "MaxConnectionsOn": False,
     "AuthOn": False,
     "CustomAuth": False,
     "TokenInQuery": False,
@@ -334,6 +336,23 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
     assert parameters["TtlSeconds"]["Default"] == defaults.DEFAULT_TTL_SECONDS
     assert parameters["Policy"]["Default"] == defaults.DEFAULT_POLICY
     assert parameters["RateLimit"]["Default"] == ""
+    assert (
+        parameters["UserRateLimit"]["AllowedPattern"] == parameters["RateLimit"]["AllowedPattern"]
+    )
+    rooms = parameters["MaxRoomsPerConnection"]
+    assert (rooms["Default"], rooms["MinValue"], rooms["MaxValue"]) == (
+        defaults.DEFAULT_MAX_ROOMS,
+        1,
+        1000,
+    )
+    cap = parameters["MaxConnectionsPerUser"]
+    assert (cap["Default"], cap["MinValue"]) == (0, 0)  # 0: no cap, as the library reads it
+    assert (
+        defaults.FanoutConfig.from_env(
+            {"FANOUT_MAX_CONNECTIONS_PER_USER": "0"}
+        ).max_connections_per_user
+        is None
+    )
     assert parameters["PresenceEvents"]["AllowedValues"] == ["false", "true"]
     pattern = re.compile(parameters["RateLimit"]["AllowedPattern"])
     for value in ("", "10/1", "3/0.5"):
@@ -350,6 +369,9 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
         "FANOUT_QUEUE_URL": {"Ref": "Queue"},
         "FANOUT_POLICY": {"Ref": "Policy"},
         "FANOUT_RATE_LIMIT": {"Ref": "RateLimit"},
+        "FANOUT_USER_RATE_LIMIT": {"Ref": "UserRateLimit"},
+        "FANOUT_MAX_ROOMS_PER_CONNECTION": {"Ref": "MaxRoomsPerConnection"},
+        "FANOUT_MAX_CONNECTIONS_PER_USER": {"Ref": "MaxConnectionsPerUser"},
         "FANOUT_PRESENCE_EVENTS": {"Ref": "PresenceEvents"},
         "FANOUT_HISTORY_SECONDS": {"Ref": "HistorySeconds"},
         "FANOUT_HISTORY_MAX": {"Ref": "HistoryMax"},
@@ -486,6 +508,8 @@ def granted_actions(
     presence_events: bool = False,
     rate_limit: bool = False,
     history: bool = False,
+    user_rate_limit: bool = False,
+    max_connections: bool = False,
 ) -> dict[str, dict[str, frozenset[str]]]:
     """Handler -> action -> resource names, from each function's role, for the settings."""
     conditions = {
@@ -493,6 +517,8 @@ def granted_actions(
         "PresenceEventsOn": presence_events,
         "RateLimitOn": rate_limit,
         "HistoryOn": history,
+        "UserRateLimitOn": user_rate_limit,
+        "MaxConnectionsOn": max_connections,
     }
     template = resolve_conditions(template, conditions)
     roles = of_type(template, "AWS::IAM::Role")
@@ -508,7 +534,8 @@ def granted_actions(
         if managed != [BASIC_EXECUTION_ROLE]:
             raise ValueError(f"{function_id}: managed policies {managed}, expected logs only")
         statements = [s for p in role.get("Policies", []) for s in p["PolicyDocument"]["Statement"]]
-        granted[handler] = statement_actions(statements, function_id)
+        # A statement on the whole table holds a narrower one beside it (as merged() says).
+        granted[handler] = permissions.merged(statement_actions(statements, function_id))
     return granted
 
 
@@ -550,10 +577,24 @@ def test_each_function_may_do_exactly_what_its_handler_does(transformed: dict[st
 @pytest.mark.parametrize("presence_events", [False, True])
 @pytest.mark.parametrize("rate_limit", [False, True])
 @pytest.mark.parametrize("history", [False, True])
-def test_presence_events_the_rate_limit_and_history_grant_exactly_what_they_call(
-    transformed: dict[str, Any], presence_events: bool, rate_limit: bool, history: bool
+@pytest.mark.parametrize(
+    ("user_rate_limit", "max_connections"), [(False, False), (True, False), (True, True)]
+)
+def test_presence_events_the_rate_limits_history_and_caps_grant_exactly_what_they_call(
+    transformed: dict[str, Any],
+    presence_events: bool,
+    rate_limit: bool,
+    history: bool,
+    user_rate_limit: bool,
+    max_connections: bool,
 ) -> None:
-    settings = {"presence_events": presence_events, "rate_limit": rate_limit, "history": history}
+    settings = {
+        "presence_events": presence_events,
+        "rate_limit": rate_limit,
+        "history": history,
+        "user_rate_limit": user_rate_limit,
+        "max_connections": max_connections,
+    }
     assert granted_actions(transformed, **settings) == permissions.grants(**settings, publish=True)
 
 

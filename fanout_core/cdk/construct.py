@@ -288,6 +288,8 @@ class FanoutWebSocket(Construct):
             presence_events=self.settings.presence_events,
             rate_limit=bool(self.settings.rate_limit),
             history=self.settings.history_seconds > 0,
+            user_rate_limit=bool(self.settings.user_rate_limit),
+            max_connections=self.settings.max_connections_per_user > 0,
         )[handler]
 
     def _routes(

@@ -17,6 +17,9 @@ class FanoutSettings:
     ttl_seconds: int = config.DEFAULT_TTL_SECONDS  # FANOUT_TTL_SECONDS
     policy: str = config.DEFAULT_POLICY  # FANOUT_POLICY
     rate_limit: str = ""  # FANOUT_RATE_LIMIT, COUNT/SECONDS; empty is off
+    user_rate_limit: str = ""  # FANOUT_USER_RATE_LIMIT, COUNT/SECONDS; empty is off
+    max_rooms_per_connection: int = config.DEFAULT_MAX_ROOMS  # FANOUT_MAX_ROOMS_PER_CONNECTION
+    max_connections_per_user: int = 0  # FANOUT_MAX_CONNECTIONS_PER_USER; 0 is no cap
     presence_events: bool = False  # FANOUT_PRESENCE_EVENTS
     history_seconds: int = 0  # FANOUT_HISTORY_SECONDS; 0 is off
     history_max: int = config.DEFAULT_HISTORY_MAX  # FANOUT_HISTORY_MAX
@@ -36,6 +39,9 @@ class FanoutSettings:
             "FANOUT_TTL_SECONDS": str(self.ttl_seconds),
             "FANOUT_POLICY": self.policy,
             "FANOUT_RATE_LIMIT": self.rate_limit,
+            "FANOUT_USER_RATE_LIMIT": self.user_rate_limit,
+            "FANOUT_MAX_ROOMS_PER_CONNECTION": str(self.max_rooms_per_connection),
+            "FANOUT_MAX_CONNECTIONS_PER_USER": str(self.max_connections_per_user),
             "FANOUT_PRESENCE_EVENTS": "true" if self.presence_events else "false",
             "FANOUT_HISTORY_SECONDS": str(self.history_seconds),
             "FANOUT_HISTORY_MAX": str(self.history_max),

@@ -7,14 +7,14 @@ A grant is IAM action -> the names of the resources it is allowed on: ``table`` 
 ARN), ``index`` (``{table}/index/audience``), ``queue``, ``connections`` (the stage's
 ``POST/@connections/*``) and ``disconnections`` (``DELETE/@connections/*``). ``table SEQ#*``
 is the table with the condition ``ForAllValues:StringLike`` ``dynamodb:LeadingKeys``
-``SEQ#*``: history's room counters only.
+``SEQ#*``: history's room counters only; ``table RATE#*`` the principals' token buckets only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fanout_core.keys import COUNTER_PREFIX
+from fanout_core.keys import COUNTER_PREFIX, RATE_PREFIX
 
 Grant = Mapping[str, frozenset[str]]
 
@@ -47,6 +47,7 @@ TABLE_AND_INDEX = frozenset({"table", "index"})
 QUEUE = frozenset({"queue"})
 CONNECTIONS = frozenset({"connections"})
 COUNTERS = f"table {COUNTER_PREFIX}*"
+USER_BUCKETS = f"table {RATE_PREFIX}*"
 
 # Least privilege: exactly the calls each handler makes (through PynamoDB, boto3's SQS and
 # Management API clients) with the default settings.
@@ -71,9 +72,9 @@ BASE: Mapping[str, Grant] = {
         "execute-api:ManageConnections": CONNECTIONS,
     },
     "join_room": {
-        "dynamodb:GetItem": TABLE,
+        "dynamodb:Query": TABLE,  # the connection's rows: live, its rooms, before and after
         "dynamodb:PutItem": TABLE,
-        "dynamodb:DeleteItem": TABLE,
+        "dynamodb:DeleteItem": TABLE,  # a join that lost a race takes its row back
     },
     "leave_room": {"dynamodb:DeleteItem": TABLE},
     "ping": {"dynamodb:UpdateItem": TABLE, "dynamodb:Query": TABLE},
@@ -132,17 +133,35 @@ WITH_PRESENCE_EVENTS: Mapping[str, Grant] = {
         "sqs:SendMessage": QUEUE,
     },
 }
-# FANOUT_RATE_LIMIT: the connection's bucket.
+# FANOUT_RATE_LIMIT: the connection's bucket, taken by every action a client repeats (a ping
+# updates the table already).
 WITH_RATE_LIMIT: Mapping[str, Grant] = {
-    "send_message": {"dynamodb:UpdateItem": TABLE},
-    "history": {"dynamodb:UpdateItem": TABLE},  # a resume takes a token too
+    handler: {"dynamodb:UpdateItem": TABLE}
+    for handler in ("send_message", "history", "join_room", "leave_room", "presence")
+}
+# FANOUT_USER_RATE_LIMIT: the principal's bucket, taken by those and by $connect.
+WITH_USER_RATE_LIMIT: Mapping[str, Grant] = {
+    handler: {"dynamodb:UpdateItem": frozenset({USER_BUCKETS})}
+    for handler in (
+        "connect",
+        "send_message",
+        "history",
+        "join_room",
+        "leave_room",
+        "presence",
+        "ping",
+    )
+}
+# FANOUT_MAX_CONNECTIONS_PER_USER: $connect counts the principal's live connections.
+WITH_MAX_CONNECTIONS: Mapping[str, Grant] = {
+    "connect": {"dynamodb:Query": frozenset({"index"})},
 }
 # FANOUT_HISTORY_SECONDS above 0: the room's sequence counter.
 WITH_HISTORY: Mapping[str, Grant] = {
     "send_message": {"dynamodb:UpdateItem": TABLE},
     # A joining member's position: the room's counter, read and started if it has none.
     "connect": {"dynamodb:GetItem": TABLE, "dynamodb:UpdateItem": frozenset({COUNTERS})},
-    "join_room": {"dynamodb:UpdateItem": frozenset({COUNTERS})},
+    "join_room": {"dynamodb:GetItem": TABLE, "dynamodb:UpdateItem": frozenset({COUNTERS})},
 }
 
 # What a function of the user's may do to publish with fanout_core.Fanout: what publish
@@ -187,6 +206,8 @@ def grants(
     rate_limit: bool = False,
     history: bool = False,
     publish: bool = False,
+    user_rate_limit: bool = False,
+    max_connections: bool = False,
 ) -> dict[str, dict[str, frozenset[str]]]:
     """Handler -> its grant, with what each setting that is on adds; ``publish``: with
     ``publish_http`` and ``publish_events`` (the template's optional publishers)."""
@@ -196,6 +217,8 @@ def grants(
             (presence_events, WITH_PRESENCE_EVENTS),
             (rate_limit, WITH_RATE_LIMIT),
             (history, WITH_HISTORY),
+            (user_rate_limit, WITH_USER_RATE_LIMIT),
+            (max_connections, WITH_MAX_CONNECTIONS),
         )
         if on
     ]

@@ -1,9 +1,10 @@
 """The state machine's model of access control: a drawn policy, the rate limit, presence.
 
 ``Access`` is what one run draws: a policy (``open``, ``owner_rooms``, or ``open`` with a
-random set of denied (action, room) pairs), maybe a rate limit, maybe presence events. Its
-``allows`` decides as the library's policy must, from what the model knows; ``Bucket``
-keeps a connection's token bucket as ``fanout_core.ratelimit`` must.
+random set of denied (action, room) pairs), maybe a rate limit per connection and one per
+principal, maybe presence events, a cap on rooms per connection and maybe one on a
+principal's connections. Its ``allows`` decides as the library's policy must, from what the
+model knows; ``Bucket`` keeps a token bucket as ``fanout_core.ratelimit`` must.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from fanout_core.config import RateLimit
+from fanout_core.config import DEFAULT_MAX_ROOMS, RateLimit
 from fanout_core.policy import AccessRequest, Decision, deny, open_policy, owner_rooms
 from tests.support.hyp_strategies import ROOMS
 
@@ -31,6 +32,9 @@ class Access:
     denied: frozenset[Pair] = frozenset()
     rate_limit: RateLimit | None = None
     presence_events: bool = False
+    user_rate_limit: RateLimit | None = None
+    max_rooms: int = DEFAULT_MAX_ROOMS
+    max_connections: int | None = None  # a principal's live connections
 
     def policy(self) -> Any:
         """The callable the runtime is built with."""
@@ -66,12 +70,23 @@ class Access:
             return False
         return not members_only or bool(is_member)
 
+    def settings(self) -> dict[str, Any]:
+        """The runtime's settings (FanoutConfig fields) of this run's limits."""
+        return {
+            "rate_limit": self.rate_limit,
+            "presence_events": self.presence_events,
+            "user_rate_limit": self.user_rate_limit,
+            "max_rooms_per_connection": self.max_rooms,
+            "max_connections_per_user": self.max_connections,
+        }
 
-def accesses(*, lean_on: bool = False) -> st.SearchStrategy[Access]:
+
+def accesses(*, lean_on: bool = False, caps: bool = True) -> st.SearchStrategy[Access]:
     """What a run draws: mostly with something switched on, so each check is met.
 
     Draws lean to the first of their choices: ``lean_on`` puts a rate limit and presence
-    events first, for the access machine; the others keep the draws they were tuned with.
+    events first, and draws a rate limit per principal and the caps (``caps``), for the
+    access machine; the others keep the draws they were tuned with.
     """
     # Not ("connect", None): a run in which nobody can connect checks nothing.
     pairs = st.tuples(
@@ -80,13 +95,19 @@ def accesses(*, lean_on: bool = False) -> st.SearchStrategy[Access]:
     limit = st.builds(RateLimit, st.sampled_from([1, 1, 2, 3]), st.sampled_from([5.0, 30.0]))
     limits = (limit | st.none()) if lean_on else (st.none() | limit)
     events = st.sampled_from([True, False]) if lean_on else st.booleans()
-    return st.builds(
-        Access,
-        kind=st.sampled_from(POLICY_KINDS),
-        denied=st.frozensets(pairs, max_size=4),
-        rate_limit=limits,
-        presence_events=events,
-    )
+    draws: dict[str, st.SearchStrategy[Any]] = {
+        "kind": st.sampled_from(POLICY_KINDS),
+        "denied": st.frozensets(pairs, max_size=4),
+        "rate_limit": limits,
+        "presence_events": events,
+    }
+    if lean_on and caps:  # the others keep the draws they were tuned with
+        # Caps a run meets: 3 rooms (ROOMS) against 2, a principal's connections against 1, 2.
+        user_limit = st.builds(RateLimit, st.sampled_from([2, 4]), st.sampled_from([5.0, 30.0]))
+        draws["user_rate_limit"] = user_limit | st.none()
+        draws["max_rooms"] = st.sampled_from([2, DEFAULT_MAX_ROOMS])
+        draws["max_connections"] = st.sampled_from([1, 2]) | st.none()
+    return st.builds(Access, **draws)
 
 
 @dataclass
@@ -96,8 +117,11 @@ class Bucket:
     tat: int | None = None  # epoch microseconds
     expires_at: int | None = None  # of its row; None: no row
 
-    def take(self, limit: RateLimit, now: float) -> bool:
-        """Take a token at ``now``; False (nothing changes) if the bucket is empty."""
+    def take(self, limit: RateLimit | None, now: float) -> bool:
+        """Take a token at ``now``; False (nothing changes) if the bucket is empty. No limit:
+        True, and no row."""
+        if limit is None:
+            return True
         interval = max(1, round(limit.seconds * MICROS / limit.count))
         burst = interval * (limit.count - 1)
         at = int(now * MICROS)

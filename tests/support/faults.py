@@ -62,6 +62,7 @@ class DynamoFault:
     code: str = THROTTLE
     status: int = 400
     after: bool = False
+    matching: str | None = None  # only requests whose body holds this text
 
 
 class DynamoFaults:
@@ -88,15 +89,17 @@ class DynamoFaults:
         code: str = THROTTLE,
         status: int = 400,
         after: bool = False,
+        matching: str | None = None,
     ) -> None:
         """Answer the next ``times`` calls of ``operation`` (``Query``, ...) with ``code``.
 
         ``after``: execute each call first, then answer the error instead of its success.
+        ``matching``: only calls whose request body holds this text (a key, say).
         """
         if times < 1:
             raise ValueError(f"times must be at least 1, got {times}")
         with self._lock:
-            self._faults.append(DynamoFault(operation, times, code, status, after))
+            self._faults.append(DynamoFault(operation, times, code, status, after, matching))
 
     def pending(self, operation: str | None = None) -> int:
         """Injected errors not answered yet (for one operation, or all)."""
@@ -116,10 +119,12 @@ class DynamoFaults:
         self.clear()
         self.client.meta.events.unregister(_EVENT, unique_id=self._unique_id)
 
-    def _take(self, operation: str) -> DynamoFault | None:
+    def _take(self, operation: str, body: bytes) -> DynamoFault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.operation == operation:
+                if fault.operation == operation and (
+                    fault.matching is None or fault.matching.encode() in body
+                ):
                     fault.times -= 1
                     if fault.times <= 0:
                         self._faults.remove(fault)
@@ -148,7 +153,8 @@ class DynamoFaults:
             original = self._rerouted.pop(request, None)
         if original is not None:
             request.url = original  # a retry of a faulted attempt goes where it should
-        fault = self._take(event_name.rsplit(".", 1)[-1])
+        body = request.body if isinstance(request.body, bytes) else str(request.body).encode()
+        fault = self._take(event_name.rsplit(".", 1)[-1], body)
         if fault is None:
             return None  # sent as usual (or answered by moto in-process)
         if fault.after and self._execute(request, event_name):

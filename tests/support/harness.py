@@ -223,6 +223,10 @@ class Chat:
     def texts(self, cid: str) -> list[str]:
         return [frame["body"] for frame in self.frames(cid)]
 
+    def table(self) -> list[tuple[str, str, int]]:
+        """Every row: (its pk, sk, expiry), sorted."""
+        return sorted((r.pk, r.sk, int(r.expires_at)) for r in self.runtime.store.rows())
+
     def row_ids(self) -> set[str]:
         """The connections that have rows (history, counters and keys have none)."""
         rows = self.runtime.store.rows()

@@ -131,6 +131,15 @@ class Conn:
     bucket: Bucket = field(default_factory=Bucket)  # its send bucket, under a rate limit
 
 
+def joined(response: dict[str, Any], room: str) -> bool:
+    """A joinRoom's success: 200, with the room's position (``fanout.joined``) if history is on."""
+    if response == OK:
+        return True
+    frame = frames.decode(response["body"]) if response.get("statusCode") == 200 else {}
+    assert (frame.get("event"), frame.get("room")) == ("fanout.joined", room), response
+    return True
+
+
 def error_of(response: dict[str, Any]) -> tuple[int, str]:
     """(status, error code) of a JSON error answer."""
     assert response["headers"]["Content-Type"] == "application/json", response
@@ -194,6 +203,7 @@ class FanoutMachine(RuleBasedStateMachine):
         self.presence = PresenceLog()  # what the current step must post
         self.presence_gone: set[str] = set()  # found gone by this step's presence events
         self.first_sent: dict[str, dict[str, Any]] = {}  # message key -> its frame as posted
+        self.user_buckets: dict[str, Bucket] = {}  # principal -> its bucket, if limited
 
     @property
     def runtime(self) -> Runtime | None:
@@ -228,8 +238,7 @@ class FanoutMachine(RuleBasedStateMachine):
             segments=segments,
             concurrency=concurrency,
             policy=self.access.policy(),
-            rate_limit=self.access.rate_limit,
-            presence_events=self.access.presence_events,
+            **self.access.settings(),
             **self.run_settings(),
         )
         runtime = self.runtime
@@ -287,7 +296,23 @@ class FanoutMachine(RuleBasedStateMachine):
                 rows[(conn.cid, f"ROOM#{room}")] = expires_at
             if conn.bucket.expires_at is not None:
                 rows[(conn.cid, "RATE")] = conn.bucket.expires_at
+        for principal, bucket in self.user_buckets.items():
+            if bucket.expires_at is not None:
+                rows[(f"RATE#USER#{principal}", "RATE")] = bucket.expires_at
         return rows
+
+    def user_bucket(self, principal: str) -> Bucket:
+        return self.user_buckets.setdefault(principal, Bucket())
+
+    def take_tokens(self, cid: str) -> bool:
+        """A repeatable action's token: the connection's bucket, then its principal's. A
+        refusal by the principal's has taken the connection's."""
+        conn, now = self.conns[cid], self.clock.now
+        if not conn.bucket.take(self.access.rate_limit, now):
+            return False
+        return conn.principal is None or self.user_bucket(conn.principal).take(
+            self.access.user_rate_limit, now
+        )
 
     def numbered(self, room: str | None, key: str) -> int | None:
         """The seq a message to ``room`` (None: everyone) just took: none, history off."""
@@ -433,8 +458,7 @@ class FanoutMachine(RuleBasedStateMachine):
         if room is not None and not self.live_member(self.conns[sender], room):
             self.refused(lambda: self.call(sender, body), 403, "not_a_member", "send")
             return
-        limit = self.access.rate_limit
-        if limit is not None and not self.conns[sender].bucket.take(limit, self.clock.now):
+        if not self.take_tokens(sender):
             self.refused(lambda: self.call(sender, body), 429, "rate_limited", "send")
             return
         audience = self.audience(room)
@@ -544,24 +568,43 @@ class FanoutMachine(RuleBasedStateMachine):
         event = connect_event(cid, rooms=rooms)
         if identity:
             event["requestContext"]["authorizer"] = identity
+        distinct = list(dict.fromkeys(rooms))  # a room asked twice is one membership
         allowed = self.allows(cid, "connect", None) and all(
-            self.allows(cid, "join", room) for room in rooms
+            self.allows(cid, "join", room) for room in distinct
         )
+        limit, now = self.access.max_connections, self.clock.now
+        refusal = None
+        if len(distinct) > self.access.max_rooms:
+            refusal = (400, "too_many_rooms")
+        elif not allowed:
+            refusal = (403, "forbidden")
+        elif (
+            principal is not None
+            and limit is not None
+            and len(self.users_connections(principal) - {cid}) >= limit
+        ):
+            refusal = (403, "too_many_connections")
+        if (
+            refusal is None
+            and principal is not None
+            and not self.user_bucket(principal).take(self.access.user_rate_limit, now)
+        ):
+            refusal = (429, "rate_limited")
 
         def handshake() -> dict[str, Any]:
             response: dict[str, Any] = handlers.websocket(event, None)
             self.drain()
             return response
 
-        if not allowed:  # refused: the handshake fails, nothing is written
-            self.refused(handshake, 403, "forbidden", "connect")
+        if refusal is not None:  # refused: the handshake fails, nothing is written
+            self.refused(handshake, *refusal, "connect")
             del self.conns[cid]
             self.h.api.connections.close(cid)
             return
         response = handshake()
         assert response == OK, response
-        conn.rooms = dict.fromkeys(rooms, conn.expires_at)
-        for room in rooms:
+        conn.rooms = dict.fromkeys(distinct, conn.expires_at)
+        for room in distinct:
             self.announce(JOIN, room, cid)
 
     @precondition(lambda self: any(c.open or c.in_table for c in self.conns.values()))
@@ -593,20 +636,24 @@ class FanoutMachine(RuleBasedStateMachine):
     def join_room(self, cid: str, room: str) -> None:
         count_step("join")
         body = {"action": "joinRoom", "room": room}
+        conn = self.conns[cid]
         if not self.allows(cid, "join", room):
             self.refused(lambda: self.call(cid, body), 403, "forbidden", "join")
             return
-        conn = self.conns[cid]
-        member = self.live_member(conn, room)
-        response = self.call(cid, body)
-        if self.live(conn):
-            assert response == OK, response
-            if member:  # a member's join changes nothing and announces nothing
-                return
+        if not self.live(conn):
+            self.refused(lambda: self.call(cid, body), 403, "not_connected", "join")
+            return
+        rooms = [r for r in conn.rooms if self.live_member(conn, r)]
+        if room not in rooms and len(rooms) >= self.access.max_rooms:
+            self.refused(lambda: self.call(cid, body), 400, "too_many_rooms", "join")
+            return
+        if not self.take_tokens(cid):  # a member's join too: every repeat costs
+            self.refused(lambda: self.call(cid, body), 429, "rate_limited", "join")
+            return
+        assert joined(self.call(cid, body), room)
+        if room not in rooms:  # a member's join changes nothing and announces nothing
             conn.rooms[room] = conn.expires_at
             self.announce(JOIN, room, cid)
-        else:
-            assert error_of(response) == (403, "not_connected")
 
     @precondition(has_open)
     @rule(data=st.data())
@@ -616,7 +663,11 @@ class FanoutMachine(RuleBasedStateMachine):
 
     def leave_room(self, cid: str, room: str) -> None:
         count_step("leave")
-        assert self.call(cid, {"action": "leaveRoom", "room": room}) == OK
+        body = {"action": "leaveRoom", "room": room}
+        if not self.take_tokens(cid):
+            self.refused(lambda: self.call(cid, body), 429, "rate_limited", "leave")
+            return
+        assert self.call(cid, body) == OK
         if self.conns[cid].rooms.pop(room, None) is not None:
             self.announce(LEAVE, room, cid)
 
@@ -627,14 +678,17 @@ class FanoutMachine(RuleBasedStateMachine):
 
     def ping_as(self, cid: str) -> None:
         count_step("ping")
-        response = self.call(cid, {"action": "ping"})
+        body = {"action": "ping"}
         conn = self.conns[cid]
-        if self.live(conn):
-            assert response == OK, response
-            conn.expires_at = int(self.clock.now) + TTL
-            conn.rooms = dict.fromkeys(conn.rooms, conn.expires_at)
-        else:
-            assert error_of(response) == (403, "not_connected")
+        if not self.live(conn):  # no token: a dead connection's ping writes nothing
+            self.refused(lambda: self.call(cid, body), 403, "not_connected", "ping")
+            return
+        if not self.take_tokens(cid):
+            self.refused(lambda: self.call(cid, body), 429, "rate_limited", "ping")
+            return
+        assert self.call(cid, body) == OK
+        conn.expires_at = int(self.clock.now) + TTL
+        conn.rooms = dict.fromkeys(conn.rooms, conn.expires_at)
 
     @precondition(lambda self: bool(self.conns))
     @rule(seconds=st.integers(1, TTL))
@@ -652,10 +706,9 @@ class FanoutMachine(RuleBasedStateMachine):
 
     def has_expired(self) -> bool:
         now = self.clock.now
-        return any(
-            (c.in_table and not self.live(c))
-            or (c.bucket.expires_at is not None and c.bucket.expires_at <= now)
-            for c in self.conns.values()
+        buckets = [c.bucket for c in self.conns.values()] + list(self.user_buckets.values())
+        return any(c.in_table and not self.live(c) for c in self.conns.values()) or any(
+            b.expires_at is not None and b.expires_at <= now for b in buckets
         )
 
     @precondition(has_expired)
@@ -674,6 +727,9 @@ class FanoutMachine(RuleBasedStateMachine):
         for conn in self.conns.values():  # a send bucket expires on its own
             if conn.bucket.expires_at is not None and conn.bucket.expires_at <= now:
                 conn.bucket = Bucket()
+        for principal, bucket in list(self.user_buckets.items()):
+            if bucket.expires_at is not None and bucket.expires_at <= now:
+                del self.user_buckets[principal]
 
     def repeats(self) -> list[int]:
         """How many sends in a row a chat draws from."""
@@ -778,13 +834,16 @@ class FanoutMachine(RuleBasedStateMachine):
     @invariant()
     def presence_events_reached_exactly_the_live_members(self) -> None:
         """The presence events of the last step: each to the room's other live members."""
-        received: set[tuple[str, str, str, str]] = set()
+        posted: Counter[tuple[str, str, str, str]] = Counter()
         for cid in sorted(self.conns):
             events = [f for f in self.all_frames(cid) if f["event"] in (JOIN, LEAVE)]
             for frame in events[self.presence_seen[cid] :]:
                 assert frame["from"] is None, frame
-                received.add((cid, frame["event"], frame["data"]["connection_id"], frame["room"]))
+                posted[(cid, frame["event"], frame["data"]["connection_id"], frame["room"])] += 1
             self.presence_seen[cid] = len(events)
+        repeated = sorted(event for event, n in posted.items() if n > 1)
+        assert not repeated, f"presence events announced more than once: {repeated}"
+        received = set(posted)
         expected, self.presence.expected = self.presence.expected, set()
         gone, self.presence_gone = self.presence_gone, set()
         # Posts no check of the step took: only presence events, to whom they were due.
@@ -797,6 +856,16 @@ class FanoutMachine(RuleBasedStateMachine):
         assert (more, missed) == ([], []), f"presence events: {more} more, {missed} missed"
         if received:
             count_step("presence_event")
+
+    @invariant()
+    def no_membership_expires_before_its_live_connection(self) -> None:
+        """A ping refreshes a connection's memberships before its own row: whatever stops it
+        part way, no membership of a live connection expires while the connection lives."""
+        rows, now = self.h.rows(), self.clock.now
+        for (cid, sk), expires_at in rows.items():
+            connection = rows.get((cid, "CONN"))
+            if sk.startswith("ROOM#") and connection is not None and connection > now:
+                assert expires_at >= connection, f"{cid}'s {sk} expires before it: {rows}"
 
     @invariant()
     def table_matches_model(self) -> None:
@@ -838,7 +907,15 @@ class AccessMachine(FanoutMachine):
     """
 
     DRAW_ACCESS = True
-    STEPS = (*FanoutMachine.STEPS, "presence", "denied", "rate_limited", "presence_event")
+    STEPS = (
+        *FanoutMachine.STEPS,
+        "presence",
+        "denied",
+        "rate_limited",
+        "presence_event",
+        "too_many_rooms",
+        "too_many_connections",
+    )
     FORGED: ClassVar[dict[str, str]] = {
         "principal": PRINCIPALS[0],
         "principalId": PRINCIPALS[0],
@@ -854,9 +931,19 @@ class AccessMachine(FanoutMachine):
         return super().call(cid, {**self.FORGED, **body})
 
     def configured(self) -> None:
-        """Under a rate limit, the first client sends one more message in a row than its
-        bucket holds: the last is refused (429). Here, not only in a rule: Hypothesis turns
-        a random subset of rules off in each run, and this machine has many."""
+        """Each limit drawn is met at once, not only in a rule (Hypothesis turns a random
+        subset of rules off in each run, and this machine has many): the first client joins
+        every room (under a cap of fewer); a principal connects once more than its cap;
+        under a rate limit, the first client sends one more message in a row than its
+        bucket holds: the last is refused (429)."""
+        senders = self.senders()
+        if senders and self.access.max_rooms < len(ROOMS):
+            for name in ROOMS:
+                self.join_room(senders[0], name)
+        if self.access.max_connections is not None:
+            for _ in range(self.access.max_connections + 1):
+                if self.can_connect():
+                    self.connect([], PRINCIPALS[0])
         limit = self.access.rate_limit
         senders = self.senders()
         if limit is None or not senders:
@@ -882,6 +969,9 @@ class AccessMachine(FanoutMachine):
         body = {"action": "presence", "room": room}
         if not self.allows(cid, "presence", room):
             self.refused(lambda: self.call(cid, body), 403, "forbidden", "presence")
+            return
+        if not self.take_tokens(cid):  # an answer to the caller costs a token too
+            self.refused(lambda: self.call(cid, body), 429, "rate_limited", "presence")
             return
         members = self.audience(room)
         assert self.call(cid, body) == OK
