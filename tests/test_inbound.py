@@ -255,3 +255,18 @@ def test_the_docs_curl_example_publishes_signed() -> None:
             await ws.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_sign_publish_uses_the_shells_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from fanout_core.cli.local import publish_credentials
+
+    assert publish_credentials(argparse.Namespace(sign_publish=False)) is None
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSHELL")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "shell-secret")
+    signed_by = publish_credentials(argparse.Namespace(sign_publish=True))
+    assert signed_by == {"AKIDSHELL": "shell-secret"}
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    with pytest.raises(SystemExit, match="--sign-publish needs"):
+        publish_credentials(argparse.Namespace(sign_publish=True))

@@ -57,6 +57,9 @@ def test_the_root_takes_a_request_or_a_frame() -> None:
 
 MESSAGE = {"id": "9f1c", "event": "message", "room": "lobby", "from": SENDER}
 
+JOINED = {"id": "j1", "event": "fanout.joined", "room": "lobby", "from": None, "seq": 41}
+JOINED["epoch"] = 1796247568337
+
 GOOD: list[tuple[str, Any]] = [
     ("messageFrame", {**MESSAGE, "body": "hello"}),
     ("messageFrame", {**MESSAGE, "room": None, "from": None, "data": {"order": 42}}),
@@ -93,9 +96,15 @@ GOOD: list[tuple[str, Any]] = [
     ("history", {"action": "history", "room": "lobby", "since": None, "last": 2}),
     ("history", {"action": "history", "room": "lobby", "since": 3, "epoch": None}),
     ("history", {"action": "history", "room": "lobby", "since": 3, "epoch": 1796247568337}),
+    ("joinedFrame", {**JOINED}),
+    ("frame", {**JOINED, "seq": 0}),  # a room nothing was published to yet
 ]
 
 BAD: list[tuple[str, Any, str]] = [
+    ("joinedFrame", {**JOINED, "seq": None}, "no seq"),
+    ("joinedFrame", {**JOINED, "epoch": 0}, "no numbering"),
+    ("joinedFrame", {**JOINED, "room": None}, "no room"),
+    ("joinedFrame", {**JOINED, "event": "joined"}, "another event"),
     ("messageFrame", {k: v for k, v in MESSAGE.items() if k != "id"} | {"body": "x"}, "no id"),
     ("messageFrame", {**MESSAGE, "id": "", "body": "x"}, "empty id"),
     ("messageFrame", {**MESSAGE, "body": "x", "data": 1}, "body and data"),
