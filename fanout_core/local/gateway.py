@@ -353,18 +353,19 @@ class LocalWebSocketApi:
             await self.site.session(websocket)
             return
         socket: _Socket = websocket.fanout_socket  # type: ignore[attr-defined]
-        cid = socket.connection_id
+        cid, socket.last_seen = socket.connection_id, time.monotonic()  # idle from its open
         self._sockets[cid] = socket
         self.opened.append(cid)
         socket.ready.set()  # posts since $connect answered go out now, in order
         code, reason = 1000, ""
         try:
             async for data in websocket:
-                socket.last_seen = time.monotonic()
+                socket.last_seen = float("inf")  # not idle while a frame of it is handled
                 event = self._message_event(socket, data)
                 route = event["requestContext"]["routeKey"]
                 self._emit("message", cid, route, data if isinstance(data, str) else "<binary>")
                 answer = await self._invoke(route, event)
+                socket.last_seen = time.monotonic()  # what came meanwhile is read next
                 body = answer.get("body") if isinstance(answer, dict) else None
                 # A handler's answer body goes back to the client, as a two-way route does.
                 if isinstance(body, str) and body:
