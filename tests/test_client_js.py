@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from fanout_core.local.serve import LocalDeployment
+from tests.support.backends import STRATEGIES
 
 pytestmark = pytest.mark.server
 
@@ -40,12 +41,17 @@ def node() -> str:
     return binary
 
 
-async def node_tests(name: str, deployment: LocalDeployment, **env: str) -> None:
-    """Run tests/js/NAME.test.mjs against ``deployment``; fail with its report if it fails."""
+async def node_tests(
+    name: str, deployment: LocalDeployment, *, only: str | None = None, **env: str
+) -> str:
+    """Run tests/js/NAME.test.mjs against ``deployment`` (``only``: the tests whose name
+    matches it); its report, or fail with it if a test fails."""
+    pattern = [] if only is None else [f"--test-name-pattern={only}"]
     process = await asyncio.create_subprocess_exec(
         node(),
         "--test",
         "--test-reporter=spec",
+        *pattern,
         str(JS / f"{name}.test.mjs"),
         cwd=ROOT,
         env={**os.environ, "FANOUT_WS": deployment.ws_url, **env},
@@ -57,18 +63,36 @@ async def node_tests(name: str, deployment: LocalDeployment, **env: str) -> None
     assert process.returncode == 0, report
     assert re.search(r"\bfail 0\b", report), report
     assert not re.search(r"\bpass 0\b", report), report
+    return report
 
 
-def run(name: str, make: Callable[[], LocalDeployment], **env: str) -> None:
-    async def scenario() -> None:
+def run(
+    name: str, make: Callable[[], LocalDeployment], *, only: str | None = None, **env: str
+) -> str:
+    async def scenario() -> str:
         async with make() as deployment:
-            await node_tests(name, deployment, **env)
+            return await node_tests(name, deployment, only=only, **env)
 
-    asyncio.run(asyncio.wait_for(scenario(), 150))
+    return asyncio.run(asyncio.wait_for(scenario(), 150))
 
 
 def test_reconnect_resume_and_the_offline_queue() -> None:
     run("client", lambda: LocalDeployment(port=0, settings=HISTORY, table="js-client"))
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_quiet_member_misses_nothing_on_every_strategy(strategy: str) -> None:
+    """Joined, received nothing, dropped while 5 are published, reconnected: all 5 come
+    through history, in order, once (client.test.mjs's quiet member), on each strategy."""
+    report = run(
+        "client",
+        lambda: LocalDeployment(
+            port=0, strategy=strategy, settings=HISTORY, table=f"js-quiet-{strategy}"
+        ),
+        only="a quiet member",
+    )
+    assert re.search(r"\bpass 1\b", report), report
+    assert "a quiet member, dropped while 5 are published, gets all 5" in report, report
 
 
 def test_keep_alive_and_the_two_hour_cut() -> None:
