@@ -192,18 +192,21 @@ def test_the_console_socket_on_fanout_serve_reports_and_acts() -> None:
             url = deployment.console_url
             page = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
             assert b"fanout console" in page
-            events_url = url.replace("http://", "ws://") + "_console/events"
+            assert deployment.gateway is not None
+            host, key = deployment.gateway.domain_name, deployment.console_key
+            events_url = f"ws://{host}/_console/events?key={key}"
             with pytest.raises(InvalidStatus) as refused:
                 await connect(events_url, origin="http://evil.example")  # type: ignore[arg-type]
             assert refused.value.response.status_code == 403
-            async with connect(events_url) as feed:
+            # The page's own origin, as a browser names it.
+            async with connect(events_url, origin=f"http://{host}") as feed:  # type: ignore[arg-type]
                 hello = json.loads(await feed.recv())
                 assert hello["kind"] == "hello"
                 assert "sendMessage" in hello["routes"]
                 a = await connect(deployment.ws_url + "?client=a")
                 b = await connect(deployment.ws_url + "?client=b")
                 opened = await _next(feed, "invoke", route="$connect")
-                assert opened["query"] == {"client": ["a"]}
+                assert opened["query"] == {"client": ["a"]}  # the console's own tag, shown
                 cid_b = (await _next(feed, "invoke", route="$connect"))["connection_id"]
                 await a.send(json.dumps({"action": "sendMessage", "text": "hi"}))
                 sent = await _next(feed, "fanout", route="sendMessage")

@@ -44,7 +44,7 @@ async def serve_demo(deployment: LocalDeployment, announce: Callable[[str], None
     async with deployment:
         demo = deployment.console_state["demo"]
         stages = demo["connect"] + 2 * demo["send"] + 3
-        announce(f"console:        {deployment.console_url}?demo")
+        announce(f"console:        {deployment.console_url}&demo")
         announce(f"WebSocket API:  {deployment.ws_url}")
         announce(f"open the console and step through the {stages} stages (Ctrl-C to stop)")
         announce("ready")

@@ -89,6 +89,7 @@ class LocalDeployment:
         self.console = console
         self.console_state = dict(console_state or {})
         self.feed: Any = None  # the console's ConsoleFeed, while it runs
+        self.console_key = ""  # the run's secret in the console URL (fanout_core.local.console)
         self._observer: Any = None
         # FANOUT_* variables for this run (FANOUT_POLICY, FANOUT_RATE_LIMIT, ...), set as a
         # deployment's function environment would be.
@@ -306,55 +307,17 @@ class LocalDeployment:
 
     @property
     def console_url(self) -> str:
-        """Where the browser console is served."""
+        """Where the browser console is served: with this run's key, which it asks for."""
         assert self.gateway is not None
-        return f"http://{self.gateway.domain_name}/"
+        return f"http://{self.gateway.domain_name}/?key={self.console_key}"
 
     def _start_console(self, routes: dict[str, Any]) -> tuple[dict[str, Any], Any, Any]:
         """The console's routes, gateway listener and site (its modules load only here)."""
-        from fanout_core.fanout import Fanout
-        from fanout_core.local.console.feed import ConsoleFeed
-        from fanout_core.local.console.observe import Observer
-        from fanout_core.local.console.site import ConsoleSite
+        from fanout_core.local.console.start import new_key, start_console
 
-        assert self.config is not None
-        self.feed = feed = ConsoleFeed()
-        observer = self._observer = Observer(feed, self.config)
-        listener = self.on_event
-
-        def on_event(event: GatewayEvent) -> None:
-            observer.gateway_event(event)
-            if listener is not None:
-                listener(event)
-
-        def drop(connection_id: str) -> bool:
-            return self.gateway is not None and self.gateway.drop(connection_id)
-
-        fanout = Fanout()  # the handlers' runtime: what backend code in this process uses
-        site = ConsoleSite(
-            feed,
-            observer,
-            drop=drop,
-            publish=lambda *a, **k: observer.publish(fanout, *a, **k),
-            mint=self.mint if self.dev_issuer is not None else None,
-        )
-        self.management.on_request = observer.management_request
-        feed.state.update(
-            self.console_state,
-            config={
-                "table": self.config.table,
-                "strategy": self.config.strategy,
-                "policy": self.config.policy,
-                "history_seconds": self.config.history_seconds,
-                "stage": self.stage,
-                "management_url": self.management_url,
-                "queue_url": self.queue_url,
-                "dev_auth": self.dev_issuer is not None,
-            },
-            routes=sorted(routes),
-        )
-        observer.start()
-        return observer.wrap_routes(routes), on_event, site
+        self.console_key = new_key()
+        routes, on_event, site, self._observer = start_console(self, routes, self.console_key)
+        return routes, on_event, site
 
     async def stop(self) -> None:
         """Stop everything and restore the environment."""

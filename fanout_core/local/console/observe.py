@@ -30,6 +30,29 @@ MAX_ROWS = 5000  # a local table past this is shown in part
 MAX_FRAME_CHARS = 4000  # frames longer than this are shown cut
 # The handlers' INFO lines that carry a FanoutResult summary, and what the console calls them.
 RESULT_LINES = {"fanout %s": "fanout", "history %s": "history", "sqs_worker %s": "worker"}
+REDACTED = "[redacted]"
+# What a $connect's query string shows in the feed: the rooms, and the console's own tag of
+# its test clients. Any other value may be a login token.
+SHOWN_QUERY = ("room", "client")
+# Header names that carry credentials, in part: their values never reach the feed.
+SECRET_HEADER_WORDS = ("auth", "token", "cookie", "key", "secret", "session", "protocol")
+
+
+def redact_query(query: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A $connect's query string for the feed: each name, and values only of SHOWN_QUERY."""
+    return {
+        name: values if name in SHOWN_QUERY else [REDACTED for _ in values or [None]]
+        for name, values in (query or {}).items()
+    }
+
+
+def redact_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A $connect's headers for the feed: credentials-like ones (Authorization, Cookie,
+    Sec-WebSocket-Protocol, which carries a browser's token, X-Api-Key...) redacted."""
+    return {
+        name: REDACTED if any(w in str(name).lower() for w in SECRET_HEADER_WORDS) else value
+        for name, value in (headers or {}).items()
+    }
 
 
 def _cut(text: str | bytes | None) -> str | None:
@@ -137,7 +160,9 @@ class Observer:
         detail: dict[str, Any] = {}
         if route == "$connect":
             detail["principal"] = (request.get("authorizer") or {}).get("principalId")
-            detail["query"] = event.get("multiValueQueryStringParameters") or {}
+            # Tokens come in the query string and in headers: the feed shows neither's values.
+            detail["query"] = redact_query(event.get("multiValueQueryStringParameters"))
+            detail["headers"] = redact_headers(event.get("headers"))
         if route == "$disconnect":
             detail["close_code"] = request.get("disconnectStatusCode")
         self.feed.emit(

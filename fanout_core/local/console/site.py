@@ -1,15 +1,22 @@
 """The console's HTTP side on the WebSocket API's own port: the page, its files and
-``/_console/events``, a socket that pushes the feed and takes the page's actions."""
+``/_console/events``, a socket that pushes the feed and takes the page's actions.
+
+It is a development tool that sees everything and can publish and drop: it answers only a
+loopback ``Host`` (so a DNS-rebound name cannot reach it from a browser), and the page and
+its socket only with the run's key (the URL ``fanout serve`` prints holds it), compared in
+constant time. Its static files hold no secret: they need the Host only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
@@ -30,6 +37,15 @@ TYPES = {
 # Everything the page loads comes from here: it works offline.
 POLICY = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:"
 AUDIENCES = ("room", "user", "connections", "everyone")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def loopback_host(host: str | None) -> bool:
+    """True for a Host header naming this machine: 127.0.0.1, localhost or [::1], any port."""
+    try:
+        return bool(host) and urlsplit(f"//{host}").hostname in LOOPBACK
+    except ValueError:  # a Host that is no host[:port]
+        return False
 
 
 def _file(path: str) -> tuple[bytes, str] | None:
@@ -65,7 +81,11 @@ class ConsoleSite:
         drop: Callable[[str], bool],
         publish: Callable[..., dict[str, Any]],
         mint: Callable[[str, list[str]], str] | None = None,
+        key: str,
     ) -> None:
+        if not key:
+            raise ValueError("the console needs a key")
+        self.key = key
         self.feed = feed
         self.observer = observer
         self.drop = drop
@@ -79,15 +99,20 @@ class ConsoleSite:
 
     def respond(self, websocket: ServerConnection, request: Request) -> Response | None:
         """A file, a refusal, or None to open the events socket."""
-        path = urlsplit(request.path).path
-        if path == EVENTS_PATH:
-            origin = request.headers.get("Origin")
-            host = request.headers.get("Host", "")
-            # Another site's page must not drive this one's clients.
-            if origin is not None and urlsplit(origin).netloc != host:
-                return websocket.respond(403, "cross-origin console socket refused\n")
+        parts = urlsplit(request.path)
+        hosts = request.headers.get_all("Host")
+        host = hosts[0] if len(hosts) == 1 else ""
+        if not loopback_host(host):
+            return websocket.respond(403, "the console answers at 127.0.0.1, localhost or [::1]\n")
+        if parts.path in ("/", EVENTS_PATH) and not self._keyed(parts.query):
+            return websocket.respond(403, "open the console URL fanout serve printed (its key)\n")
+        if parts.path == EVENTS_PATH:
+            # Only the page opens this socket, and a browser always names the page's origin:
+            # another site's page (or a client that names none) must not drive its clients.
+            if request.headers.get_all("Origin") != [f"http://{host}"]:
+                return websocket.respond(403, "the console socket takes its own page only\n")
             return None
-        found = _file(path)
+        found = _file(parts.path)
         if found is None:
             return websocket.respond(404, "not found\n")
         body, kind = found
@@ -98,10 +123,15 @@ class ConsoleSite:
                 ("Cache-Control", "no-store"),
                 ("X-Content-Type-Options", "nosniff"),
                 ("Content-Security-Policy", POLICY),
+                ("Referrer-Policy", "no-referrer"),  # the page's URL holds the run's key
                 ("Connection", "close"),
             ]
         )
         return Response(200, "OK", headers, body)
+
+    def _keyed(self, query: str) -> bool:
+        given = parse_qs(query).get("key", [""])[-1]
+        return hmac.compare_digest(given.encode(), self.key.encode())
 
     async def session(self, websocket: ServerConnection) -> None:
         """Push the feed to one page and answer its actions until it goes."""

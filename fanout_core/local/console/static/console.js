@@ -77,7 +77,9 @@ function fresh(node) {
 // -- the feed ---------------------------------------------------------------------------
 
 function connectFeed() {
-  feed = new WebSocket(`ws://${location.host}/_console/events`);
+  // The run's key, from the URL `fanout serve` printed: the feed refuses a socket without it.
+  const key = new URLSearchParams(location.search).get("key") || "";
+  feed = new WebSocket(`ws://${location.host}/_console/events?key=${encodeURIComponent(key)}`);
   feed.onopen = () => {
     $("feed-state").textContent = "live";
     $("feed-state").classList.add("live");
