@@ -188,7 +188,11 @@ async def _next(feed: ClientConnection, kind: str, **match: Any) -> dict[str, An
 def test_the_console_socket_on_fanout_serve_reports_and_acts() -> None:
     async def scenario() -> None:
         history = {"FANOUT_HISTORY_SECONDS": "60"}
-        async with LocalDeployment(console=True, settings=history) as deployment:
+        # A table of its own: moto keeps tables for the whole process, and the history rows
+        # this test leaves (kept 60 s) must not show in another test's default table.
+        async with LocalDeployment(
+            console=True, settings=history, table="console-socket-test"
+        ) as deployment:
             url = deployment.console_url
             page = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read())
             assert b"fanout console" in page
