@@ -101,6 +101,16 @@ class HistoryMachine(ChatMachine):
         scope.counter_expires_at = now + self.history_seconds + COUNTER_GRACE_SECONDS
         return scope.latest
 
+    def positioned(self, room: str) -> None:
+        """A join tells the member its room's position: a room with no counter starts one
+        (at seq 0), so that the epoch the member holds is the one its frames get."""
+        if not self.history_seconds:
+            return
+        scope = self.scopes.setdefault(room, Scope())
+        if scope.counter_expires_at is None:
+            now = int(self.clock.now)
+            scope.counter_expires_at = now + self.history_seconds + COUNTER_GRACE_SECONDS
+
     def retained(self, room: str | None) -> list[int]:
         """The seqs a resume of ``room`` may still post, in order."""
         scope = self.scopes.get(room, Scope())
