@@ -70,6 +70,7 @@ class JwksServer:
     mode: str = "ok"
     delay: float = 1.0
     fetches: int = 0
+    fetched: threading.Event = field(default_factory=threading.Event)  # set at each fetch
     url: str = ""
     extra: list[dict[str, Any]] = field(default_factory=list)  # raw JWKs served as well
 
@@ -90,6 +91,7 @@ def serving(server: JwksServer | None = None) -> Iterator[JwksServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             jwks.fetches += 1
+            jwks.fetched.set()
             if jwks.mode == "slow":
                 time.sleep(jwks.delay)
             if jwks.mode == "error":
