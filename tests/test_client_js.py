@@ -105,6 +105,25 @@ def test_keep_alive_and_the_two_hour_cut() -> None:
     )
 
 
+def test_a_refresh_waits_for_a_slow_resume_and_loses_no_send() -> None:
+    """History answered in 1.3 s, after the next refresh is due (maxConnectionAge 1 s): the
+    client opens its new connection once the answer came, and keeps the old one open while
+    the sends made on it are handled. Every frame comes, once, in order."""
+    report = run(
+        "lifetime",
+        lambda: LocalDeployment(
+            port=0,
+            settings=HISTORY,
+            table="js-slow-resume",
+            idle_timeout=1.5,
+            max_lifetime=4.0,
+            handlers="tests.support.slow_history",
+        ),
+        only="it reconnects",
+    )
+    assert re.search(r"\bpass 2\b", report), report
+
+
 def test_the_token_on_every_connect() -> None:
     """Signed in through the JWT authorizer (`fanout serve --dev-auth`'s issuer), by the
     query string and by the subprotocol, with a token function called at every connect."""

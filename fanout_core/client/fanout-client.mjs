@@ -16,6 +16,9 @@
 const EVERYONE = "";
 const LATE_KEPT = 1000; // seqs skipped by a gap that are still taken if they arrive
 const PROTOCOL = "fanout"; // offered with the token as a second subprotocol; echoed back
+// How long the old connection of a refresh stays open once the new one is: API Gateway
+// deletes a closed connection's rows, so a send still on its way on it would be refused.
+const RETIRE_AFTER = 10000;
 
 export class FanoutError extends Error {
   constructor(code, message, cause) {
@@ -129,6 +132,8 @@ export class FanoutClient {
     this.timer = null; // the next reconnect
     this.pingTimer = null;
     this.ageTimer = null;
+    this.refreshDue = false; // the age is reached, and a resume is on its way
+    this.retiring = new Map(); // old connections of refreshes -> the timer that closes each
   }
 
   // -- events -----------------------------------------------------------------------------
@@ -226,6 +231,7 @@ export class FanoutClient {
   opened(socket) {
     if (this.socket !== socket) return;
     this.attempts = 0;
+    this.refreshDue = false;
     this.lastSent = Date.now();
     this.armPing();
     clearTimeout(this.ageTimer);
@@ -235,30 +241,41 @@ export class FanoutClient {
     this.resume();
     const queued = this.queue.splice(0);
     for (const body of queued) this.request(body);
-    this.retire();
+    this.retire(RETIRE_AFTER);
   }
 
   // Open the next connection at once (no backoff) and close this one once it is open: the
-  // old one takes no more sends, its frames still count, and the new one resumes.
+  // old one takes no more sends, its frames still count, and the new one resumes. Not while
+  // a room's history or position is on its way: it would come to the closed socket, and the
+  // new one would ask again, each time, if answers take longer than maxConnectionAge.
   refresh() {
     const old = this.socket;
     if (old === null || this.closed) return;
+    this.refreshDue = this.resuming();
+    if (this.refreshDue) return; // release() refreshes once the answers came (or timed out)
     this.socket = null;
     clearTimeout(this.pingTimer);
     clearTimeout(this.ageTimer);
     detach(old);
-    old.onmessage = (message) => this.receive(message.data);
-    this.retiring = old;
+    old.onmessage = (message) => this.receive(message.data, old);
+    this.retiring.set(old, null);
     this.setState("closed");
     this.open(++this.generation);
   }
 
-  retire() {
-    const old = this.retiring;
-    this.retiring = null;
-    if (old) {
-      detach(old);
-      old.close(1000, "refresh");
+  // Close the old connections of refreshes, now or `after` ms from now; it takes no sends,
+  // and its frames still count until then.
+  retire(after = 0) {
+    for (const [old, timer] of this.retiring) {
+      if (after > 0 && timer !== null) continue; // its close is set already
+      clearTimeout(timer);
+      const close = () => {
+        this.retiring.delete(old);
+        detach(old);
+        old.close(1000, "refresh");
+      };
+      if (after > 0) this.retiring.set(old, setTimeout(close, after));
+      else close();
     }
   }
 
@@ -273,7 +290,7 @@ export class FanoutClient {
     // Live frames held for an answer that will not come on this socket go on now.
     for (const [key, state] of this.roomStates) if (state.waiting) this.release(key, state);
     if (this.closed) return;
-    this.retire();
+    this.retire(RETIRE_AFTER); // an old connection's sends may still be on their way
     this.setState("closed");
     if (this.reconnect) this.reconnectLater();
   }
@@ -357,6 +374,13 @@ export class FanoutClient {
     const held = state.held.sort((a, b) => a.seq - b.seq);
     state.held = [];
     for (const frame of held) this.accept(key, frame);
+    if (this.refreshDue && !this.resuming()) setTimeout(() => this.refreshDue && this.refresh());
+  }
+
+  // True while a room's history or position is on its way.
+  resuming() {
+    for (const state of this.roomStates.values()) if (state.waiting) return true;
+    return false;
   }
 
   join(room) {
@@ -383,7 +407,8 @@ export class FanoutClient {
 
   // -- frames -------------------------------------------------------------------------------
 
-  receive(raw) {
+  // A frame from the connection, or from `old`, one a refresh retires.
+  receive(raw, old = null) {
     let frame;
     try {
       frame = JSON.parse(typeof raw === "string" ? raw : String(raw));
@@ -393,12 +418,15 @@ export class FanoutClient {
     if (frame === null || typeof frame !== "object") return;
     if ("error" in frame && !("id" in frame)) {
       // The answer does not say which request failed: if a history request or a join did,
-      // its answer will not come, so held frames go on now (in order, none lost).
-      for (const [key, state] of this.roomStates) if (state.waiting) this.release(key, state);
+      // its answer will not come, so held frames go on now (in order, none lost). An old
+      // connection had none out (a refresh waits for them): its errors answer sends.
+      if (old === null) {
+        for (const [key, state] of this.roomStates) if (state.waiting) this.release(key, state);
+      }
       this.emit("error", frame);
       this.onError(frame);
       // Its rows are gone (a sweep, a 410 seen by a fan-out): only a new connection helps.
-      if (frame.error === "not_connected" && this.socket) this.refresh();
+      if (frame.error === "not_connected" && this.socket && old === null) this.refresh();
       return;
     }
     const key = frame.room === null || frame.room === undefined ? EVERYONE : frame.room;
