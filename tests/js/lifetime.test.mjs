@@ -37,6 +37,9 @@ test("it reconnects before the lifetime cut and resumes: every frame once, in or
   const options = { rooms: [lobby], pingInterval: 300, maxConnectionAge: 1000 };
   const subject = track(client(options));
   const publisher = track(client(options));
+  const resumes = []; // "ask" for each history request, "end" for each history.end
+  subject.net.onSend = (body) => body.action === "history" && resumes.push("ask");
+  subject.on("history.end", () => resumes.push("end"));
   subject.connect();
   await until(() => subject.seen.joined.length === 1, "the subject's position");
   publisher.connect();
@@ -58,6 +61,9 @@ test("it reconnects before the lifetime cut and resumes: every frame once, in or
   // Each new connection resumed (its frames came on the old one meanwhile, or through it).
   await until(() => subject.seen["history.end"].length >= 2, "a resume per new connection");
   assert.deepEqual(subject.seen.gap, []);
+  // One resume at a time: a refresh waits for the answer on its way, however slow.
+  await until(() => resumes.at(-1) === "end", "the last resume's answer");
+  resumes.forEach((step, n) => assert.equal(step, n % 2 ? "end" : "ask", resumes.join(" ")));
 });
 
 test("across a cut it did not see coming, it reconnects and resumes", async () => {

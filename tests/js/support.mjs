@@ -9,7 +9,8 @@ if (!URL_) throw new Error("FANOUT_WS: the WebSocket URL of a `fanout serve` (te
 // Node.js 20 has no global WebSocket (without --experimental-websocket): the `ws` package's,
 // through a network that refuses every new connection while it is offline (nothing listens
 // on port 9), as a phone without signal does: `network.offline` for every client, a
-// client's `net.offline` for that one. Sent bodies are recorded in `network.sent`.
+// client's `net.offline` for that one. Sent bodies are recorded in `network.sent`, and
+// given to a client's `net.onSend`.
 export const network = { offline: false, sent: [] };
 function networkOf(net) {
   return class Network extends WS {
@@ -18,6 +19,7 @@ function networkOf(net) {
     }
     send(data) {
       network.sent.push(JSON.parse(data));
+      net.onSend?.(JSON.parse(data));
       super.send(data);
     }
   };
