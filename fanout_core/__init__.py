@@ -5,9 +5,14 @@ strategy, an access policy) and the errors. Everything else stays importable fro
 module (``fanout_core.store.ConnectionStore``, ``fanout_core.audience.Audience``, ...).
 """
 
+import logging as _logging
 import typing as _typing
 
 from fanout_core._lazy import lazy_exports as _lazy_exports
+
+# A library's logger: silent until the application (or, on Lambda, the handlers) gives it
+# a handler.
+_logging.getLogger("fanout_core").addHandler(_logging.NullHandler())
 
 if _typing.TYPE_CHECKING:
     from fanout_core._version import __version__ as __version__

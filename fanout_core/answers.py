@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from fanout_core import metrics
 from fanout_core.errors import (
     ConfigError,
     ForbiddenError,
@@ -128,18 +129,58 @@ def answers(handler: Callable[[Any], Response]) -> Handler:
 
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any = None) -> Response:
-        try:
-            return handler(event)
-        except Exception as error:
-            return answer_for(error, handler.__name__)
-        finally:
-            finish()
+        runtime = current_runtime()
+        with metrics.invocation(
+            handler.__name__,
+            runtime.config if runtime is not None else None,
+            request_id=request_id_of(context),
+            connection_id=connection_id_of(event),
+        ):
+            answer: Response | None = None
+            try:
+                answer = handler(event)
+            except Exception as error:
+                if isinstance(error, ForbiddenError | NotAMemberError):
+                    metrics.add("Denied")
+                elif isinstance(error, RateLimitedError):
+                    metrics.add("RateLimited")
+                answer = answer_for(error, handler.__name__)
+            finally:
+                count_answer(answer)
+                finish()
+            return answer
 
     return wrapper
 
 
+def count_answer(answer: Response | None) -> None:
+    """An answer's status in the invocation's metrics: ClientErrors (4xx), Errors (5xx, or
+    no answer at all)."""
+    status = answer.get("statusCode", 500) if answer is not None else 500
+    metrics.add("Errors" if status >= 500 else "ClientErrors", status >= 400)
+
+
 def finish() -> None:
-    """End an invocation of the container's runtime, if one was built."""
+    """End an invocation: the container's runtime's (``Runtime.finish``: departures, then
+    metrics), or, when nothing built one, write the invocation's metrics alone."""
     runtime = current_runtime()
     if runtime is not None:
         runtime.finish()
+    else:
+        metrics.flush()
+
+
+def request_id_of(context: Any) -> str | None:
+    """The AWS request id of a Lambda context (None without one)."""
+    value = getattr(context, "aws_request_id", None)
+    return value if isinstance(value, str) and len(value) <= 128 else None
+
+
+def connection_id_of(event: Any) -> str | None:
+    """The connection id of a WebSocket event, if it has a plausible one (for logs and
+    metrics' properties; the handler validates it)."""
+    context = event.get("requestContext") if isinstance(event, dict) else None
+    value = context.get("connectionId") if isinstance(context, dict) else None
+    if isinstance(value, str) and 0 < len(value) <= 128 and value.isascii():
+        return value
+    return None

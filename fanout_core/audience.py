@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -127,7 +128,14 @@ def interleaved(
             pages.put(_DONE)
 
     threads = [
-        threading.Thread(target=read, args=(reader,), name=f"{name}-{n}", daemon=True)
+        # Each in the invocation's context (a copy each: a context runs in one thread at
+        # a time), so that what it reads counts in the invocation's metrics.
+        threading.Thread(
+            target=contextvars.copy_context().run,
+            args=(read, reader),
+            name=f"{name}-{n}",
+            daemon=True,
+        )
         for n, reader in enumerate(readers)
     ]
     for thread in threads:

@@ -32,6 +32,9 @@ DEFAULT_MAX_ROOMS = 100
 # An answer to its caller (history, presence) takes a token per this many bytes it posts past
 # the first: API Gateway bills a message per 32 KB too.
 ANSWER_BYTES_PER_TOKEN = 32 * 1024
+DEFAULT_METRICS_NAMESPACE = "fanout"
+_NAMESPACE = re.compile(r"[A-Za-z0-9._#:/-]{1,255}")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _int(variable: str, raw: str) -> int:
@@ -63,6 +66,32 @@ def _text(variable: str, raw: str) -> str:
 
 def _rate(variable: str, raw: str) -> RateLimit:
     return RateLimit.parse(raw, variable)
+
+
+def _metrics(variable: str, raw: str) -> str:
+    if raw.lower() not in ("emf", "off"):
+        raise ConfigError(variable, f"expected emf or off, got {raw!r}")
+    return raw.lower()
+
+
+def _namespace(variable: str, raw: str) -> str:
+    # CloudWatch's namespace rules; AWS/ is AWS's own.
+    if not _NAMESPACE.fullmatch(raw) or raw.startswith("AWS/"):
+        raise ConfigError(variable, f"not a CloudWatch namespace: {raw!r}")
+    return raw
+
+
+def _dimension(variable: str, raw: str) -> str:
+    # A dimension value: printable ASCII, at most 1024 characters.
+    if not (raw.isascii() and raw.isprintable() and raw.strip() and len(raw) <= 1024):
+        raise ConfigError(variable, f"expected up to 1024 printable ASCII characters, got {raw!r}")
+    return raw
+
+
+def _log_level(variable: str, raw: str) -> str:
+    if raw.upper() not in _LOG_LEVELS:
+        raise ConfigError(variable, f"expected one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
+    return raw.upper()
 
 
 @dataclass(frozen=True)
@@ -149,6 +178,10 @@ SETTINGS: tuple[Setting, ...] = (
         1_000_000,
         zero_unsets=True,
     ),
+    Setting("metrics", ("FANOUT_METRICS",), _metrics),
+    Setting("metrics_namespace", ("FANOUT_METRICS_NAMESPACE",), _namespace),
+    Setting("service", ("FANOUT_SERVICE",), _dimension),
+    Setting("log_level", ("FANOUT_LOG_LEVEL",), _log_level),
 )
 
 
@@ -244,6 +277,10 @@ class FanoutConfig:
     dedup_seconds: int | None = None  # idempotency keys' window; None: history's, or 5 min
     adaptive_rate: bool = True  # a 429 halves the posts in flight (AIMD)
     max_posts_per_second: float | None = None  # one invocation's cap; None: none
+    metrics: str | None = None  # "emf" or "off"; None: emf inside Lambda, off elsewhere
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    service: str | None = None  # the Service dimension; None: the function's name
+    log_level: str | None = None  # fanout_core's logger level, set by the handlers
 
     @property
     def dedup_window(self) -> int:
@@ -257,6 +294,11 @@ class FanoutConfig:
             raise ConfigError("FANOUT_TABLE", f"not a DynamoDB table name: {self.table!r}")
         for setting in SETTINGS:
             setting.check(getattr(self, setting.field))
+        # Text settings made directly, not read: checked as a variable would be.
+        for setting in SETTINGS:
+            value = getattr(self, setting.field)
+            if setting.read in (_metrics, _namespace, _dimension, _log_level) and value is not None:
+                object.__setattr__(self, setting.field, setting.read(setting.variable, value))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> FanoutConfig:

@@ -7,6 +7,7 @@ consumer, a cron job. It runs through the configured strategy, as a client's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fanout_core import keys
+from fanout_core import keys, metrics
 from fanout_core.audience import Audience
 from fanout_core.config import FanoutConfig
 from fanout_core.errors import ConfigError
@@ -138,10 +139,11 @@ class Fanout:
         history = self._config_of().history_seconds > 0
         ready = outgoing(message, audience, history=history)
         runtime = self.runtime
-        try:
-            return publish(ready, runtime.strategy, runtime.history, key=idempotency_key)
-        finally:
-            runtime.finish()
+        with metrics.invocation("publish", runtime.config):
+            try:
+                return publish(ready, runtime.strategy, runtime.history, key=idempotency_key)
+            finally:
+                runtime.finish()
 
     def history(self, room: str | None = None, *, since: int = 0) -> Iterator[dict[str, Any]]:
         """The retained frames of ``room`` (None: everyone's) after ``since``, in seq order,
@@ -168,7 +170,7 @@ class Fanout:
 
         runtime, closer = self.runtime, self.closer
         found = closed = gone = failed = rows = 0
-        try:
+        with metrics.invocation("disconnect_user", runtime.config), _finishing(runtime):
             for page in list(runtime.store.user_pages(user)):
                 for target in page.targets:
                     found += 1
@@ -182,8 +184,6 @@ class Fanout:
                     rows += departure.rows
                     if runtime.config.presence_events and departure.rooms:
                         runtime.presence.left(departure)
-        finally:
-            runtime.finish()
         return DisconnectResult(user, found, closed, gone, failed, rows)
 
     def _config_of(self) -> FanoutConfig:
@@ -201,6 +201,15 @@ class Fanout:
             self._runtime.close()
         self._runtime = None
         self._closer = None
+
+
+@contextlib.contextmanager
+def _finishing(runtime: Runtime) -> Iterator[None]:
+    """Run the block, then end the invocation (``Runtime.finish``) whatever happened."""
+    try:
+        yield
+    finally:
+        runtime.finish()
 
 
 def _closer_for(poster: Poster, config: FanoutConfig) -> Closer:

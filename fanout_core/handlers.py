@@ -13,15 +13,17 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from fanout_core import keys
+from fanout_core import keys, logs, metrics
 from fanout_core.answers import (
     Handler,
     Response,
     answers,
+    count_answer,
     error_response,
     finish,
     joined,
     ok,
+    request_id_of,
 )
 from fanout_core.errors import NotAMemberError, NotConnectedError
 from fanout_core.events import (
@@ -38,11 +40,13 @@ from fanout_core.events import (
     websocket_request,
 )
 from fanout_core.policy import AccessRequest, Action, enforce
+from fanout_core.result import report
 from fanout_core.runtime import Runtime, get_runtime
 from fanout_core.subprotocol import answer_headers
 from fanout_core.tokens import admit, charge_answer, check_rooms, take
 
 if TYPE_CHECKING:
+    from fanout_core.result import FanoutResult
     from fanout_core.store import Departure
 
 __all__ = [
@@ -69,6 +73,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+logs.setup()  # the level from FANOUT_LOG_LEVEL; on Lambda, JSON lines to stderr
 
 # The actions a client names in a body, each routed to its handler.
 CLIENT_ACTIONS = ("sendMessage", "joinRoom", "leaveRoom", "ping", "presence", "history")
@@ -137,6 +142,7 @@ def connect(event: Any) -> Response:
         principal=request.principal,
         positions=positions,
     )
+    metrics.add("Connects")
     _announce_joined(runtime, request, rooms)
     response = ok()
     # A browser that offered the `fanout` subprotocol (its token beside it) closes a socket
@@ -151,7 +157,9 @@ def connect(event: Any) -> Response:
 def disconnect(event: Any) -> Response:
     """``$disconnect``: delete the connection and all its rows."""
     runtime = get_runtime()
-    _announce_left(runtime, runtime.store.remove(websocket_request(event).connection_id))
+    departure = runtime.store.remove(websocket_request(event).connection_id)
+    metrics.add("Disconnects", departure.rows > 0)
+    _announce_left(runtime, departure)
     return ok()
 
 
@@ -176,10 +184,7 @@ def send_message(event: Any) -> Response:
         raise RequestError(400, "invalid_data", "'data' holds text that is not Unicode") from None
     key = idempotency_key_of(body)
     take(runtime, request)  # last: a send refused for any reason costs no token
-    result = publish(
-        ready, runtime.strategy, runtime.history, key=key, sender_scope=sender_scope(request)
-    )
-    log.info("fanout %s", json.dumps(result.summary()))
+    publish(ready, runtime.strategy, runtime.history, key=key, sender_scope=sender_scope(request))
     return ok()
 
 
@@ -248,7 +253,7 @@ def history(event: Any) -> Response:
         epoch=epoch,
     )
     charge_answer(runtime, request, result.posted_bytes)
-    log.info("history %s", json.dumps(result.summary()))
+    report("history", result)
     return ok()
 
 
@@ -335,17 +340,23 @@ def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]
     from fanout_core.worker import process_records
 
     runtime = get_runtime()
-    try:
-        response, results = process_records(event, runtime.deliverer, runtime.tasks)
-    except Exception:
-        log.exception("unreadable SQS event")
-        records = event.get("Records") if isinstance(event, dict) else None
-        ids = [r.get("messageId") for r in records or [] if isinstance(r, dict)]
-        return {"batchItemFailures": [{"itemIdentifier": i} for i in ids if isinstance(i, str)]}
-    finally:
-        finish()
+    records = event.get("Records") if isinstance(event, dict) else None
+    with metrics.invocation("sqs_worker", runtime.config, request_id=request_id_of(context)):
+        results: list[FanoutResult] = []
+        try:
+            try:
+                response, results = process_records(event, runtime.deliverer, runtime.tasks)
+            except Exception:
+                log.exception("unreadable SQS event")
+                ids = [r.get("messageId") for r in records or [] if isinstance(r, dict)]
+                failed = [{"itemIdentifier": i} for i in ids if isinstance(i, str)]
+                response = {"batchItemFailures": failed}
+            metrics.add("WorkerTasks", len(records) if isinstance(records, list) else 0)
+            metrics.add("Errors", len(response["batchItemFailures"]))
+        finally:
+            finish()
     for result in results:
-        log.info("sqs_worker %s", json.dumps(result.summary()))
+        report("sqs_worker", result)
     return response
 
 
@@ -355,10 +366,15 @@ def publish_http(event: Any, context: Any = None) -> Response:
     ``FanoutResult``, 400 with a JSON error, 413 over 128 KB, 405 for another method."""
     from fanout_core.inbound import http
 
-    try:
-        return http(event)
-    finally:
-        finish()
+    runtime = get_runtime()
+    with metrics.invocation("publish_http", runtime.config, request_id=request_id_of(context)):
+        answer = None
+        try:
+            answer = http(event)
+            return answer
+        finally:
+            count_answer(answer)
+            finish()
 
 
 def publish_events(event: Any, context: Any = None) -> dict[str, Any]:
@@ -366,14 +382,21 @@ def publish_events(event: Any, context: Any = None) -> dict[str, Any]:
     SNS and SQS records whose body is one; for SQS, ``batchItemFailures``."""
     from fanout_core.inbound import events
 
-    try:
-        return events(event)
-    finally:
-        finish()
+    runtime = get_runtime()
+    with metrics.invocation("publish_events", runtime.config, request_id=request_id_of(context)):
+        try:
+            return events(event)
+        finally:
+            finish()
 
 
 def sweep(event: Any = None, context: Any = None) -> dict[str, int]:
     """Scheduled: delete every expired row; returns what was deleted."""
-    result = get_runtime().store.sweep()
+    runtime = get_runtime()
+    with metrics.invocation("sweep", runtime.config, request_id=request_id_of(context)):
+        try:
+            result = runtime.store.sweep()
+        finally:
+            finish()
     log.info("sweep deleted %d connections, %d memberships", result.connections, result.memberships)
     return {"connections": result.connections, "memberships": result.memberships}

@@ -117,7 +117,6 @@ def http(event: object) -> Response:
         )
     except Exception as error:
         return answer_for(error, "publish_http")
-    log.info("publish_http %s", json.dumps(result.summary()))
     return {
         "statusCode": 200,
         "headers": {"Content-Type": "application/json"},
@@ -142,12 +141,11 @@ def _body_of(record: Mapping[str, Any]) -> object:
 def _attempt(where: str, body: object, default_event: str = DEFAULT_EVENT) -> int:
     """Publish one body; its status: 200, 4xx for a bad body (logged), 5xx (logged)."""
     try:
-        result = publish_body(body, default_event)
+        publish_body(body, default_event)
     except Exception as error:
         answer = answer_for(error, where)
         log.warning("%s not published: %s", where, answer.get("body", ""))
         return int(answer["statusCode"])
-    log.info("publish_events %s", json.dumps(result.summary()))
     return 200
 
 

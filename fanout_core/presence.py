@@ -135,4 +135,4 @@ class Presence:
         except Exception:
             # Best effort: the join or leave it tells of is done; failing its handler now
             # would refuse a $connect whose rows are written, or retry a $disconnect.
-            log.exception("could not announce %s of %s in %r", event, connection_id, room)
+            log.exception("could not announce %s of %s", event, connection_id)

@@ -9,7 +9,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING
 
-from fanout_core import keys
+from fanout_core import keys, metrics
 from fanout_core.audience import Audience, Target
 from fanout_core.message import encode_json, new_message_id
 from fanout_core.outgoing import Outgoing
@@ -106,6 +106,7 @@ def resume(
             if result.gone or result.failed:  # gone, or a hole in what it received
                 return False
             posted.add(retained.seq)
+            metrics.add("HistoryFrames")
         return True
 
     if not post(low):

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from fanout_core import metrics
 from fanout_core.audience import Page
 
 # A fan-out to 100,000 dead connections must not hold 100,000 reasons in memory.
 MAX_FAILURES_KEPT = 100
+# The summary's fields a log line leaves out: a room or a principal is the client's text.
+NOT_LOGGED = ("room", "audience")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,11 @@ class FanoutResult:
     elapsed_seconds: float = 0.0
     posted_bytes: int = 0  # an answer to one caller (history, presence): the bytes it posted
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Its posts count in the invocation's metrics however it was made (a fan-out, a
+        # resume, a worker's record, a duplicate).
+        metrics.track(self)
 
     def add_page(self, page: Page) -> None:
         """Count one audience page."""
@@ -109,6 +120,26 @@ class FanoutResult:
             "read_units": self.read_units,
             "elapsed_seconds": round(self.elapsed_seconds, 6),
         }
+
+
+def report(kind: str, result: FanoutResult) -> None:
+    """One log line for one fan-out (``kind``: fanout, history, sqs_worker): INFO, or
+    WARNING when a post was throttled or failed; its counts as the ``counts`` field."""
+    counts = {k: v for k, v in result.summary().items() if k not in NOT_LOGGED}
+    level = logging.WARNING if result.failed or result.throttled else logging.INFO
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "%s %s: %d delivered, %d gone, %d failed, %d throttled in %.1f ms",
+            kind,
+            result.message_id,
+            result.delivered,
+            result.gone,
+            result.failed,
+            result.throttled,
+            result.elapsed_seconds * 1000,
+            extra={"counts": counts},
+        )
 
 
 def counted(pages: Iterable[Page], result: FanoutResult) -> Iterator[Page]:

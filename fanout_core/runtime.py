@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from fanout_core import metrics
 from fanout_core.config import FanoutConfig
 from fanout_core.policy import Policy, load_policy
 from fanout_core.strategy import FanoutStrategy, strategy_class
@@ -92,7 +93,10 @@ class Runtime:
         """The table's rows: connections, memberships, listings."""
         from fanout_core.store import ConnectionStore
 
-        return ConnectionStore(self.config, clock=self.clock)
+        store = ConnectionStore(self.config, clock=self.clock)
+        # ReadUnits and WriteUnits: the capacity DynamoDB reports for each call.
+        metrics.instrument(store.models.client)
+        return store
 
     @_Part
     def departures(self) -> Departures:
@@ -170,9 +174,13 @@ class Runtime:
         return part in self._parts
 
     def finish(self) -> None:
-        """End an invocation: announce the departures its 410s found (presence events on)."""
-        if self.built("departures") and self.departures.pending:
-            self.presence.announce(self.departures)
+        """End an invocation: announce the departures its 410s found (presence events on),
+        then write its metrics (``fanout_core.metrics``; nothing for a nested entry)."""
+        try:
+            if self.built("departures") and self.departures.pending:
+                self.presence.announce(self.departures)
+        finally:
+            metrics.flush(self.config)
 
     def close(self) -> None:
         """Stop delivery threads and close the poster's connections."""

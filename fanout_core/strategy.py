@@ -18,10 +18,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, ClassVar
 
+from fanout_core import metrics
 from fanout_core.audience import Audience, Page, targets_of, without
 from fanout_core.config import FanoutConfig
 from fanout_core.errors import InvalidStrategyError, UnknownStrategyError
-from fanout_core.result import FanoutResult, counted
+from fanout_core.result import FanoutResult, counted, report
 
 if TYPE_CHECKING:
     from fanout_core.delivery import Deliverer
@@ -56,6 +57,11 @@ class FanoutStrategy(ABC):
             self.run(message.audience, message.frame.payload, result)
         finally:
             result.elapsed_seconds = time.perf_counter() - started
+            # An audience handed on as read tasks only is read (and counted) by workers.
+            unread = result.queue_messages > 0 and not result.enqueued
+            reached = result.delivered + result.gone + result.failed + result.enqueued
+            metrics.fanout_ended(None if unread else reached, result.elapsed_seconds)
+            report("fanout", result)
         return result
 
     def run(self, audience: Audience, data: bytes, result: FanoutResult) -> None:

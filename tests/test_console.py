@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import re
 import urllib.request
 import weakref
@@ -16,11 +15,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from fanout_core import metrics
 from fanout_core.config import FanoutConfig
 from fanout_core.local.console.feed import ConsoleFeed
 from fanout_core.local.console.observe import Observer
 from fanout_core.local.console.site import _file
 from fanout_core.local.serve import LocalDeployment
+from fanout_core.result import FanoutResult
 
 STATIC = Path(__file__).resolve().parent.parent / "fanout_core/local/console/static"
 
@@ -70,14 +71,18 @@ def test_the_table_diff_reports_rows_that_appear_change_and_go() -> None:
     assert feed.rows()[0]["expires_at"] == 2
 
 
-def test_an_invocation_reports_its_answer_its_fanout_and_the_ids_that_answered_410() -> None:
+def test_an_invocation_reports_its_answer_its_metrics_its_fanout_and_the_410_ids() -> None:
     feed = ConsoleFeed()
     observer = observer_of(feed)
-    log = logging.getLogger("fanout_core.handlers")
+    previous = metrics.set_sink(observer.invocation_metrics)
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        observer.management_request("POST", "/local/@connections/gone1", b"{}", 410, b"")
-        log.info("fanout %s", json.dumps({"strategy": "gsi_query", "delivered": 1, "gone": 1}))
+        with metrics.invocation("send_message"):
+            observer.management_request("POST", "/local/@connections/gone1", b"{}", 410, b"")
+            result = FanoutResult("gsi_query", "lobby", "m1", "room:lobby", delivered=1, gone=1)
+            metrics.fanout_ended(2, 0.004)
+            assert result.delivered == 1
+            metrics.flush(FanoutConfig())
         return {"statusCode": 400, "body": json.dumps({"error": "bad_request"})}
 
     routes = observer.wrap_routes({"sendMessage": handler})
@@ -87,20 +92,30 @@ def test_an_invocation_reports_its_answer_its_fanout_and_the_ids_that_answered_4
         answer = routes["sendMessage"](event, None)
     finally:
         observer.stop()
+        metrics.set_sink(previous)
     assert answer["statusCode"] == 400
     fanout = feed.events("fanout")[0]
     assert fanout["route"] == "sendMessage"
     assert fanout["connection_id"] == "sender1"
     assert fanout["gone_ids"] == ["gone1"]
-    assert fanout["delivered"] == 1
+    assert (fanout["delivered"], fanout["audience"]) == (1, "room:lobby")
+    # The invocation's metrics, parsed from the EMF document it would write on Lambda.
+    [measured] = feed.events("metrics")
+    assert measured["metrics"] == {
+        "Delivered": 1,
+        "Gone": 1,
+        "AudienceSize": [2],
+        "FanoutTime": [4.0],
+    }
+    assert measured["units"]["FanoutTime"] == "Milliseconds"
     invoke = feed.events("invoke")[0]
     assert (invoke["route"], invoke["status"]) == ("sendMessage", 400)
+    assert invoke["metrics"] == measured["metrics"]
     assert json.loads(invoke["body"]) == {"error": "bad_request"}
     api = feed.events("api")[0]
     assert (api["method"], api["connection_id"], api["status"]) == ("POST", "gone1", 410)
     # The error answer went back to the client as a frame.
     assert feed.events("wire")[0]["dir"] == "out"
-    assert log.level == logging.NOTSET  # restored
 
 
 def test_a_handler_that_raises_is_shown_as_the_502_the_client_gets() -> None:
@@ -213,12 +228,20 @@ def test_the_console_socket_on_fanout_serve_reports_and_acts() -> None:
                 assert opened["query"] == {"client": ["a"]}  # the console's own tag, shown
                 cid_b = (await _next(feed, "invoke", route="$connect"))["connection_id"]
                 await a.send(json.dumps({"action": "sendMessage", "text": "hi"}))
-                sent = await _next(feed, "fanout", route="sendMessage")
-                assert (sent["delivered"], sent["gone"], sent["seq"]) == (2, 0, 1)
+                # The fan-out's result (reported when its invocation ends) and the numbered
+                # frame as a history row (when the table is read again), in either order.
+                sent: dict[str, Any] = {}
                 kept: list[dict[str, Any]] = []
-                while not kept:  # the numbered frame, as a history row
-                    rows = await _next(feed, "rows")
-                    kept = [r for r in rows["upsert"] if r.get("type") == "history"]
+                async with asyncio.timeout(15):
+                    while not (sent and kept):
+                        event = json.loads(await feed.recv())
+                        if event["kind"] == "fanout" and event.get("route") == "sendMessage":
+                            sent = event
+                        elif event["kind"] == "rows":
+                            kept = kept or [
+                                r for r in event["upsert"] if r.get("type") == "history"
+                            ]
+                assert (sent["delivered"], sent["gone"], sent["seq"]) == (2, 0, 1)
                 assert (kept[0]["seq"], json.loads(kept[0]["frame"])["body"]) == (1, "hi")
                 await feed.send(json.dumps({"id": 1, "action": "drop", "connection_id": cid_b}))
                 assert (await _next(feed, "reply", id=1))["ok"] is True

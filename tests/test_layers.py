@@ -19,17 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lower first. Within delivery: the contract and its helpers, then the poster, then the
 # Deliverer that uses both.
 LAYERS: list[tuple[str, ...]] = [
-    (
-        "_lazy",
-        "_private",
-        "_version",
-        "clients",
-        "errors",
-        "config",
-        "keys",
-        "ranges",
-        "subprotocol",
-    ),
+    ("_lazy", "_private", "_version", "clients", "errors", "emf", "config", "metrics", "logs"),
+    ("keys", "ranges", "subprotocol"),
     ("audience", "message"),
     ("models", "result", "policy"),
     ("outgoing",),

@@ -49,6 +49,8 @@ def _serve(args: argparse.Namespace) -> int:
         console=not args.no_console,
         dev_issuer=dev_issuer(args),
         publish_credentials=publish_credentials(args),
+        # Each invocation's EMF documents, as Lambda would log them, on this terminal.
+        print_metrics=(lambda line: print(line, flush=True)) if args.metrics else None,
     )
     write = None
     if args.write_env_file:
@@ -264,6 +266,12 @@ def add_local_commands(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--no-console", action="store_true", help="do not serve the browser console on the port"
+    )
+    serve.add_argument(
+        "--metrics",
+        action="store_true",
+        help="print each invocation's metrics: the CloudWatch EMF document it would write on "
+        "Lambda (the console shows them either way)",
     )
     serve.add_argument(
         "--env-file",

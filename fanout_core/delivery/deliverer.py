@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import collections
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from time import perf_counter
 from typing import TYPE_CHECKING
 
+from fanout_core import metrics
 from fanout_core.audience import Target
 from fanout_core.delivery.backoff import Backoff, Sleep, pause
 from fanout_core.delivery.loop import LoopThread
@@ -54,6 +57,8 @@ class _Feed:
     broken: bool = False  # a worker was cancelled (close()) before the end
     done: asyncio.Future[None] | None = None
     errors: list[BaseException] = field(default_factory=list)
+    # The invocation's sample of post latencies (ms); None: no metrics, nothing timed.
+    latency: metrics.Reservoir | None = None
 
 
 class Deliverer:
@@ -110,7 +115,7 @@ class Deliverer:
         import asyncio
 
         loop = self._loop.get()
-        feed = _Feed(self._post_function(loop), data, result)
+        feed = _Feed(self._post_function(loop), data, result, latency=metrics.latency_sample())
         queue, limit = feed.queue, self.read_ahead
         resume = max(1, (limit - self.concurrency) // 2)
         handed = 0
@@ -206,7 +211,7 @@ class Deliverer:
                 if queue:
                     target = queue.popleft()
                     try:
-                        await self._deliver_one(feed.post, window, target, feed.data, feed.result)
+                        await self._deliver_one(feed, window, target)
                     except Exception as error:  # raised by the fan-out once every post ended
                         feed.errors.append(error)
                     feed.finished += 1
@@ -231,59 +236,52 @@ class Deliverer:
 
     # -- one target ---------------------------------------------------------------------
 
-    async def _deliver_one(
-        self,
-        post: _Post,
-        window: AdaptiveWindow,
-        target: Target,
-        data: bytes,
-        result: FanoutResult,
-    ) -> None:
-        outcome = await self._attempt(post, window, target, data)
+    async def _deliver_one(self, feed: _Feed, window: AdaptiveWindow, target: Target) -> None:
+        outcome = await self._attempt(feed, window, target)
         if outcome.status is PostStatus.OK:
-            result.add_outcome(delivered=True)
+            feed.result.add_outcome(delivered=True)
             return
-        await self._retry(post, window, target, data, result, outcome)
+        await self._retry(feed, window, target, outcome)
 
     @staticmethod
-    async def _attempt(
-        post: _Post, window: AdaptiveWindow, target: Target, data: bytes
-    ) -> PostOutcome:
+    async def _attempt(feed: _Feed, window: AdaptiveWindow, target: Target) -> PostOutcome:
         started = window.try_acquire()
         if started == 0:
             started = await window.acquire()
+        sent = perf_counter()
         try:
-            outcome = await post(target.endpoint, target.connection_id, data)
+            outcome = await feed.post(target.endpoint, target.connection_id, feed.data)
         except BaseException:
             window.release(started, throttled=False)
             raise
+        if feed.latency is not None:
+            feed.latency.add((perf_counter() - sent) * 1000.0)
         window.release(started, throttled=outcome.status is PostStatus.THROTTLED)
         return outcome
 
     async def _retry(
-        self,
-        post: _Post,
-        window: AdaptiveWindow,
-        target: Target,
-        data: bytes,
-        result: FanoutResult,
-        outcome: PostOutcome,
+        self, feed: _Feed, window: AdaptiveWindow, target: Target, outcome: PostOutcome
     ) -> None:
         import asyncio
 
+        result = feed.result
         for delay in self.backoff.delays():
             if not outcome.status.retryable:
                 break
             result.add_retry(throttled=outcome.status is PostStatus.THROTTLED)
             await pause(self.sleep or asyncio.sleep, delay)
-            outcome = await self._attempt(post, window, target, data)
+            outcome = await self._attempt(feed, window, target)
         gone_error = None
         if outcome.status is PostStatus.GONE:
             # The gone connection's own id, from the target that was posted to; the
-            # callback blocks (DynamoDB), so it runs on a thread while the loop posts on.
+            # callback blocks (DynamoDB), so it runs on a thread while the loop posts on,
+            # in this fan-out's context: its deletes count in the invocation's metrics.
             try:
                 await asyncio.get_running_loop().run_in_executor(
-                    self._pool("_cleanup", "fanout-gone"), self.on_gone, target.connection_id
+                    self._pool("_cleanup", "fanout-gone"),
+                    contextvars.copy_context().run,
+                    self.on_gone,
+                    target.connection_id,
                 )
             except Exception as error:  # the next 410 or the TTL retries it
                 gone_error = error

@@ -78,6 +78,7 @@ class LocalDeployment:
         console_state: dict[str, Any] | None = None,
         dev_issuer: Any = None,
         publish_credentials: dict[str, str] | None = None,
+        print_metrics: Callable[[str], None] | None = None,
     ) -> None:
         self.host = host
         # `--dev-auth`: a DevIssuer served on the gateway's port, and the JWT authorizer
@@ -85,6 +86,10 @@ class LocalDeployment:
         self.dev_issuer = dev_issuer
         # POST /publish on the Management API's port: SigV4 by one of these keys, if given.
         self.publish_credentials = publish_credentials
+        # Each invocation's metrics documents, one line each (``fanout serve --metrics``).
+        self.print_metrics = print_metrics
+        self._previous_sink: Any = None
+        self._sink_installed = False
         # The browser console at http://host:port/ (off: nothing is wrapped or watched).
         self.console = console
         self.console_state = dict(console_state or {})
@@ -241,6 +246,11 @@ class LocalDeployment:
         self._serve_publish()
         if self.dev_issuer is not None:
             self._sign_in_with(site)
+        if self.console or self.print_metrics is not None:
+            from fanout_core import metrics
+
+            self._previous_sink = metrics.set_sink(self._metrics)
+            self._sink_installed = True
         if self.queue_url is not None and self.config is not None:
             import boto3
 
@@ -319,9 +329,24 @@ class LocalDeployment:
         routes, on_event, site, self._observer = start_console(self, routes, self.console_key)
         return routes, on_event, site
 
+    def _metrics(self, lines: Any, invocation: Any) -> None:
+        """An invocation's EMF documents: to the console, and printed with --metrics."""
+        observer = self._observer
+        if observer is not None:
+            observer.invocation_metrics(lines, invocation)
+        if self.print_metrics is not None:
+            for line in lines:
+                self.print_metrics(line)
+
     async def stop(self) -> None:
         """Stop everything and restore the environment."""
         from fanout_core.runtime import set_runtime
+
+        if self._sink_installed:
+            from fanout_core import metrics
+
+            metrics.set_sink(self._previous_sink)
+            self._sink_installed = False
 
         if self._observer is not None:
             await asyncio.to_thread(self._observer.stop)

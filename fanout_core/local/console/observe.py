@@ -2,7 +2,8 @@
 calls, frames on the wire and the table's rows, each as a feed event.
 
 It wraps what the local server runs (route handlers, the SQS worker) and listens to the
-gateway, the Management API and the handlers' result log lines: nothing in the library
+gateway, the Management API, the library's warnings and each invocation's metrics (the EMF
+documents it would write on Lambda, with the fan-outs it counted): nothing in the library
 knows it is there.
 """
 
@@ -14,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 Handler = Callable[[dict[str, Any], Any], Any]
 MAX_ROWS = 5000  # a local table past this is shown in part
 MAX_FRAME_CHARS = 4000  # frames longer than this are shown cut
-# The handlers' INFO lines that carry a FanoutResult summary, and what the console calls them.
-RESULT_LINES = {"fanout %s": "fanout", "history %s": "history", "sqs_worker %s": "worker"}
 REDACTED = "[redacted]"
 # What a $connect's query string shows in the feed: the rooms, and the console's own tag of
 # its test clients. Any other value may be a login token.
@@ -88,17 +87,14 @@ class Observer:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._client: DynamoDBClient | None = None
-        self._log = _ResultLog(self)
-        self._logger = logging.getLogger("fanout_core.handlers")
-        self._saved_level = self._logger.level
+        self._log = _WarningLog(self)
+        self._logger = logging.getLogger("fanout_core")
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Listen to the handlers' result lines and start the table watcher."""
+        """Listen to the library's warnings and start the table watcher."""
         self._logger.addHandler(self._log)
-        if self._logger.getEffectiveLevel() > logging.INFO:
-            self._logger.setLevel(logging.INFO)
         self._thread = threading.Thread(target=self._watch, name="fanout-console", daemon=True)
         self._thread.start()
         self.refresh()
@@ -106,7 +102,6 @@ class Observer:
     def stop(self) -> None:
         """Stop listening and watching."""
         self._logger.removeHandler(self._log)
-        self._logger.setLevel(self._saved_level)
         with self._wake:
             self._stopping = True
             self._wake.notify()
@@ -158,6 +153,9 @@ class Observer:
         status = answer.get("statusCode", 200) if isinstance(answer, dict) else 200
         body = answer.get("body") if isinstance(answer, dict) else None
         detail: dict[str, Any] = {}
+        call = getattr(self._local, "call", None) or {}
+        if call.get("metrics"):
+            detail["metrics"] = call["metrics"]
         if route == "$connect":
             detail["principal"] = (request.get("authorizer") or {}).get("principalId")
             # Tokens come in the query string and in headers: the feed shows neither's values.
@@ -194,8 +192,10 @@ class Observer:
                     return answer
                 finally:
                     failures = (answer or {}).get("batchItemFailures", []) if answer else []
+                    call = getattr(self._local, "call", None) or {}
                     self.feed.emit(
                         "worker",
+                        metrics=call.get("metrics"),
                         records=len(records),
                         failed=len(failures) if answer is not None else len(records),
                         ms=round((time.perf_counter() - started) * 1000, 2),
@@ -221,14 +221,56 @@ class Observer:
         )
 
     def publish(self, fanout: Any, data: Any, **audience: Any) -> dict[str, Any]:
-        """``fanout.publish`` from the console's publish box, reported as a fan-out."""
+        """``fanout.publish`` from the console's publish box (its fan-out is reported with
+        its invocation's metrics)."""
         with self._call(route="publish", connection_id=""):
             try:
                 summary: dict[str, Any] = fanout.publish(data, **audience).summary()
             finally:
                 self.refresh()
-            self.result("fanout", summary, source="publish")
         return summary
+
+    def invocation_metrics(self, lines: Sequence[str], invocation: Any) -> None:
+        """An invocation's EMF documents (as Lambda would log them) and the fan-outs it
+        counted: a ``metrics`` event, and a ``fanout`` event for each result."""
+        documents = [json.loads(line) for line in lines]
+        values: dict[str, Any] = {}
+        units: dict[str, str] = {}
+        for document in documents:
+            # A metric named by two directives (with and without Source) is one member.
+            defined = {
+                definition["Name"]: definition.get("Unit", "None")
+                for directive in document["_aws"]["CloudWatchMetrics"]
+                for definition in directive["Metrics"]
+            }
+            for name, unit in defined.items():
+                units[name] = unit
+                value = document[name]
+                if isinstance(value, list):  # split over documents past 100 values
+                    values[name] = [*values.get(name, []), *value]
+                else:
+                    values[name] = value
+        call = getattr(self._local, "call", None)
+        if call is not None:
+            call["metrics"] = values
+        self.feed.emit(
+            "metrics",
+            source=invocation.source,
+            route=(call or {}).get("route"),
+            connection_id=(call or {}).get("connection_id"),
+            metrics=values,
+            units=units,
+            documents=len(documents),
+        )
+        for result in invocation.results:
+            if result.strategy == "history":
+                kind = "history"
+            elif invocation.source == "sqs_worker":
+                kind = "worker"
+            else:
+                kind = "fanout"
+            source = "publish" if invocation.source == "publish" else kind
+            self.result(kind, result.summary(), source=source)
 
     # -- the gateway and the Management API ----------------------------------------------
 
@@ -329,19 +371,14 @@ class Observer:
             self.feed.emit("rows", upsert=upsert, delete=delete)
 
 
-class _ResultLog(logging.Handler):
-    """The handlers' result lines as fan-out events; their warnings as log events."""
+class _WarningLog(logging.Handler):
+    """The library's warnings and errors as log events."""
 
     def __init__(self, observer: Observer) -> None:
-        super().__init__(logging.INFO)
+        super().__init__(logging.WARNING)
         self.observer = observer
 
     def emit(self, record: logging.LogRecord) -> None:
-        kind = RESULT_LINES.get(str(record.msg))
-        if record.levelno == logging.INFO and kind and isinstance(record.args, tuple):
-            with contextlib.suppress(ValueError, TypeError):
-                self.observer.result(kind, json.loads(str(record.args[0])))
-            return
         if record.levelno >= logging.WARNING:
             self.observer.feed.emit("log", level=record.levelname, message=record.getMessage())
             if not logging.getLogger().handlers and logging.lastResort is not None:

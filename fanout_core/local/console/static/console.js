@@ -111,7 +111,7 @@ function act(body) {
 
 function handle(event) {
   const handlers = {
-    hello, invoke, rows, fanout, worker, wire, api, socket, authorize, log,
+    hello, invoke, rows, fanout, worker, wire, api, socket, authorize, log, metrics,
   };
   const handler = handlers[event.kind];
   if (handler) handler(event);
@@ -160,12 +160,27 @@ function invoke(event) {
   const error = event.status >= 300 && event.body ? el("div", { class: "s4" }, event.body) : null;
   prepend($("invocations"), fresh(el("tr", { "data-route": event.route },
     el("td", {}, el("time", { text: clock(event.t) })),
-    el("td", { class: "nowrap", text: event.route }),
+    el("td", { class: "nowrap" }, event.route, metricsLine(event.metrics)),
     el("td", { class: "nowrap", text: who(event.connection_id) }),
     el("td", { class: `s${String(event.status)[0]}` }, String(event.status), error),
     el("td", { class: "num", text: event.ms }))), KEEP.invocations);
   renderConnections();
 }
+
+// An invocation's metrics, as its EMF document carries them: counts, and for arrays
+// (FanoutTime, PostLatency, AudienceSize) how many values and their median.
+function metricsLine(values) {
+  if (!values || !Object.keys(values).length) return null;
+  const shown = Object.entries(values).map(([name, value]) => {
+    if (!Array.isArray(value)) return `${name} ${value}`;
+    const sorted = [...value].sort((x, y) => x - y);
+    return `${name} ×${value.length} p50 ${sorted[Math.floor(sorted.length / 2)]}`;
+  });
+  return el("div", { class: "muted metrics", "data-testid": "metrics", text: shown.join(" · ") });
+}
+
+// The feed's metrics events (a publish's, a worker's too): kept in state.events only.
+function metrics() {}
 
 function light(route, detail) {
   const chip = document.querySelector(`#routes li[data-route="${CSS.escape(route)}"]`);
