@@ -335,3 +335,34 @@ def connection_minutes_per_day(workload: Workload) -> tuple[float, float]:
 def cost_table(workload: Workload) -> list[StrategyCost]:
     """The model for every built-in strategy."""
     return [strategy_cost(name, workload) for name in STRATEGIES]
+
+
+GAUGES_PER_MONTH = 12 * 24 * 30  # open_connections runs every 5 minutes
+
+
+@dataclass(frozen=True)
+class GaugeCost:
+    """What the OpenConnections gauge costs at ``connections``."""
+
+    connections: int
+    read_units: float  # one count: every everyone-shard read to its end
+    read_units_per_month: float
+    dollars_per_month: float  # DynamoDB reads, and its Lambda invocations at 256 MB
+
+
+def open_connections_cost(
+    connections: int, *, sizes: ItemSizes | None = None, seconds: float = 1.0
+) -> GaugeCost:
+    """The count every 5 minutes: a COUNT Query of each everyone-shard, eventually
+    consistent, 1 MB pages (DynamoDB charges for every entry it counts)."""
+    entry = (sizes or ItemSizes.sample()).connection_entry
+    per_shard, extra = divmod(connections, keys.EVERYONE_SHARDS)
+    units = sum(
+        _paged(per_shard + (shard < extra), entry, None)[1] for shard in range(keys.EVERYONE_SHARDS)
+    )
+    per_month = units * GAUGES_PER_MONTH
+    lambda_dollars = GAUGES_PER_MONTH * (
+        LAMBDA_REQUEST_PER_MILLION / 1e6 + seconds * 0.25 * LAMBDA_GB_SECOND
+    )
+    dollars = per_month * DYNAMODB_READ_PER_MILLION_RRU / 1e6 + lambda_dollars
+    return GaugeCost(connections, units, per_month, dollars)

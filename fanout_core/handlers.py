@@ -62,6 +62,7 @@ __all__ = [
     "join_room",
     "leave_room",
     "ok",
+    "open_connections",
     "ping",
     "presence",
     "publish_events",
@@ -400,3 +401,17 @@ def sweep(event: Any = None, context: Any = None) -> dict[str, int]:
             finish()
     log.info("sweep deleted %d connections, %d memberships", result.connections, result.memberships)
     return {"connections": result.connections, "memberships": result.memberships}
+
+
+def open_connections(event: Any = None, context: Any = None) -> dict[str, int]:
+    """Scheduled (every 5 minutes): count the live connections, the OpenConnections metric
+    that API Gateway does not publish."""
+    runtime = get_runtime()
+    with metrics.invocation("open_connections", runtime.config, request_id=request_id_of(context)):
+        try:
+            count = runtime.store.count_connections()
+            metrics.gauge("OpenConnections", count)
+        finally:
+            finish()
+    log.info("open connections: %d", count)
+    return {"connections": count}

@@ -2,7 +2,7 @@
 
 An entry point (a handler, the SQS worker, ``Fanout.publish``) runs inside ``invocation``;
 what the invocation does is added to it as it happens (``add``, ``track``, ``sample``, and
-DynamoDB's consumed capacity through ``instrument``); ``flush``, called by ``finish()``,
+DynamoDB's consumed capacity through ``fanout_core.capacity``); ``flush``, called by ``finish()``,
 turns it into CloudWatch Embedded Metric Format documents (``fanout_core.emf``) and writes
 them to stdout, or hands them to the sink a local tool installed (``set_sink``). The
 invocation lives in a context variable, so concurrent invocations of one process (the local
@@ -18,7 +18,6 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -72,9 +71,6 @@ DEFAULT_SERVICE = "fanout"
 # Posts whose latency an invocation keeps: a uniform sample (reservoir), so that a fan-out to
 # 100,000 writes one array of 100 values, not 1,000 documents.
 LATENCY_SAMPLES = 100
-
-_READS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetItems"})
-_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 
 
 class _Counted(Protocol):
@@ -135,6 +131,7 @@ class Invocation:
         self.connection_id = connection_id
         self.counts: dict[str, float] = {}
         self.values: dict[str, list[float]] = {}
+        self.gauges: dict[str, float] = {}  # written even when 0
         self.results: list[_Counted] = []
         self.latency = Reservoir()  # appended to on the delivery loop's thread only
         self.holders = 0  # nested entries (a publish inside a handler): they do not flush
@@ -151,6 +148,11 @@ class Invocation:
         with self._lock:
             self.values.setdefault(name, []).append(value)
 
+    def gauge(self, name: str, value: float) -> None:
+        """Set the gauge ``name`` (OpenConnections): written whatever its value."""
+        with self._lock:
+            self.gauges[name] = value
+
     def track(self, result: _Counted) -> None:
         """Count ``result``'s posts when the invocation ends (it is still being filled)."""
         with self._lock:
@@ -161,6 +163,7 @@ class Invocation:
         with self._lock:
             counts = dict(self.counts)
             values = {name: list(found) for name, found in self.values.items()}
+            gauges = dict(self.gauges)
             results = list(self.results)
         for result in results:
             for name, amount in (
@@ -175,6 +178,7 @@ class Invocation:
                 counts[name] = counts.get(name, 0) + amount
         found: dict[str, float | list[float]] = {n: v for n, v in counts.items() if v}
         found.update({n: v for n, v in values.items() if v})
+        found.update(gauges)
         if self.latency.values:
             found["PostLatency"] = [round(v, 3) for v in self.latency.values]
         return found
@@ -209,7 +213,6 @@ _current: ContextVar[Invocation | None] = ContextVar("fanout_invocation", defaul
 # What log lines say of the running invocation, metrics on or off.
 _fields: ContextVar[dict[str, str] | None] = ContextVar("fanout_log_fields", default=None)
 _sink: Sink | None = None
-_instrumented: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
 def current() -> Invocation | None:
@@ -227,6 +230,13 @@ def add(name: str, amount: float = 1) -> None:
     invocation = _current.get()
     if invocation is not None and amount:
         invocation.add(name, amount)
+
+
+def gauge(name: str, value: float) -> None:
+    """Set a gauge of the running invocation (nothing when none is collected)."""
+    invocation = _current.get()
+    if invocation is not None:
+        invocation.gauge(name, value)
 
 
 def track(result: _Counted) -> None:
@@ -357,36 +367,3 @@ def _settings(config: FanoutConfig | None) -> Settings:
         except ConfigError:  # answered as misconfigured; the metrics say so with defaults
             config = FanoutConfig()
     return Settings.of(config)
-
-
-# -- DynamoDB's consumed capacity ------------------------------------------------------
-
-
-def instrument(client: Any) -> None:
-    """Ask ``client`` (botocore DynamoDB) for the capacity each call consumes, and add it
-    to the running invocation's ReadUnits or WriteUnits; once per client."""
-    if client in _instrumented:
-        return
-    events = client.meta.events
-    events.register("before-parameter-build.dynamodb", _ask_capacity)
-    events.register("after-call.dynamodb", _consumed)
-    _instrumented.add(client)
-
-
-def _ask_capacity(params: dict[str, Any], model: Any, **_: Any) -> None:
-    # Free: DynamoDB reports what it charges anyway; asking only puts it in the answer.
-    if model.name in _READS or model.name in _WRITES:
-        params.setdefault("ReturnConsumedCapacity", "TOTAL")
-
-
-def _consumed(parsed: dict[str, Any], model: Any, **_: Any) -> None:
-    invocation = _current.get()
-    if invocation is None or not isinstance(parsed, dict):
-        return
-    consumed = parsed.get("ConsumedCapacity")
-    entries = consumed if isinstance(consumed, list) else [consumed]
-    units = sum(
-        float(entry.get("CapacityUnits") or 0) for entry in entries if isinstance(entry, dict)
-    )
-    if units:
-        invocation.add("ReadUnits" if model.name in _READS else "WriteUnits", units)

@@ -95,7 +95,9 @@ class Runtime:
 
         store = ConnectionStore(self.config, clock=self.clock)
         # ReadUnits and WriteUnits: the capacity DynamoDB reports for each call.
-        metrics.instrument(store.models.client)
+        from fanout_core.capacity import instrument
+
+        instrument(store.models.client)
         return store
 
     @_Part

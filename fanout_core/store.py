@@ -232,6 +232,18 @@ class ConnectionStore(AudienceReads, Memberships):
         row = self._get(self.models.membership, connection_id, keys.membership_sk(room))
         return row if isinstance(row, MembershipItem) else None
 
+    def count_connections(self) -> int:
+        """The live connections: a count of each everyone-shard of the audience index
+        (Select COUNT: DynamoDB still reads, and charges, every entry it counts)."""
+        model = self.models.connection
+        now = int(self.clock())
+        return sum(
+            model.audience.count(
+                keys.everyone_index_pk(shard), filter_condition=model.expires_at > now
+            )
+            for shard in range(keys.EVERYONE_SHARDS)
+        )
+
     def rows(self) -> list[TableItem]:
         """Every row of the table, expired ones included (for tools and tests)."""
         return list(self.models.item.scan(consistent_read=True))

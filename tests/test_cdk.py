@@ -220,7 +220,8 @@ def test_one_function_for_every_route_gets_their_union(single: Synth) -> None:
     routes = [permissions.grants()[h] for h in permissions.ROUTES.values()]
     no_queue = [{a: r - {"queue"} for a, r in g.items() if r - {"queue"}} for g in routes]
     assert grants[permissions.WEBSOCKET] == permissions.merged(*no_queue)
-    assert set(grants) == {permissions.WEBSOCKET, permissions.SWEEP}  # no worker, no queue
+    # No worker, no queue.
+    assert set(grants) == {permissions.WEBSOCKET, permissions.SWEEP, permissions.GAUGE}
     assert not of_type(single.template, "AWS::SQS::Queue")
     assert "FANOUT_QUEUE_URL" not in single.construct.environment
 
@@ -339,10 +340,16 @@ def test_the_worker_and_the_sweep_are_wired(default: Synth) -> None:
         if "RedrivePolicy" in q["Properties"]
     ]
     assert queue["Properties"]["VisibilityTimeout"] >= 6 * worker["Timeout"]
-    [rule] = of_type(template, "AWS::Events::Rule").values()
-    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
-    [target] = rule["Properties"]["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": [functions[permissions.SWEEP], "Arn"]}
+    schedules = {
+        json.dumps(rule["Properties"]["Targets"][0]["Arn"]): rule["Properties"][
+            "ScheduleExpression"
+        ]
+        for rule in of_type(template, "AWS::Events::Rule").values()
+    }
+    assert schedules == {
+        json.dumps({"Fn::GetAtt": [functions[permissions.SWEEP], "Arn"]}): "rate(1 hour)",
+        json.dumps({"Fn::GetAtt": [functions[permissions.GAUGE], "Arn"]}): "rate(5 minutes)",
+    }
 
 
 def test_every_function_reads_the_settings(all_on: Synth) -> None:

@@ -159,6 +159,7 @@ RESOURCE_WORDS = {
     "table and index": {"table", "index"},
     "the queue": {"queue"},
     "connections": {"connections"},
+    "index": {"index"},
 }
 
 

@@ -19,7 +19,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # Lower first. Within delivery: the contract and its helpers, then the poster, then the
 # Deliverer that uses both.
 LAYERS: list[tuple[str, ...]] = [
-    ("_lazy", "_private", "_version", "clients", "errors", "emf", "config", "metrics", "logs"),
+    (
+        "_lazy",
+        "_private",
+        "_version",
+        "clients",
+        "errors",
+        "emf",
+        "config",
+        "metrics",
+        "logs",
+        "capacity",
+    ),
     ("keys", "ranges", "subprotocol"),
     ("audience", "message"),
     ("models", "result", "policy"),

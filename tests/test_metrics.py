@@ -435,3 +435,18 @@ def test_read_and_write_units_are_what_dynamodb_reported(
             reported_writes += writes
         assert reported_reads > 0
         assert reported_writes > 0
+
+
+def test_docs_operate_states_the_gauges_cost_as_the_model_computes_it() -> None:
+    from pathlib import Path
+
+    from fanout_core.cost import open_connections_cost
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "operate.md").read_text()
+    for connections, seconds in ((10_000, 1), (1_000_000, 30)):
+        cost = open_connections_cost(connections, seconds=seconds)
+        row = (
+            f"| {connections:,} | {cost.read_units:,.0f} | "
+            f"{cost.read_units_per_month / 1e6:.3g} million | ${cost.dollars_per_month:.2f} |"
+        )
+        assert row in page, row

@@ -87,6 +87,7 @@ DROPPED_FROM_MOTO = {
     "AWS::ApiGatewayV2::Integration": "no ApiGatewayV2 models in moto's CloudFormation",
     "AWS::ApiGatewayV2::Authorizer": "no ApiGatewayV2 models in moto's CloudFormation",
     "AWS::Lambda::Url": "no Lambda function URL model in moto's CloudFormation",
+    "AWS::CloudWatch::Alarm": "no CloudWatch alarm model in moto's CloudFormation",
 }
 # What a Ref to a dropped resource returns on AWS (the API id, the stage name), passed to
 # the moto stack as parameters of the same names.
@@ -103,6 +104,7 @@ DEFAULT_CONDITIONS = {
     "TokenInQuery": False,
     "HttpPublishOn": False,
     "EventsOn": False,
+    "AlarmTopicOn": False,
 }
 
 _SUB_REFERENCE = re.compile(r"\$\{(?!!)([^}.]+)(?:\.([^}]+))?\}")
@@ -255,6 +257,7 @@ def test_the_deployment_routes_are_the_librarys() -> None:
         permissions.WORKER,
         permissions.SWEEP,
         permissions.AUTHORIZER,
+        permissions.GAUGE,
     }
     assert library_handlers.__name__ == permissions.HANDLER_MODULE
     assert callable(getattr(library_handlers, permissions.WEBSOCKET))
@@ -377,7 +380,10 @@ def test_parameters_match_the_library(source: dict[str, Any]) -> None:
         "FANOUT_HISTORY_MAX": {"Ref": "HistoryMax"},
         "FANOUT_DEDUP_SECONDS": {"Ref": "DedupSeconds"},
         "FANOUT_MAX_POSTS_PER_SECOND": {"Ref": "MaxPostsPerSecond"},
+        "FANOUT_SERVICE": {"Ref": "AWS::StackName"},
+        "FANOUT_METRICS_NAMESPACE": {"Ref": "MetricsNamespace"},
     }
+    assert parameters["MetricsNamespace"]["Default"] == defaults.DEFAULT_METRICS_NAMESPACE
     assert parameters["HistorySeconds"]["Default"] == 0  # off, as FanoutConfig's default
     assert parameters["HistoryMax"]["Default"] == defaults.DEFAULT_HISTORY_MAX
     # A Number, as the other windows: 0 (the default) is the library's default window.
@@ -426,14 +432,17 @@ def test_the_cost_model_prices_the_functions_as_deployed(source: dict[str, Any])
     assert worker["Events"]["Batches"]["Properties"]["BatchSize"] == cost.LAMBDA_BATCH_SIZE
 
 
-def test_sweep_runs_hourly(transformed: dict[str, Any]) -> None:
+def test_sweep_runs_hourly_and_open_connections_every_five_minutes(
+    transformed: dict[str, Any],
+) -> None:
     functions = function_handlers(transformed)
-    rules = of_type(transformed, "AWS::Events::Rule").values()
-    [rule] = [r for r in rules if "ScheduleExpression" in r["Properties"]]
-    assert rule["Properties"]["ScheduleExpression"] == "rate(1 hour)"
-    [target] = rule["Properties"]["Targets"]
-    function_id = arn_of(target["Arn"])
-    assert functions[function_id] == "sweep"
+    schedules = {}
+    for rule in of_type(transformed, "AWS::Events::Rule").values():
+        if "ScheduleExpression" not in rule["Properties"]:
+            continue  # PublishEventsRule: an event pattern
+        [target] = rule["Properties"]["Targets"]
+        schedules[functions[arn_of(target["Arn"])]] = rule["Properties"]["ScheduleExpression"]
+    assert schedules == {"sweep": "rate(1 hour)", permissions.GAUGE: "rate(5 minutes)"}
 
 
 def test_the_optional_publishers_are_wired(transformed: dict[str, Any]) -> None:
@@ -936,3 +945,128 @@ def test_the_authorizer_reads_the_sign_in_parameters(source: dict[str, Any]) -> 
     ]
     [check] = rules["CustomNeedsItsCheck"]["Assertions"]
     assert check["Assert"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "CustomAuthorizer"}, ""]}]}
+
+
+# -- operating it: log groups, alarms, the dashboard ---------------------------------------
+
+
+def test_every_function_has_a_log_group_with_the_retention_parameter(
+    source: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    retention = source["Parameters"]["LogRetentionDays"]
+    assert retention["Type"] == "Number"
+    assert retention["Default"] in retention["AllowedValues"]
+    groups = of_type(transformed, "AWS::Logs::LogGroup")
+    named = {}
+    for group in groups.values():
+        properties = group["Properties"]
+        assert properties["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        [(function_id, attribute)] = references(properties["LogGroupName"])
+        assert attribute is None
+        assert properties["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function_id}}}"}
+        named[function_id] = group
+    assert set(named) == set(function_handlers(transformed))
+
+
+def _alarms(transformed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: a["Properties"] for name, a in of_type(transformed, "AWS::CloudWatch::Alarm").items()
+    }
+
+
+def _metric_names(alarm: dict[str, Any]) -> set[tuple[str, str]]:
+    """(namespace, metric) of every metric an alarm watches."""
+    if "MetricName" in alarm:
+        return {(json.dumps(alarm["Namespace"]), alarm["MetricName"])}
+    return {
+        (
+            json.dumps(q["MetricStat"]["Metric"]["Namespace"]),
+            q["MetricStat"]["Metric"]["MetricName"],
+        )
+        for q in alarm["Metrics"]
+        if "MetricStat" in q
+    }
+
+
+def test_the_alarms_watch_what_docs_operate_says_and_notify_the_topic(
+    source: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    alarms = _alarms(transformed)
+    ours = json.dumps({"Ref": "MetricsNamespace"})
+    assert {name: _metric_names(alarm) for name, alarm in alarms.items()} == {
+        "DeadLetterQueueAlarm": {('"AWS/SQS"', "ApproximateNumberOfMessagesVisible")},
+        "WorkerErrorsAlarm": {
+            ('"AWS/Lambda"', "Errors"),
+            ('"AWS/Lambda"', "Throttles"),
+            (ours, "Errors"),
+        },
+        "ThrottlesAlarm": {('"AWS/Lambda"', "Throttles")},
+        "FailedAlarm": {(ours, "Failed")},
+        "ThrottledAlarm": {(ours, "Throttled")},
+    }
+    functions = function_handlers(transformed)
+    throttles = alarms["ThrottlesAlarm"]["Metrics"]
+    watched = {
+        functions[q["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]]
+        for q in throttles
+        if "MetricStat" in q
+    }
+    assert watched == set(ROUTES.values())  # every function a client's request runs
+    assert len(watched) <= 10  # CloudWatch's most metrics in one alarm
+    failed = alarms["FailedAlarm"]
+    assert (failed["Period"] * failed["EvaluationPeriods"], failed["DatapointsToAlarm"]) == (300, 5)
+    sustained = alarms["ThrottledAlarm"]
+    assert sustained["Period"] * sustained["EvaluationPeriods"] >= 900
+    topic = source["Parameters"]["AlarmTopicArn"]
+    assert topic["Default"] == ""
+    assert source["Conditions"]["AlarmTopicOn"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    }
+    notify = {"Fn::If": ["AlarmTopicOn", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for name, alarm in alarms.items():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == notify, name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        fanout_dimensions = [
+            d
+            for q in alarm.get("Metrics", [alarm])
+            for d in (q.get("MetricStat", {}).get("Metric", q).get("Dimensions") or [])
+            if d["Name"] in ("Service", "Strategy")
+        ]
+        for dimension in fanout_dimensions:  # the values every function writes
+            assert dimension["Value"] in ({"Ref": "AWS::StackName"}, {"Ref": "Strategy"})
+
+
+def test_the_dashboard_shows_the_fanout_metrics_beside_api_gateways(
+    transformed: dict[str, Any],
+) -> None:
+    from fanout_core import metrics
+
+    [dashboard] = of_type(transformed, "AWS::CloudWatch::Dashboard").values()
+    body = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = set(_SUB_REFERENCE.findall(body))
+    assert {name for name, _ in names} <= {
+        "AWS::Region",
+        "AWS::StackName",
+        "MetricsNamespace",
+        "Strategy",
+        "WebSocketApi",
+        "StageName",
+        "DeadLetterQueue",
+    }
+    widgets = json.loads(body)["widgets"]
+    shown: dict[str, set[str]] = {}
+    for widget in widgets:
+        for metric in widget["properties"]["metrics"]:
+            namespace, name = metric[0], metric[1]
+            shown.setdefault(namespace, set()).add(name)
+            if namespace == "${MetricsNamespace}":
+                assert metric[2:6] == ["Service", "${AWS::StackName}", "Strategy", "${Strategy}"]
+            if namespace == "AWS/ApiGateway":
+                assert metric[2:6] == ["ApiId", "${WebSocketApi}", "Stage", "${StageName}"]
+    assert shown["AWS/ApiGateway"] == {
+        "ConnectCount",
+        "MessageCount",
+        "ExecutionError",
+        "IntegrationLatency",
+    }
+    assert shown["${MetricsNamespace}"] == set(metrics.UNITS)  # every metric the library writes

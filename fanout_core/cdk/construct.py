@@ -66,9 +66,10 @@ class FanoutWebSocket(Construct):
     ``functions``: ``"per_route"`` (one function per route, each with its own least-privilege
     role) or ``"single"`` (``fanout_core.handlers.websocket`` for every route). ``worker``:
     the SQS queue and worker; on by default when the strategy is ``sqs_batched``, which needs
-    it. ``sweep_schedule``: when the sweep runs (None: no sweep). ``http_publish``:
-    ``publish_http`` behind a Function URL with IAM auth (``publish_url``); ``event_pattern``:
-    an EventBridge rule on the default bus invoking ``publish_events``.
+    it. ``sweep_schedule``: when the sweep runs (None: no sweep). ``open_connections``: the
+    function that counts live connections every 5 minutes (the ``OpenConnections`` metric).
+    ``http_publish``: ``publish_http`` behind a Function URL with IAM auth (``publish_url``);
+    ``event_pattern``: an EventBridge rule on the default bus invoking ``publish_events``.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class FanoutWebSocket(Construct):
         worker: WorkerOptions | bool | None = None,
         sweep_schedule: events.Schedule | None = None,
         sweep: bool = True,
+        open_connections: bool = True,
         stage_name: str = "prod",
         runtime: lambda_.Runtime | None = None,
         architecture: lambda_.Architecture | None = None,
@@ -135,6 +137,8 @@ class FanoutWebSocket(Construct):
             self._worker(options)
         if sweep:
             self._sweep(sweep_schedule or events.Schedule.rate(cdk.Duration.hours(1)))
+        if open_connections:
+            self._open_connections()
         self.publish_url: lambda_.FunctionUrl | None = None
         if http_publish:
             publisher = self._publisher("PublishHttp", "publish_http")
@@ -380,4 +384,18 @@ class FanoutWebSocket(Construct):
         )
         events.Rule(
             self, "SweepSchedule", schedule=schedule, targets=[targets.LambdaFunction(sweep)]
+        )
+
+    def _open_connections(self) -> None:
+        gauge = self.add_function(
+            "OpenConnections",
+            permissions.GAUGE,
+            self._grant(permissions.GAUGE),
+            timeout=cdk.Duration.seconds(300),
+        )
+        events.Rule(
+            self,
+            "OpenConnectionsSchedule",
+            schedule=events.Schedule.rate(cdk.Duration.minutes(5)),
+            targets=[targets.LambdaFunction(gauge)],
         )

@@ -38,6 +38,7 @@ ONE_WAY_ROUTES = frozenset({"$connect", "$disconnect"})
 WORKER = "sqs_worker"  # the SQS event source of sqs_batched's queue
 AUTHORIZER = "authorizer"  # $connect's REQUEST authorizer, when sign-in is on
 SWEEP = "sweep"  # a schedule, hourly
+GAUGE = "open_connections"  # a schedule, every 5 minutes: the OpenConnections metric
 # One function for every route instead: it dispatches on the route key, and its role needs
 # the union of the route handlers' grants.
 WEBSOCKET = "websocket"
@@ -97,6 +98,7 @@ BASE: Mapping[str, Grant] = {
         "dynamodb:Query": TABLE,
         "dynamodb:BatchWriteItem": TABLE,
     },
+    GAUGE: {"dynamodb:Query": frozenset({"index"})},  # a COUNT of each everyone-shard
     "history": {
         "dynamodb:GetItem": TABLE,  # the caller's membership, the room's counter
         "dynamodb:Query": TABLE,  # the room's frames; 410 cleanup
