@@ -502,7 +502,9 @@ def resolve_conditions(value: Any, conditions: dict[str, bool]) -> Any:
     if isinstance(value, dict):
         if set(value) == {"Fn::If"}:
             name, when_true, when_false = value["Fn::If"]
-            return resolve_conditions(when_true if conditions[name] else when_false, conditions)
+            # A condition a caller leaves out (AlarmTopicOn: alarms only) is off.
+            chosen = when_true if conditions.get(name, False) else when_false
+            return resolve_conditions(chosen, conditions)
         resolved = {k: resolve_conditions(v, conditions) for k, v in value.items()}
         return {k: v for k, v in resolved.items() if v != {"Ref": "AWS::NoValue"}}
     if isinstance(value, list):

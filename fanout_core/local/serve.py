@@ -89,7 +89,7 @@ class LocalDeployment:
         # Each invocation's metrics documents, one line each (``fanout serve --metrics``).
         self.print_metrics = print_metrics
         self._previous_sink: Any = None
-        self._sink_installed = False
+        self._sink_installed = False  # the metrics sink (console, --metrics) is this one's
         # The browser console at http://host:port/ (off: nothing is wrapped or watched).
         self.console = console
         self.console_state = dict(console_state or {})
@@ -331,12 +331,10 @@ class LocalDeployment:
 
     def _metrics(self, lines: Any, invocation: Any) -> None:
         """An invocation's EMF documents: to the console, and printed with --metrics."""
-        observer = self._observer
-        if observer is not None:
-            observer.invocation_metrics(lines, invocation)
-        if self.print_metrics is not None:
-            for line in lines:
-                self.print_metrics(line)
+        if self._observer is not None:
+            self._observer.invocation_metrics(lines, invocation)
+        for line in lines if self.print_metrics is not None else ():
+            self.print_metrics(line)
 
     async def stop(self) -> None:
         """Stop everything and restore the environment."""
