@@ -125,6 +125,18 @@ def test_the_serverless_role_holds_every_handlers_statements() -> None:
     assert variables["FANOUT_QUEUE_URL"] == {"Ref": "Queue"}
 
 
+def test_a_union_leaves_out_a_pattern_the_whole_resource_covers() -> None:
+    counters = frozenset({permissions.COUNTERS})
+    assert permissions.merged({"dynamodb:UpdateItem": counters}) == {
+        "dynamodb:UpdateItem": counters
+    }
+    union = permissions.merged(
+        {"dynamodb:UpdateItem": counters, "dynamodb:GetItem": counters},
+        {"dynamodb:UpdateItem": permissions.TABLE},
+    )
+    assert union == {"dynamodb:UpdateItem": permissions.TABLE, "dynamodb:GetItem": counters}
+
+
 def test_the_sam_layer_example_transforms() -> None:
     fragment = yaml.load(code_block("yaml", "  FanoutLayer:"), Loader=_CfnLoader)
     layer = fragment["FanoutLayer"]["Properties"]
