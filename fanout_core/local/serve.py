@@ -7,11 +7,9 @@ variables a deployment would (table, endpoints, queue) for this process while it
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import os
-import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,39 +17,12 @@ from fanout_core.config import FanoutConfig, is_loopback
 from fanout_core.local.authorizer import Authorizer, load_callable
 from fanout_core.local.gateway import IDLE_TIMEOUT, MAX_LIFETIME, GatewayEvent, LocalWebSocketApi
 from fanout_core.local.management_api import LocalManagementApi
+from fanout_core.local.ports import claim_port
 from fanout_core.local.routes import routes_from_module
 from fanout_core.local.sqs_pump import SqsEventSource
 
 # Local endpoints take any key: these stand in for a bare machine's missing ones.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
-
-
-class PortInUseError(OSError):
-    """A port ``fanout serve`` was asked to listen on is taken (``what``: the option's name)."""
-
-    def __init__(self, what: str, host: str, port: int) -> None:
-        super().__init__(errno.EADDRINUSE, f"{host}:{port} is already in use")
-        self.what = what
-        self.host = host
-        self.port = port
-
-
-def claim_port(what: str, host: str, port: int) -> None:
-    """Raise PortInUseError if something listens on ``host:port`` (0: any free, never taken).
-
-    Bound as the servers bind (SO_REUSEADDR), so a previous run's closing sockets do not count.
-    """
-    if port == 0:
-        return
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise PortInUseError(what, host, port) from None
-            raise
 
 
 class LocalDeployment:
@@ -329,12 +300,13 @@ class LocalDeployment:
         routes, on_event, site, self._observer = start_console(self, routes, self.console_key)
         return routes, on_event, site
 
-    def _metrics(self, lines: Any, invocation: Any) -> None:
+    def _metrics(self, lines: Sequence[str], invocation: Any) -> None:
         """An invocation's EMF documents: to the console, and printed with --metrics."""
         if self._observer is not None:
             self._observer.invocation_metrics(lines, invocation)
-        for line in lines if self.print_metrics is not None else ():
-            self.print_metrics(line)
+        if self.print_metrics is not None:
+            for line in lines:
+                self.print_metrics(line)
 
     async def stop(self) -> None:
         """Stop everything and restore the environment."""
