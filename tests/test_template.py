@@ -734,6 +734,7 @@ def test_moto_drops_exactly_the_listed_types(stack: Stack, transformed: dict[str
         "AuthorizerFunction",
         "AuthorizerFunctionRole",
         "AuthorizerPermission",
+        "AuthorizerLogGroup",
     } | {"ConnectAuthorizer"}
     optional = {
         name
@@ -886,10 +887,13 @@ def test_auth_mode_puts_a_request_authorizer_on_connect_only(transformed: dict[s
         "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
         f"${{WebSocketApi}}/authorizers/${{{authorizer_id}}}"
     }
-    # Only with AuthMode jwt or custom: the authorizer, its function, role and permission.
+    # Only with AuthMode jwt or custom: the authorizer, its function, role, permission and
+    # log group.
     signing_in = {n for n, r in transformed["Resources"].items() if r.get("Condition") == "AuthOn"}
     role = arn_of(transformed["Resources"][function_id]["Properties"]["Role"])
-    assert signing_in == {authorizer_id, function_id, role, "AuthorizerPermission"}
+    assert signing_in == {authorizer_id, function_id, role, "AuthorizerPermission"} | {
+        "AuthorizerLogGroup"
+    }
     # Least privilege: its role writes its logs and calls nothing else.
     assert granted_actions(transformed)[permissions.AUTHORIZER] == {}
 
