@@ -735,6 +735,7 @@ def test_moto_drops_exactly_the_listed_types(stack: Stack, transformed: dict[str
         "AuthorizerFunctionRole",
         "AuthorizerPermission",
         "AuthorizerLogGroup",
+        "AuthorizerThrottlesAlarm",
     } | {"ConnectAuthorizer"}
     optional = {
         name
@@ -887,12 +888,13 @@ def test_auth_mode_puts_a_request_authorizer_on_connect_only(transformed: dict[s
         "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:"
         f"${{WebSocketApi}}/authorizers/${{{authorizer_id}}}"
     }
-    # Only with AuthMode jwt or custom: the authorizer, its function, role, permission and
-    # log group.
+    # Only with AuthMode jwt or custom: the authorizer, its function, role, permission, log
+    # group and throttles alarm.
     signing_in = {n for n, r in transformed["Resources"].items() if r.get("Condition") == "AuthOn"}
     role = arn_of(transformed["Resources"][function_id]["Properties"]["Role"])
     assert signing_in == {authorizer_id, function_id, role, "AuthorizerPermission"} | {
-        "AuthorizerLogGroup"
+        "AuthorizerLogGroup",
+        "AuthorizerThrottlesAlarm",
     }
     # Least privilege: its role writes its logs and calls nothing else.
     assert granted_actions(transformed)[permissions.AUTHORIZER] == {}
@@ -1007,6 +1009,7 @@ def test_the_alarms_watch_what_docs_operate_says_and_notify_the_topic(
             (ours, "Errors"),
         },
         "ThrottlesAlarm": {('"AWS/Lambda"', "Throttles")},
+        "AuthorizerThrottlesAlarm": {('"AWS/Lambda"', "Throttles")},
         "FailedAlarm": {(ours, "Failed")},
         "ThrottledAlarm": {(ours, "Throttled")},
     }
@@ -1019,6 +1022,10 @@ def test_the_alarms_watch_what_docs_operate_says_and_notify_the_topic(
     }
     assert watched == set(ROUTES.values())  # every function a client's request runs
     assert len(watched) <= 10  # CloudWatch's most metrics in one alarm
+    # The authorizer, which runs on every connect when sign-in is on, in an alarm of its own.
+    [authorizer] = alarms["AuthorizerThrottlesAlarm"]["Dimensions"]
+    assert functions[authorizer["Value"]["Ref"]] == permissions.AUTHORIZER
+    assert transformed["Resources"]["AuthorizerThrottlesAlarm"]["Condition"] == "AuthOn"
     failed = alarms["FailedAlarm"]
     assert (failed["Period"] * failed["EvaluationPeriods"], failed["DatapointsToAlarm"]) == (300, 5)
     sustained = alarms["ThrottledAlarm"]
