@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -22,18 +23,21 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk import aws_apigatewayv2_authorizers as authorizers
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_sns as sns
 from aws_cdk.assertions import Template
 
 from fanout_core import subprotocol
-from fanout_core.cdk import FanoutSettings, FanoutWebSocket, SignIn, WorkerOptions
+from fanout_core.cdk import FanoutSettings, FanoutWebSocket, Monitoring, SignIn, WorkerOptions
 from fanout_core.config import FanoutConfig
 from fanout_core.deploy import permissions
 from fanout_core.errors import ConfigError
 from tests.test_deploy_docs import code_block
 from tests.test_template import (
     BASIC_EXECUTION_ROLE,
+    _alarms,
     _source,
     _transformed,
+    function_handlers,
     granted_actions,
     of_type,
     references,
@@ -362,6 +366,7 @@ def test_every_function_reads_the_settings(all_on: Synth) -> None:
             continue
         assert variables.pop("FANOUT_TABLE") == all_on.ref("table")
         assert variables.pop("FANOUT_QUEUE_URL") == all_on.ref("queue")
+        assert variables.pop("FANOUT_SERVICE") == "Chat"  # the stack's name, as the template's
         assert variables == ALL_ON.environment()
         read = FanoutConfig.from_env(variables)
         assert (read.strategy, read.presence_events, read.history_seconds) == (
@@ -421,6 +426,8 @@ def test_the_docs_app_synthesizes(tmp_path: Path) -> None:
     assert {"FANOUT_TABLE", "FANOUT_QUEUE_URL", "FANOUT_STRATEGY"} <= set(variables)
     assert variables["FANOUT_STRATEGY"] == "sqs_batched"
     assert "WebSocketURL" in template["Outputs"]
+    assert len(of_type(template, "AWS::CloudWatch::Alarm")) == 5  # no sign-in: 5 alarms
+    assert of_type(template, "AWS::CloudWatch::Dashboard")
 
 
 def _authorizer_of(synth: Synth) -> tuple[str, dict[str, Any]]:
@@ -462,3 +469,175 @@ def test_sign_in_builds_the_template_s_authorizer(default: Synth, code: Path) ->
         SignIn(issuer="http://issuer.example", audience="a")
     with pytest.raises(ValueError, match="connect_authorizer"):
         synth(code, sign_in=SIGN_IN, connect_authorizer=object())
+
+
+# -- monitoring: the template's log groups, alarms and dashboard ----------------------------
+
+
+@pytest.fixture(scope="module")
+def monitored(code: Path) -> Synth:
+    """As ``default`` (sqs_batched, sign-in), with Monitoring and an SNS topic of the user's."""
+
+    def topic(stack: cdk.Stack) -> Monitoring:
+        return Monitoring(alarm_topic=sns.Topic(stack, "Alarms"))
+
+    app = cdk.App()
+    stack = cdk.Stack(app, "Chat")
+    fanout = FanoutWebSocket(
+        stack,
+        "Fanout",
+        code=lambda_.Code.from_asset(str(code)),
+        settings=FanoutSettings(strategy="sqs_batched"),
+        sign_in=SIGN_IN,
+        monitoring=topic(stack),
+    )
+    return Synth(dict(Template.from_stack(stack).to_json()), {}, fanout)
+
+
+def logical_id(construct: Any) -> str:
+    """The logical id of a construct's CloudFormation resource."""
+    element = construct.node.default_child
+    assert isinstance(element, cdk.CfnElement)
+    return cdk.Stack.of(construct).get_logical_id(element)
+
+
+def _named(value: Any, functions: dict[str, str]) -> Any:
+    """A dimension's or namespace's value as what it stands for, in either template."""
+    if value in ({"Ref": "MetricsNamespace"}, "fanout"):
+        return "namespace"
+    if value in ({"Ref": "AWS::StackName"}, "Chat"):
+        return "service"
+    if value in ({"Ref": "Strategy"}, "sqs_batched"):
+        return "strategy"
+    if isinstance(value, dict) and "Ref" in value and value["Ref"] in functions:
+        return functions[value["Ref"]]
+    if isinstance(value, dict) and value.get("Fn::GetAtt", [None, None])[1] == "QueueName":
+        return "dead-letter queue"
+    assert isinstance(value, str), value
+    return value
+
+
+def _alarm_shapes(
+    alarms: dict[str, dict[str, Any]], functions: dict[str, str]
+) -> dict[str, tuple[Any, ...]]:
+    """What each alarm watches and when it fires, with the templates' own names left out."""
+
+    def metric(metric: dict[str, Any], stat: str, period: int) -> tuple[Any, ...]:
+        dimensions = {
+            (d["Name"], _named(d["Value"], functions)) for d in metric.get("Dimensions", [])
+        }
+        namespace = _named(metric["Namespace"], functions)
+        return (namespace, metric["MetricName"], frozenset(dimensions), stat, period)
+
+    shapes = {}
+    for name, alarm in alarms.items():
+        if "Metrics" in alarm:
+            [expression] = [q["Expression"] for q in alarm["Metrics"] if "Expression" in q]
+            watched = frozenset(
+                (
+                    q["Id"],
+                    metric(
+                        q["MetricStat"]["Metric"],
+                        q["MetricStat"]["Stat"],
+                        q["MetricStat"]["Period"],
+                    ),
+                )
+                for q in alarm["Metrics"]
+                if "MetricStat" in q
+            )
+            what: Any = (frozenset(expression.split(" + ")), watched)
+        else:
+            what = metric(alarm, alarm["Statistic"], alarm["Period"])
+        shapes[name] = (
+            what,
+            alarm["Threshold"],
+            alarm["ComparisonOperator"],
+            alarm["EvaluationPeriods"],
+            alarm.get("DatapointsToAlarm"),
+            alarm["TreatMissingData"],
+        )
+    return shapes
+
+
+def test_monitoring_builds_the_template_s_alarms_notifying_the_topic(monitored: Synth) -> None:
+    source = _transformed()
+    expected = _alarm_shapes(_alarms(source), function_handlers(source))
+    construct = monitored.construct
+    assert construct.monitored is not None
+    ours = {
+        name: monitored.resource(logical_id(alarm))["Properties"]
+        for name, alarm in construct.monitored.alarms.items()
+    }
+    assert _alarm_shapes(ours, fanout_functions(monitored.template)) == expected
+    [(topic_id, _)] = of_type(monitored.template, "AWS::SNS::Topic").items()
+    for name, alarm in ours.items():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": topic_id}], name
+
+
+def test_monitoring_gives_every_function_a_log_group_with_its_retention(
+    monitored: Synth, default: Synth
+) -> None:
+    functions = fanout_functions(monitored.template)
+    groups = of_type(monitored.template, "AWS::Logs::LogGroup").values()
+    named = {}
+    for group in groups:
+        properties = group["Properties"]
+        assert properties["RetentionInDays"] == 30
+        assert group["DeletionPolicy"] == "Delete"  # the construct's removal_policy
+        [(function_id, _)] = references(properties["LogGroupName"])
+        assert properties["LogGroupName"] == {
+            "Fn::Join": ["", ["/aws/lambda/", {"Ref": function_id}]]
+        }
+        named[functions[function_id]] = group
+    assert set(named) == set(functions.values()) == set(permissions.BASE)
+    # Without monitoring: none of it.
+    for kind in ("AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"):
+        assert not of_type(default.template, kind), kind
+
+
+def _dashboard_widgets(body: str) -> list[tuple[str, list[list[Any]]]]:
+    return [
+        (widget["properties"]["title"], [_plain(m) for m in widget["properties"]["metrics"]])
+        for widget in json.loads(body)["widgets"]
+    ]
+
+
+def _plain(metric: list[Any]) -> list[Any]:
+    """A dashboard metric as namespace, name, dimensions, and its stat and label."""
+    *fields, options = metric
+    return [*fields, options["stat"], options.get("label")]
+
+
+def test_monitoring_builds_the_template_s_dashboard(monitored: Synth) -> None:
+    stand_ins = {
+        "AWS::Region": "REGION",
+        "AWS::StackName": "Chat",
+        "MetricsNamespace": "fanout",
+        "Strategy": "sqs_batched",
+        "WebSocketApi": "API",
+        "StageName": "prod",
+        "DeadLetterQueue": "DLQ",
+    }
+    [source] = of_type(_transformed(), "AWS::CloudWatch::Dashboard").values()
+    expected = source["Properties"]["DashboardBody"]["Fn::Sub"]
+    for name, value in stand_ins.items():
+        expected = re.sub(r"\$\{" + re.escape(name) + r"(\.[A-Za-z]+)?\}", value, expected)
+    [ours] = of_type(monitored.template, "AWS::CloudWatch::Dashboard").values()
+    [dead_letter_id] = [
+        n
+        for n, q in of_type(monitored.template, "AWS::SQS::Queue").items()
+        if "RedrivePolicy" not in q["Properties"]
+    ]
+    api_id = logical_id(monitored.construct.api)
+    pieces = []
+    for piece in ours["Properties"]["DashboardBody"]["Fn::Join"][1]:
+        if isinstance(piece, str):
+            pieces.append(piece)
+        elif piece == {"Ref": "AWS::Region"}:
+            pieces.append("REGION")
+        elif piece == {"Ref": api_id}:
+            pieces.append("API")
+        else:
+            assert piece == {"Fn::GetAtt": [dead_letter_id, "QueueName"]}, piece
+            pieces.append("DLQ")
+    assert _dashboard_widgets("".join(pieces)) == _dashboard_widgets(expected)

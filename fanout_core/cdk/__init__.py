@@ -11,7 +11,8 @@ except ImportError as missing:  # pragma: no cover - depends on the extras insta
     ) from missing
 
 from fanout_core.cdk.construct import FanoutWebSocket, WorkerOptions
+from fanout_core.cdk.monitoring import Monitoring
 from fanout_core.cdk.settings import FanoutSettings
 from fanout_core.cdk.signin import SignIn
 
-__all__ = ["FanoutSettings", "FanoutWebSocket", "SignIn", "WorkerOptions"]
+__all__ = ["FanoutSettings", "FanoutWebSocket", "Monitoring", "SignIn", "WorkerOptions"]

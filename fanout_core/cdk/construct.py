@@ -5,9 +5,9 @@ call (``fanout_core.deploy.permissions``), so the two grant the same IAM stateme
 is what ``python -m fanout_core.deploy.package`` builds (``code=``).
 
 Sign-in: ``sign_in=SignIn(...)`` builds the library's ``$connect`` authorizer, as the
-template's ``AuthMode`` does; ``connect_authorizer`` takes one of your own instead. Later
-additions hang on what is here: alarms and dashboards over ``functions``, ``queue`` and
-``dead_letter_queue``, and more functions through ``add_function`` with ``grant_publish``.
+template's ``AuthMode`` does; ``connect_authorizer`` takes one of your own instead.
+``monitoring=Monitoring(...)`` adds the template's log retention, alarms and dashboard
+(``fanout_core.cdk.monitoring``). More functions hang on ``add_function`` and ``grant_publish``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from fanout_core.cdk.monitoring import Monitored, Monitoring, monitor
 from fanout_core.cdk.settings import FanoutSettings
 from fanout_core.cdk.signin import SignIn
 from fanout_core.deploy import permissions
@@ -70,6 +71,7 @@ class FanoutWebSocket(Construct):
     function that counts live connections every 5 minutes (the ``OpenConnections`` metric).
     ``http_publish``: ``publish_http`` behind a Function URL with IAM auth (``publish_url``);
     ``event_pattern``: an EventBridge rule on the default bus invoking ``publish_events``.
+    Every function's metrics go under the ``Service`` ``service`` (default: the stack's name).
     """
 
     def __init__(
@@ -92,6 +94,8 @@ class FanoutWebSocket(Construct):
         sign_in: SignIn | None = None,
         http_publish: bool = False,
         event_pattern: events.EventPattern | None = None,
+        monitoring: Monitoring | None = None,
+        service: str | None = None,
         removal_policy: cdk.RemovalPolicy = cdk.RemovalPolicy.DESTROY,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -107,6 +111,9 @@ class FanoutWebSocket(Construct):
         self._architecture = architecture or lambda_.Architecture.X86_64
         self._memory_size = memory_size
         self.stage_name = stage_name
+        self.removal_policy = removal_policy
+        # The metrics' Service dimension: as the template's, the stack's name by default.
+        self.service = service or cdk.Stack.of(self).stack_name
         self.functions: dict[str, lambda_.Function] = {}
 
         self.table = self._table(removal_policy)
@@ -119,6 +126,7 @@ class FanoutWebSocket(Construct):
             "FANOUT_TABLE": self.table.table_name,
             **self.settings.environment(),
             **({"FANOUT_QUEUE_URL": self.queue.queue_url} if self.queue else {}),
+            "FANOUT_SERVICE": self.service,
         }
         self.api = apigwv2.WebSocketApi(
             self,
@@ -136,9 +144,11 @@ class FanoutWebSocket(Construct):
         if options is not None:
             self._worker(options)
         if sweep:
-            self._sweep(sweep_schedule or events.Schedule.rate(cdk.Duration.hours(1)))
+            schedule = sweep_schedule or events.Schedule.rate(cdk.Duration.hours(1))
+            self._scheduled("Sweep", permissions.SWEEP, schedule)
         if open_connections:
-            self._open_connections()
+            five_minutes = events.Schedule.rate(cdk.Duration.minutes(5))
+            self._scheduled("OpenConnections", permissions.GAUGE, five_minutes)
         self.publish_url: lambda_.FunctionUrl | None = None
         if http_publish:
             publisher = self._publisher("PublishHttp", "publish_http")
@@ -153,6 +163,8 @@ class FanoutWebSocket(Construct):
                 event_pattern=event_pattern,
                 targets=[targets.LambdaFunction(publisher)],
             )
+        # Last: over every function made above.
+        self.monitored: Monitored | None = monitor(self, monitoring) if monitoring else None
 
     # -- attributes ----------------------------------------------------------------------
 
@@ -375,27 +387,10 @@ class FanoutWebSocket(Construct):
         """``publish_http`` or ``publish_events``: what ``Fanout.publish`` calls."""
         return self.add_function(name, handler, permissions.PUBLISH, timeout=ROUTE_TIMEOUT)
 
-    def _sweep(self, schedule: events.Schedule) -> None:
-        sweep = self.add_function(
-            "Sweep",
-            permissions.SWEEP,
-            self._grant(permissions.SWEEP),
-            timeout=cdk.Duration.seconds(300),
+    def _scheduled(self, name: str, handler: str, schedule: events.Schedule) -> None:
+        function = self.add_function(
+            name, handler, self._grant(handler), timeout=cdk.Duration.seconds(300)
         )
         events.Rule(
-            self, "SweepSchedule", schedule=schedule, targets=[targets.LambdaFunction(sweep)]
-        )
-
-    def _open_connections(self) -> None:
-        gauge = self.add_function(
-            "OpenConnections",
-            permissions.GAUGE,
-            self._grant(permissions.GAUGE),
-            timeout=cdk.Duration.seconds(300),
-        )
-        events.Rule(
-            self,
-            "OpenConnectionsSchedule",
-            schedule=events.Schedule.rate(cdk.Duration.minutes(5)),
-            targets=[targets.LambdaFunction(gauge)],
+            self, f"{name}Schedule", schedule=schedule, targets=[targets.LambdaFunction(function)]
         )

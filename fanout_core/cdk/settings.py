@@ -25,6 +25,7 @@ class FanoutSettings:
     history_max: int = config.DEFAULT_HISTORY_MAX  # FANOUT_HISTORY_MAX
     dedup_seconds: int = 0  # FANOUT_DEDUP_SECONDS; 0 is the history window, or 300
     max_posts_per_second: int = 0  # FANOUT_MAX_POSTS_PER_SECOND; 0 is no cap
+    metrics_namespace: str = config.DEFAULT_METRICS_NAMESPACE  # FANOUT_METRICS_NAMESPACE
 
     def __post_init__(self) -> None:
         # What the functions would refuse at their first invocation fails the synth instead.
@@ -47,4 +48,5 @@ class FanoutSettings:
             "FANOUT_HISTORY_MAX": str(self.history_max),
             "FANOUT_DEDUP_SECONDS": str(self.dedup_seconds),
             "FANOUT_MAX_POSTS_PER_SECOND": str(self.max_posts_per_second),
+            "FANOUT_METRICS_NAMESPACE": self.metrics_namespace,
         }
