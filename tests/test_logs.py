@@ -132,10 +132,11 @@ def test_no_line_holds_a_token_a_query_string_value_or_a_body(
         handlers.websocket(message_event("C1", sent), context)
     handlers.websocket(message_event("C1", f'{{"action": "sendMessage", "text": "{body}'), context)
 
-    def broken(connection_id: str) -> bool:
+    def broken(connection_id: str, *, partition: object = None) -> bool:
         raise RuntimeError("the table is on fire")
 
     chat.runtime.store.touch = broken  # type: ignore[method-assign]
+    clock.advance(60)  # a ping costs a token too: the bucket is full again
     handlers.websocket(message_event("C1", {"action": "ping"}), context)  # answered 500
     handlers.sqs_worker(sqs_event([f"not json {body}"]), context)
 
