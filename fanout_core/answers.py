@@ -2,16 +2,18 @@
 
 ``answers`` wraps a handler: every error becomes the answer the client should get, an
 unexpected one is logged and answered 500, and the invocation ends (``Runtime.finish``:
-departures found by 410s are announced) whatever happened.
+departures found by 410s are announced) whatever happened. ``entry`` wraps the other entry
+points (the worker, the publishers, the schedules, the authorizer): one invocation too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from fanout_core import metrics
 from fanout_core.errors import (
@@ -38,6 +40,15 @@ log = logging.getLogger("fanout_core.handlers")
 
 Response = dict[str, Any]
 Handler = Callable[[Any, Any], Response]
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class Entry(Protocol[R_co]):
+    """An entry point Lambda calls with an event and a context (a schedule's may have neither)."""
+
+    def __call__(self, event: Any = None, context: Any = None) -> R_co: ...
+
 
 _THROTTLED = {
     "ProvisionedThroughputExceededException",
@@ -129,13 +140,7 @@ def answers(handler: Callable[[Any], Response]) -> Handler:
 
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any = None) -> Response:
-        runtime = current_runtime()
-        with metrics.invocation(
-            handler.__name__,
-            runtime.config if runtime is not None else None,
-            request_id=request_id_of(context),
-            connection_id=connection_id_of(event),
-        ):
+        with _invocation(handler.__name__, context, connection_id_of(event)):
             answer: Response | None = None
             try:
                 answer = handler(event)
@@ -151,6 +156,34 @@ def answers(handler: Callable[[Any], Response]) -> Handler:
             return answer
 
     return wrapper
+
+
+def entry(handler: Callable[[Any, Any], R]) -> Entry[R]:
+    """One invocation around an entry point that is not a route: its metrics written once
+    (one document) and its log lines' fields, ended (``finish``) however it ends."""
+
+    @functools.wraps(handler)
+    def wrapper(event: Any = None, context: Any = None) -> R:
+        with _invocation(handler.__name__, context):
+            try:
+                return handler(event, context)
+            finally:
+                finish()
+
+    return wrapper
+
+
+def _invocation(
+    source: str, context: Any, connection_id: str | None = None
+) -> contextlib.AbstractContextManager[metrics.Invocation | None]:
+    # The container's settings once something built its runtime; the environment's before.
+    runtime = current_runtime()
+    return metrics.invocation(
+        source,
+        runtime.config if runtime is not None else None,
+        request_id=request_id_of(context),
+        connection_id=connection_id,
+    )
 
 
 def count_answer(answer: Response | None) -> None:

@@ -1,4 +1,5 @@
-"""Lambda handlers: wire each to its API Gateway WebSocket route (or ``websocket`` to all).
+"""Lambda handlers: wire each to its API Gateway WebSocket route (or ``websocket`` to all);
+the other entry points (worker, publishers, schedules, authorizer) live in ``entries``.
 
 Each answers ``{"statusCode": 200}`` on success and a 4xx with a JSON error for the
 client's mistakes. No handler raises: an unexpected error is logged and answered 500.
@@ -18,12 +19,17 @@ from fanout_core.answers import (
     Handler,
     Response,
     answers,
-    count_answer,
     error_response,
-    finish,
     joined,
     ok,
-    request_id_of,
+)
+from fanout_core.entries import (
+    authorizer,
+    open_connections,
+    publish_events,
+    publish_http,
+    sqs_worker,
+    sweep,
 )
 from fanout_core.errors import NotAMemberError, NotConnectedError
 from fanout_core.events import (
@@ -46,7 +52,6 @@ from fanout_core.subprotocol import answer_headers
 from fanout_core.tokens import admit, charge_answer, check_rooms, take
 
 if TYPE_CHECKING:
-    from fanout_core.result import FanoutResult
     from fanout_core.store import Departure
 
 __all__ = [
@@ -326,92 +331,3 @@ def websocket(event: Any, context: Any = None) -> Response:
             action = None
         route = action if action in CLIENT_ACTIONS else route
     return ROUTES.get(route if isinstance(route, str) else "", default)(event, context)
-
-
-def authorizer(event: Any, context: Any = None) -> dict[str, Any]:
-    """``$connect``'s REQUEST authorizer: a JWT checked (or ``FANOUT_AUTHORIZER``'s check),
-    answered Allow with the principal and chosen claims, or refused (docs/signin.md)."""
-    from fanout_core.signin import authorize
-
-    return authorize(event, context)
-
-
-def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]]]:
-    """SQS worker for ``sqs_batched``: post each record, report only failed ones."""
-    from fanout_core.worker import process_records
-
-    runtime = get_runtime()
-    records = event.get("Records") if isinstance(event, dict) else None
-    with metrics.invocation("sqs_worker", runtime.config, request_id=request_id_of(context)):
-        results: list[FanoutResult] = []
-        try:
-            try:
-                response, results = process_records(event, runtime.deliverer, runtime.tasks)
-            except Exception:
-                log.exception("unreadable SQS event")
-                ids = [r.get("messageId") for r in records or [] if isinstance(r, dict)]
-                failed = [{"itemIdentifier": i} for i in ids if isinstance(i, str)]
-                response = {"batchItemFailures": failed}
-            metrics.add("WorkerTasks", len(records) if isinstance(records, list) else 0)
-            metrics.add("Errors", len(response["batchItemFailures"]))
-        finally:
-            finish()
-    for result in results:
-        report("sqs_worker", result)
-    return response
-
-
-def publish_http(event: Any, context: Any = None) -> Response:
-    """A Lambda Function URL (``AuthType: AWS_IAM``) or API Gateway (IAM auth) publish:
-    ``POST`` a JSON body ``{room|user|connections, event, data, exclude, id}``; 200 with the
-    ``FanoutResult``, 400 with a JSON error, 413 over 128 KB, 405 for another method."""
-    from fanout_core.inbound import http
-
-    runtime = get_runtime()
-    with metrics.invocation("publish_http", runtime.config, request_id=request_id_of(context)):
-        answer = None
-        try:
-            answer = http(event)
-            return answer
-        finally:
-            count_answer(answer)
-            finish()
-
-
-def publish_events(event: Any, context: Any = None) -> dict[str, Any]:
-    """EventBridge events (``detail`` is the publish body, ``detail-type`` the default event),
-    SNS and SQS records whose body is one; for SQS, ``batchItemFailures``."""
-    from fanout_core.inbound import events
-
-    runtime = get_runtime()
-    with metrics.invocation("publish_events", runtime.config, request_id=request_id_of(context)):
-        try:
-            return events(event)
-        finally:
-            finish()
-
-
-def sweep(event: Any = None, context: Any = None) -> dict[str, int]:
-    """Scheduled: delete every expired row; returns what was deleted."""
-    runtime = get_runtime()
-    with metrics.invocation("sweep", runtime.config, request_id=request_id_of(context)):
-        try:
-            result = runtime.store.sweep()
-        finally:
-            finish()
-    log.info("sweep deleted %d connections, %d memberships", result.connections, result.memberships)
-    return {"connections": result.connections, "memberships": result.memberships}
-
-
-def open_connections(event: Any = None, context: Any = None) -> dict[str, int]:
-    """Scheduled (every 5 minutes): count the live connections, the OpenConnections metric
-    that API Gateway does not publish."""
-    runtime = get_runtime()
-    with metrics.invocation("open_connections", runtime.config, request_id=request_id_of(context)):
-        try:
-            count = runtime.store.count_connections()
-            metrics.gauge("OpenConnections", count)
-        finally:
-            finish()
-    log.info("open connections: %d", count)
-    return {"connections": count}

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from fanout_core import metrics
 from fanout_core.answers import Response, answer_for, error_response
 from fanout_core.errors import ConfigError, PayloadTooLargeError
 from fanout_core.events import RequestError
@@ -149,6 +150,12 @@ def _attempt(where: str, body: object, default_event: str = DEFAULT_EVENT) -> in
     return 200
 
 
+def _counted(status: int) -> int:
+    """``status``, counted in the invocation's metrics as a route's answer is."""
+    metrics.add("Errors" if status >= 500 else "ClientErrors", status >= 400)
+    return status
+
+
 def events(event: object) -> dict[str, Any]:
     """EventBridge events, SNS and SQS records: publish each body. An EventBridge event's
     ``detail`` is the body, its ``detail-type`` the default event name. For SQS, the answer
@@ -157,13 +164,14 @@ def events(event: object) -> dict[str, Any]:
     if isinstance(event, Mapping) and "detail" in event and "detail-type" in event:
         default = event["detail-type"]
         name = default if isinstance(default, str) else DEFAULT_EVENT
-        status = _attempt("an EventBridge event", event["detail"], name)
+        status = _counted(_attempt("an EventBridge event", event["detail"], name))
         if status >= 500:
             raise RuntimeError(f"the EventBridge event {event.get('id')} was not published")
         return {"published": int(status == 200), "refused": int(status != 200)}
     records = event.get("Records") if isinstance(event, Mapping) else None
     if not isinstance(records, list):
         log.warning("publish_events: neither an EventBridge event nor SNS or SQS records")
+        _counted(400)
         return {"published": 0, "refused": 1}
     failures: list[dict[str, str]] = []
     published = retry = 0
@@ -177,6 +185,7 @@ def events(event: object) -> dict[str, Any]:
                 log.warning("record %s not published: %s", record_id, error)
             else:
                 status = _attempt(f"record {record_id}", body)
+        _counted(status)
         published += status == 200
         retry += status >= 500
         if status != 200:

@@ -50,7 +50,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("presence",),
     ("runtime", "table", "sizes", "cost", "simulate"),
     ("fanout",),
-    ("events", "answers", "inbound", "tokens", "handlers", "signin"),
+    ("events", "answers", "inbound", "tokens", "entries", "handlers", "signin"),
     ("cli", "local", "deploy", "cdk"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

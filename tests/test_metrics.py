@@ -3,10 +3,13 @@ stdout when off; the documents within EMF's limits however much an invocation di
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -235,6 +238,86 @@ def test_the_worker_writes_one_document_per_invocation(
     delivered = sum(documents[0].get("Delivered", 0) for documents in workers)
     assert delivered == chat.api.total("POST") - posts == 5
     assert sum(documents[0]["WorkerTasks"] for documents in workers) >= 1
+
+
+FIXTURES = Path(__file__).parent / "support" / "fixtures"
+
+
+def fixture(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return event
+
+
+def test_publish_http_writes_one_document_with_its_results_counts(
+    chat: Chat, captured: Captured
+) -> None:
+    a, b = chat.connect(["orders"]), chat.connect(["orders"])
+    chat.drop(b)
+    captured.take()
+    event = fixture("function_url_request.json")
+    event["body"], event["isBase64Encoded"] = json.dumps({"room": "orders", "data": 1}), False
+    answer = handlers.publish_http(event, SimpleNamespace(aws_request_id="req-9"))
+    result = json.loads(answer["body"])
+    [(source, [document])] = captured.take()
+    assert (source, document["RequestId"]) == ("publish_http", "req-9")
+    values = emf_spec.metrics_of(document)
+    assert (values["Delivered"], values["Gone"]) == (result["delivered"], result["gone"]) == (1, 1)
+    assert values["AudienceSize"] == [2]
+    assert len(values["PostLatency"]) == 2
+    assert "ClientErrors" not in values
+    event["body"] = json.dumps({"room": "orders", "data": 2, "nope": 3})
+    assert handlers.publish_http(event)["statusCode"] == 400
+    assert captured.one("publish_http") == {"ClientErrors": 1}
+    assert chat.frames(a) == [chat.frames(a)[0]]  # the refused body posted nothing
+
+
+def test_publish_events_writes_one_document_for_all_its_records(
+    chat: Chat, captured: Captured
+) -> None:
+    chat.connect(["jobs"])
+    chat.connect(["jobs"])
+    captured.take()
+    event = fixture("sqs_event.json")
+    template = event["Records"][0]
+    event["Records"] = []
+    bodies = ('{"room": "jobs", "data": 1}', "not json", '{"room": "jobs"}', '{"data": 2}')
+    for n, body in enumerate(bodies):  # the second and third refused: no JSON, no data
+        record = copy.deepcopy(template)
+        record["messageId"], record["body"] = f"m-{n}", body
+        event["Records"].append(record)
+    posts = chat.api.total("POST")
+    answer = handlers.publish_events(event)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-2"}]}
+    values = captured.one("publish_events")
+    assert values["Delivered"] == chat.api.total("POST") - posts == 4
+    assert len(values["AudienceSize"]) == len(values["FanoutTime"]) == 2
+    assert values["ClientErrors"] == 2  # the two refused records
+    assert "Errors" not in values
+
+
+def test_the_schedules_write_one_document_each(chat: Chat, captured: Captured) -> None:
+    members = [chat.connect(["lobby"]) for _ in range(3)]
+    chat.disconnect(members[0])
+    captured.take()
+    assert handlers.open_connections(None, SimpleNamespace(aws_request_id="req-5")) == {
+        "connections": 2
+    }
+    [(source, [document])] = captured.take()
+    assert (source, document["RequestId"]) == ("open_connections", "req-5")
+    gauge = emf_spec.metrics_of(document)
+    assert gauge["OpenConnections"] == 2
+    assert gauge["ReadUnits"] > 0  # the count reads every entry it counts
+    handlers.sweep()
+    assert "OpenConnections" not in captured.one("sweep")
+
+
+def test_the_authorizer_writes_one_document_with_its_refusals(captured: Captured) -> None:
+    # No methodArn: a Deny (403) before any token is read.
+    refused = handlers.authorizer({"type": "REQUEST"}, SimpleNamespace(aws_request_id="r-1"))
+    assert refused["policyDocument"]["Statement"][0]["Effect"] == "Deny"
+    [(source, [document])] = captured.take()
+    assert (source, document["RequestId"]) == ("authorizer", "r-1")
+    assert emf_spec.metrics_of(document) == {"Denied": 1}
 
 
 def test_metrics_off_write_nothing_to_stdout(

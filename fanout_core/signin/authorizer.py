@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fanout_core import metrics
 from fanout_core.config import load_hook
 from fanout_core.errors import ConfigError, InvalidKeyError
 from fanout_core.keys import validate_principal
@@ -141,10 +142,12 @@ def authorize(event: Any, context: Any = None) -> dict[str, Any]:
         principal, claims = check.check(token, event)
         return answer.allow(principal, resource, claims)
     except Refused as refusal:
+        metrics.add("Denied")
         log.info("sign-in refused (%d) %s: %s", refusal.status, _where(event), refusal.reason)
         if refusal.status == 401:
             raise Unauthorized("Unauthorized") from None
         return answer.deny(resource)
     except Exception as error:  # a fault of ours: refused, and only its kind is logged
+        metrics.add("Errors")
         log.error("sign-in failed %s: %s", _where(event), type(error).__name__)
         return answer.deny(resource)
