@@ -250,7 +250,7 @@ ONE_LINE = [
     "#table-rows .pair",
     "#table-rows td:last-child",
     "#connections td.key",
-    "#invocations td:not(:nth-child(4))",
+    "#invocations tr[data-route] td:not(:nth-child(4))",
     "#fanouts .nums > span",
     "#routes li",
 ]
@@ -267,6 +267,12 @@ LINES = """(selector) => [...document.querySelectorAll(selector)].map((node) => 
     const lines = tops.filter((top, i) => i === 0 || top - tops[i - 1] > 8).length;
     return [node.textContent, lines];
 })"""
+
+# Whether the table holding ``selector`` is no wider than the box it scrolls in.
+FITS = """(selector) => {
+    const table = document.querySelector(selector).closest("table");
+    return table.scrollWidth <= table.parentElement.clientWidth;
+}"""
 
 
 def test_console_after_a_busy_run() -> None:
@@ -337,6 +343,10 @@ def test_console_after_a_busy_run() -> None:
             whole = dedup.get_attribute("title") or ""
             assert whole.startswith("DEDUP#ROOM#lobby#")
             assert len(dedup.inner_text()) < len(whole)
+            # Each invocation's metrics on a row under it; the columns stay in the panel.
+            sent = page.locator("#invocations tr[data-route='sendMessage'] + tr.metrics")
+            expect(sent.filter(has_text="Delivered").first).to_contain_text("PostLatency")
+            assert page.evaluate(FITS, "#invocations"), "the invocations overflow their panel"
             for selector in ONE_LINE:
                 measured: list[tuple[str, int]] = page.evaluate(LINES, selector)
                 assert measured, f"nothing matches {selector}"

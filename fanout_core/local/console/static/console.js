@@ -158,25 +158,29 @@ function invoke(event) {
   }
   light(event.route, `${event.status} · ${event.ms} ms`);
   const error = event.status >= 300 && event.body ? el("div", { class: "s4" }, event.body) : null;
+  // Its metrics on a row of their own under it, across the table: the columns keep their width.
+  const measured = metricsRow(event.metrics);
+  if (measured) prepend($("invocations"), measured, 2 * KEEP.invocations);
   prepend($("invocations"), fresh(el("tr", { "data-route": event.route },
     el("td", {}, el("time", { text: clock(event.t) })),
-    el("td", { class: "nowrap" }, event.route, metricsLine(event.metrics)),
+    el("td", { class: "nowrap", text: event.route }),
     el("td", { class: "nowrap", text: who(event.connection_id) }),
     el("td", { class: `s${String(event.status)[0]}` }, String(event.status), error),
-    el("td", { class: "num", text: event.ms }))), KEEP.invocations);
+    el("td", { class: "num", text: event.ms }))), 2 * KEEP.invocations);
   renderConnections();
 }
 
 // An invocation's metrics, as its EMF document carries them: counts, and for arrays
 // (FanoutTime, PostLatency, AudienceSize) how many values and their median.
-function metricsLine(values) {
+function metricsRow(values) {
   if (!values || !Object.keys(values).length) return null;
   const shown = Object.entries(values).map(([name, value]) => {
     if (!Array.isArray(value)) return `${name} ${value}`;
     const sorted = [...value].sort((x, y) => x - y);
     return `${name} ×${value.length} p50 ${sorted[Math.floor(sorted.length / 2)]}`;
   });
-  return el("div", { class: "muted metrics", "data-testid": "metrics", text: shown.join(" · ") });
+  return el("tr", { class: "metrics" },
+    el("td", { colspan: 5, class: "muted", "data-testid": "metrics", text: shown.join(" · ") }));
 }
 
 // The feed's metrics events (a publish's, a worker's too): kept in state.events only.
