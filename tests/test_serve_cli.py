@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.support import frames
+from tests.support import emf_spec, frames
 
 pytestmark = pytest.mark.server  # each runs `fanout serve`: moto, the APIs, real sockets
 
@@ -54,6 +54,14 @@ def free_ports(count: int) -> list[int]:
 @contextmanager
 def serving(*args: str) -> Iterator[str]:
     """`fanout serve ARGS` until it prints `ready`; yields what it printed."""
+    with serving_lines(*args) as (printed, _):
+        yield printed
+
+
+@contextmanager
+def serving_lines(*args: str) -> Iterator[tuple[str, queue.Queue[str | None]]]:
+    """`fanout serve ARGS` until it prints `ready`; yields what it printed and the lines it
+    prints after (None once it ended)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "fanout_core.cli", "serve", *args],
         stdout=subprocess.PIPE,
@@ -77,7 +85,7 @@ def serving(*args: str) -> Iterator[str]:
             line = lines.get(timeout=60)
             assert line is not None, f"fanout serve ended: {printed}"
             printed += line
-        yield printed
+        yield printed, lines
     finally:
         process.terminate()
         process.wait(timeout=20)
@@ -139,6 +147,30 @@ def test_two_runs_print_the_same_export_line_and_the_env_file_publishes(tmp_path
         assert got["data"] == {"n": 1}
     with serving(*args) as second:
         assert export_line(second) == export_line(first)
+
+
+def test_metrics_prints_each_invocations_emf_document() -> None:
+    args = ["--port", "0", "--management-port", "0", "--dynamodb-port", "0", "--no-console"]
+    with serving_lines(*args, "--metrics") as (printed, lines):
+        ws_url = re.search(r"WebSocket API:\s+(\S+)", printed)
+        assert ws_url is not None
+
+        async def chat() -> None:
+            async with connect(f"{ws_url.group(1)}?room=lobby") as ws:
+                await ws.send('{"action": "sendMessage", "room": "lobby", "text": "hi"}')
+                async with asyncio.timeout(15):
+                    assert frames.decode(await ws.recv())["body"] == "hi"
+
+        asyncio.run(chat())
+        documents: dict[str, dict[str, object]] = {}
+        while "send_message" not in documents:
+            line = lines.get(timeout=30)
+            assert line is not None, "fanout serve ended"
+            if line.startswith('{"_aws"'):
+                document = emf_spec.check(line.rstrip("\n"))  # valid EMF, as on Lambda
+                documents[str(document["Source"])] = emf_spec.metrics_of(document)
+        assert documents["connect"]["Connects"] == 1
+        assert documents["send_message"]["Delivered"] == 1
 
 
 def test_a_taken_port_is_one_line_naming_its_option() -> None:
