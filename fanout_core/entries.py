@@ -49,7 +49,8 @@ def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]
         response, results = process_records(event, runtime.deliverer, runtime.tasks)
     except Exception:
         log.exception("unreadable SQS event")
-        ids = [r.get("messageId") for r in records or [] if isinstance(r, dict)]
+        rows = records if isinstance(records, list) else []  # {"Records": 1} too
+        ids = [r.get("messageId") for r in rows if isinstance(r, dict)]
         response = {"batchItemFailures": [{"itemIdentifier": i} for i in ids if isinstance(i, str)]}
         results = []
     metrics.add("Errors", len(response["batchItemFailures"]))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -60,6 +61,7 @@ DOCUMENTED_ERRORS = {
     "invalid_event",
     "invalid_data",
     "missing_room",
+    "no_history",
     "not_a_member",
     "forbidden",
     "rate_limited",
@@ -462,6 +464,8 @@ def expected_send(text: Any, room: Any, body_size: int) -> set[Answer]:
     """The documented answers to A (a member of ``r``) sending ``text`` to ``room``."""
     if body_size > MAX_BODY_BYTES:
         return {(413, "payload_too_large")}
+    if any(isinstance(v, float) and not math.isfinite(v) for v in (text, room)):
+        return {(400, "invalid_json")}  # json.dumps wrote Infinity: no JSON number
     if not isinstance(text, str):
         return {(400, "invalid_text")}
     text = as_received(text)
@@ -499,6 +503,7 @@ def strategy_env(
     room=st.one_of(st.none(), st.sampled_from(["r", "r-1", "r.1:x_y"]), room_values()),
 )
 @example(text="\ud800", room=None)
+@example(text=math.inf, room=None)  # json.dumps writes Infinity, which is no JSON
 @example(text="\ud800\udc00", room=None)  # a pair: one character once decoded
 @example(text="x" * (MAX_PAYLOAD_BYTES - 60), room="r")
 def test_hostile_sends_on_every_strategy(strategy_env: Env, text: Any, room: Any) -> None:
@@ -535,6 +540,7 @@ def test_hostile_sends_on_every_strategy(strategy_env: Env, text: Any, room: Any
 @pytest.mark.parametrize("backend", PROPERTY_BACKENDS, indirect=True)
 @HOSTILE_SETTINGS
 @given(event=sqs_events(KNOWN, Message(A, "from the queue", "r").frame()))
+@example(event={"Records": 1})  # not a list: the unreadable-event path must not raise either
 def test_sqs_worker_never_raises_and_reports_unreadable_records(env: Env, event: Any) -> None:
     env.reset()
     before = env.keys()
