@@ -314,6 +314,11 @@ class PostLog:
             posts, self.posts = self.posts, []
         return posts
 
+    def peek(self) -> list[tuple[str, int]]:
+        """The posts since the last ``take``, left for it."""
+        with self._lock:
+            return list(self.posts)
+
     @contextlib.contextmanager
     def apart(self) -> Iterator[list[tuple[str, int]]]:
         """The posts made inside the block, in a list of their own: those made before it
