@@ -32,7 +32,7 @@ node_modules/.stamp: package.json package-lock.json
 	touch $@
 
 # Every property on every strategy, each backend on each path that differs by backend, in
-# about 3 minutes on 2 cores (docs/testing.md#tiers); the slowest tests are listed.
+# about 4 minutes on 2 cores (docs/testing.md#tiers); the slowest tests are listed.
 test: $(VENV)/.stamp-dev node_modules/.stamp
 	$(PY) -m pytest -n 2 --dist worksteal --durations=15
 
