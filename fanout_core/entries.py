@@ -44,12 +44,12 @@ def sqs_worker(event: Any, context: Any = None) -> dict[str, list[dict[str, str]
 
     runtime = get_runtime()
     records = event.get("Records") if isinstance(event, dict) else None
-    metrics.add("WorkerTasks", len(records) if isinstance(records, list) else 0)
+    rows = records if isinstance(records, list) else []  # {"Records": 1} too
+    metrics.add("WorkerTasks", len(rows))
     try:
         response, results = process_records(event, runtime.deliverer, runtime.tasks)
     except Exception:
         log.exception("unreadable SQS event")
-        rows = records if isinstance(records, list) else []  # {"Records": 1} too
         ids = [r.get("messageId") for r in rows if isinstance(r, dict)]
         response = {"batchItemFailures": [{"itemIdentifier": i} for i in ids if isinstance(i, str)]}
         results = []
