@@ -27,6 +27,9 @@ _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)\s*")
 DEFAULT_POLICY = "open"
 DEFAULT_HISTORY_MAX = 1000
 DEFAULT_DEDUP_SECONDS = 300
+# A $connect answers within API Gateway's 29-second integration timeout: until it has, a post
+# to its connection answers 410, which must not delete the rows it just wrote.
+DEFAULT_CONNECTING_SECONDS = 30
 # Rooms one connection may be in: a ping refreshes each membership, so this bounds its writes.
 DEFAULT_MAX_ROOMS = 100
 # An answer to its caller (history, presence) takes a token per this many bytes it posts past
@@ -169,6 +172,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("history_seconds", ("FANOUT_HISTORY_SECONDS",), _int, 0, _YEAR),
     Setting("history_max", ("FANOUT_HISTORY_MAX",), _int, 1, 1_000_000),
     Setting("dedup_seconds", ("FANOUT_DEDUP_SECONDS",), _int, 1, _YEAR, zero_unsets=True),
+    Setting("connecting_seconds", ("FANOUT_CONNECTING_SECONDS",), _int, 0, 900),
     Setting("adaptive_rate", ("FANOUT_ADAPTIVE_RATE",), _bool),
     Setting(
         "max_posts_per_second",
@@ -275,6 +279,7 @@ class FanoutConfig:
     history_seconds: int = 0  # keep each room's frames this long, numbered; 0: no history
     history_max: int = DEFAULT_HISTORY_MAX  # frames kept per room (and for everyone)
     dedup_seconds: int | None = None  # idempotency keys' window; None: history's, or 5 min
+    connecting_seconds: int = DEFAULT_CONNECTING_SECONDS  # a 410 younger keeps the rows
     adaptive_rate: bool = True  # a 429 halves the posts in flight (AIMD)
     max_posts_per_second: float | None = None  # one invocation's cap; None: none
     metrics: str | None = None  # "emf" or "off"; None: emf inside Lambda, off elsewhere

@@ -66,15 +66,23 @@ class Departures:
     where starting another fan-out (the announcement) would nest one in the other.
     """
 
-    def __init__(self, store: ConnectionStore, *, announce: bool) -> None:
+    def __init__(
+        self, store: ConnectionStore, *, announce: bool, connecting_seconds: int = 0
+    ) -> None:
         self.store = store
         self.announce = announce
+        self.connecting_seconds = connecting_seconds
         self._lock = threading.Lock()
         self._pending: list[Departure] = []
 
     def gone(self, connection_id: str) -> None:
-        """Delete the connection and all its rows; keep what to announce."""
-        departure = self.store.remove(connection_id)
+        """Delete the connection and all its rows, unless it may still be connecting; keep
+        what to announce."""
+        # API Gateway answers 410 until $connect has answered, and $connect writes the rows
+        # before it answers: a 410 says nothing of a connection that young.
+        grace = self.connecting_seconds
+        connected_by = self.store.clock() - grace if grace else None
+        departure = self.store.remove(connection_id, connected_by=connected_by)
         if self.announce and departure.rooms:
             with self._lock:
                 self._pending.append(departure)

@@ -105,7 +105,11 @@ class Runtime:
         """Connections found gone by a 410, deleted at once, announced when the invocation ends."""
         from fanout_core.presence import Departures
 
-        return Departures(self.store, announce=self.config.presence_events)
+        return Departures(
+            self.store,
+            announce=self.config.presence_events,
+            connecting_seconds=self.config.connecting_seconds,
+        )
 
     @_Part
     def deliverer(self) -> Deliverer:

@@ -162,19 +162,29 @@ class ConnectionStore(AudienceReads, Memberships):
         """
         return self.remove(connection_id).rows
 
-    def remove(self, connection_id: str) -> Departure:
-        """``disconnect``, telling which rooms (and principal) the rows it deleted had."""
+    def remove(self, connection_id: str, *, connected_by: float | None = None) -> Departure:
+        """``disconnect``, telling which rooms (and principal) the rows it deleted had.
+
+        With ``connected_by`` (epoch seconds), the rows of a connection that connected
+        after it, or whose rows are still being written, are kept: nothing is deleted
+        and the departure names no row."""
+        model = self.models.connection
         pk = keys.connection_pk(connection_id)
+        condition = model.pk.exists()
+        young = 0 if connected_by is None else int(connected_by * 1000)
+        if connected_by is not None:
+            # A row without the attribute was not written by this $connect: it may go.
+            condition &= model.connected_at.does_not_exist() | (model.connected_at <= young)
         deleted = 0
         try:
-            self.models.connection(pk, keys.CONNECTION_SK).delete(
-                condition=self.models.connection.pk.exists()
-            )
+            model(pk, keys.CONNECTION_SK).delete(condition=condition)
             deleted += 1
         except DeleteError as error:
             if not condition_failed(error):
                 raise
         rows = list(self.models.item.query(pk, consistent_read=True))
+        if connected_by is not None and not deleted and _connecting(rows, young):
+            return Departure(connection_id, None, (), 0)
         if rows:
             with self.models.item.batch_write() as batch:
                 for row in rows:
@@ -274,3 +284,15 @@ class ConnectionStore(AudienceReads, Memberships):
             # sweep remove whatever a failing backend leaves behind.
             with contextlib.suppress(Exception):
                 row.delete()
+
+
+def _connecting(rows: list[TableItem], young: int) -> bool:
+    """True if ``rows`` (a connection's partition, its connection row not deleted) may be a
+    $connect's still being written: its connection row is there and young (the delete's
+    condition failed on it), or missing while a membership joined after ``young``
+    (epoch milliseconds; a batch write lands its rows one by one)."""
+    return any(
+        isinstance(row, ConnectionItem)
+        or (isinstance(row, MembershipItem) and row.joined_at > young)
+        for row in rows
+    )

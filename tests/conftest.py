@@ -162,6 +162,10 @@ def make_harness(
             sqs_endpoint=sqs_endpoint,
             ttl_seconds=TTL,
             max_attempts=MAX_ATTEMPTS,
+            # A dropped client's 410 deletes its rows at once, as the machines' model says;
+            # the rows a connection under FANOUT_CONNECTING_SECONDS old keeps are
+            # tests/test_connecting.py's.
+            connecting_seconds=0,
             **options,
         )
         made.append(harness)

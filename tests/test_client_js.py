@@ -124,6 +124,25 @@ def test_a_refresh_waits_for_a_slow_resume_and_loses_no_send() -> None:
     assert re.search(r"\bpass 1\b", report), report
 
 
+def test_a_post_that_meets_a_connect_in_progress_deletes_nothing() -> None:
+    """A fan-out that posts to the next connection of a refresh while its $connect is still
+    answering meets a 410 (API Gateway's, and the local one's): its rows must stay, or the
+    new connection's resume is refused and the client asks again on yet another one."""
+    report = run(
+        "lifetime",
+        lambda: LocalDeployment(
+            port=0,
+            settings=HISTORY,
+            table="js-slow-connect",
+            idle_timeout=1.5,
+            max_lifetime=4.0,
+            handlers="tests.support.slow_connect",
+        ),
+        only="before the lifetime cut",
+    )
+    assert re.search(r"\bpass 1\b", report), report
+
+
 def test_the_token_on_every_connect() -> None:
     """Signed in through the JWT authorizer (`fanout serve --dev-auth`'s issuer), by the
     query string and by the subprotocol, with a token function called at every connect."""

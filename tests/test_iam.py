@@ -115,6 +115,7 @@ def test_handlers_call_only_what_their_policy_allows(
     assert recorder.run("presence", ask) == {"statusCode": 200}
     drain_as_worker(chat, recorder)
 
+    chat.clock.advance(chat.runtime.config.connecting_seconds)  # old enough to delete
     local_api.connections.close(b)  # gone: the room fan-out meets 410
     local_api.connections.close(c)  # gone: the everyone fan-out meets 410
     to_room = message_event(a, {"action": "sendMessage", "text": "r", "room": "r"})
@@ -241,6 +242,7 @@ def test_publisher_calls_only_what_publisher_policy_allows(
         "before-parameter-build.dynamodb.UpdateItem",
         lambda params, **_: updated.append(params["Key"]["pk"]["S"]),
     )
+    chat.clock.advance(chat.runtime.config.connecting_seconds)  # old enough to delete
     for n, (gone, audience) in enumerate(publishes):
         local_api.connections.close(gone)  # each publish meets a 410 and deletes a row
         recorder.current = "publisher"

@@ -214,8 +214,10 @@ class Chat:
         assert handlers.disconnect(disconnect_event(cid), None) == {"statusCode": 200}
 
     def drop(self, cid: str) -> None:
-        """The client vanishes; API Gateway never calls $disconnect."""
+        """The client vanishes; API Gateway never calls $disconnect. Time passes, past
+        ``FANOUT_CONNECTING_SECONDS``: a 410 from a connection younger deletes nothing."""
         self.api.connections.close(cid)
+        self.clock.advance(self.runtime.config.connecting_seconds + 1)
 
     def frames(self, cid: str) -> list[dict[str, Any]]:
         return [frames.decode(raw) for raw in self.api.connections.inbox(cid)]
