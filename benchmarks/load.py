@@ -292,6 +292,14 @@ class Clients:
         last_rows = 1 + self.args.rooms_per_client
         self.stale_rows = rows - last_rows
         times["others_left"] = time.monotonic()
+        # A 410 deletes only a connection older than FANOUT_CONNECTING_SECONDS (the server
+        # reads the same environment): wait until the youngest dropped one is.
+        from fanout_core.config import FanoutConfig
+
+        born = [s.joined_at for s in self.load.sessions if s.dropped_at and s.joined_at]
+        if born:
+            grace = FanoutConfig.from_env().connecting_seconds
+            await asyncio.sleep(max(0.0, max(born) + grace - time.monotonic()))
         await self.send(None, last)
         await asyncio.sleep(self.args.life)
         await last_socket.close()

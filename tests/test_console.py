@@ -202,7 +202,8 @@ async def _next(feed: ClientConnection, kind: str, **match: Any) -> dict[str, An
 @pytest.mark.server
 def test_the_console_socket_on_fanout_serve_reports_and_acts() -> None:
     async def scenario() -> None:
-        history = {"FANOUT_HISTORY_SECONDS": "60"}
+        # The dropped client's 410 comes seconds after it connected: no connecting grace.
+        history = {"FANOUT_HISTORY_SECONDS": "60", "FANOUT_CONNECTING_SECONDS": "0"}
         # A table of its own: moto keeps tables for the whole process, and the history rows
         # this test leaves (kept 60 s) must not show in another test's default table.
         async with LocalDeployment(

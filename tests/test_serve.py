@@ -121,7 +121,11 @@ async def send(ws: ClientConnection, **body: Any) -> None:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_chat_on_every_strategy(strategy: str) -> None:
     async def scenario() -> None:
-        async with LocalDeployment(port=0, strategy=strategy, table="chat-e2e") as deployment:
+        # b's 410 comes seconds after it connected: it deletes only with no connecting grace.
+        settings = {"FANOUT_CONNECTING_SECONDS": "0"}
+        async with LocalDeployment(
+            port=0, strategy=strategy, table="chat-e2e", settings=settings
+        ) as deployment:
             a, a_id = await open_client(deployment, "?room=r")
             b, b_id = await open_client(deployment)
             c, c_id = await open_client(deployment, "?room=other")

@@ -58,6 +58,7 @@ def start_console(
             "strategy": config.strategy,
             "policy": config.policy,
             "history_seconds": config.history_seconds,
+            "connecting_seconds": config.connecting_seconds,
             "stage": deployment.stage,
             "management_url": deployment.management_url,
             "queue_url": deployment.queue_url,
