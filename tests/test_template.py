@@ -76,9 +76,9 @@ POLICY_RESOURCES: dict[str, Any] = {
 }
 BASIC_EXECUTION_ROLE = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 
-# Resource types moto's CloudFormation cannot create (moto 5.2 has no CloudFormation model
-# for them), dropped from the moto deployment only. Lint, the transform and the wiring
-# tests still read them from the template.
+# Resource types moto's CloudFormation cannot create (moto 5.1, which pyproject.toml pins,
+# has no CloudFormation model for them), dropped from the moto deployment only. Lint, the
+# transform and the wiring tests still read them from the template.
 DROPPED_FROM_MOTO = {
     "AWS::ApiGatewayV2::Api": "no ApiGatewayV2 models in moto's CloudFormation",
     "AWS::ApiGatewayV2::Stage": "no ApiGatewayV2 models in moto's CloudFormation",
@@ -88,10 +88,16 @@ DROPPED_FROM_MOTO = {
     "AWS::ApiGatewayV2::Authorizer": "no ApiGatewayV2 models in moto's CloudFormation",
     "AWS::Lambda::Url": "no Lambda function URL model in moto's CloudFormation",
     "AWS::CloudWatch::Alarm": "no CloudWatch alarm model in moto's CloudFormation",
+    "AWS::CloudWatch::Dashboard": "no CloudWatch dashboard model in moto 5.1's CloudFormation",
 }
 # What a Ref to a dropped resource returns on AWS (the API id, the stage name), passed to
 # the moto stack as parameters of the same names.
-STAND_INS = {"WebSocketApi": "a1b2c3d4e5", "Stage": "prod", "ConnectAuthorizer": "abc123"}
+STAND_INS = {
+    "WebSocketApi": "a1b2c3d4e5",
+    "Stage": "prod",
+    "ConnectAuthorizer": "abc123",
+    "Dashboard": "fanout-fanout",  # its DashboardName: ${AWS::StackName}-fanout
+}
 # The settings each condition stands for, with the template's defaults.
 DEFAULT_CONDITIONS = {
     "PresenceEventsOn": False,
