@@ -32,15 +32,16 @@ node_modules/.stamp: package.json package-lock.json
 	touch $@
 
 # Every property on every strategy, each backend on each path that differs by backend, in
-# about 4 minutes on 2 cores (docs/testing.md#tiers); the slowest tests are listed.
+# under 3 minutes on 2 cores (docs/testing.md#tiers); the slowest tests are listed. Three
+# workers: a third of a worker's time is spent waiting on servers and sockets.
 test: $(VENV)/.stamp-dev node_modules/.stamp
-	$(PY) -m pytest -n 2 --dist worksteal --durations=15
+	$(PY) -m pytest -n 3 --dist worksteal --durations=15
 
 # CI: make test, then the tests marked `ci`: the rest of the backend and strategy matrix
 # (tests/support/tiers.py), and tests too slow for make test or that fetch from the package
 # index.
 test-ci: test
-	$(PY) -m pytest -n 2 --dist worksteal --durations=15 -m ci
+	$(PY) -m pytest -n 3 --dist worksteal --durations=15 -m ci
 
 # Everything but the browser, with 10x the examples, random each run.
 test-thorough: $(VENV)/.stamp-dev node_modules/.stamp
