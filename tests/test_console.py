@@ -127,10 +127,11 @@ def test_a_handler_that_raises_is_shown_as_the_502_the_client_gets() -> None:
 
     routes = observer.wrap_routes({"ping": handler})
     with pytest.raises(RuntimeError):
-        routes["ping"]({"requestContext": {"connectionId": "c"}}, None)
+        routes["ping"]({"requestContext": {"connectionId": "c", "requestId": "r"}}, None)
     invoke = feed.events("invoke")[0]
     assert invoke["status"] == 502
-    assert json.loads(invoke["body"]) == {"message": "boom"}
+    body = json.loads(invoke["body"])  # API Gateway's; "boom" stays in the log
+    assert body == {"message": "Internal server error", "connectionId": "c", "requestId": "r"}
 
 
 def test_only_the_package_files_are_served() -> None:

@@ -44,6 +44,18 @@ MAX_FRAME_BYTES = 128 * 1024
 HANDSHAKE_SECONDS = 10.0  # how long a post waits for a handshake that $connect allowed
 
 
+def failed_invocation(event: Mapping[str, Any]) -> dict[str, Any]:
+    """What API Gateway answers for an invocation that raised: the generic 502 body, with the
+    ids it adds on a WebSocket route. The error's text stays in the log, never on the wire."""
+    context = event.get("requestContext") or {}
+    body = {
+        "message": "Internal server error",
+        "connectionId": context.get("connectionId"),
+        "requestId": context.get("requestId"),
+    }
+    return {"statusCode": 502, "body": json.dumps(body)}
+
+
 class SideSite(Protocol):
     """Pages served beside the API on its port (the console): plain GETs and a socket."""
 
@@ -273,12 +285,11 @@ class LocalWebSocketApi:
             return await asyncio.to_thread(handler, event, context)
         except asyncio.CancelledError:
             raise
-        except BaseException as error:
+        except BaseException:
             # Lambda fails the one invocation, whatever it raised (SystemExit and
             # KeyboardInterrupt included): the server and the client's socket stay up.
             log.exception("handler for %s raised", route)
-            message = str(error) or type(error).__name__
-            return {"statusCode": 502, "body": json.dumps({"message": message})}
+            return failed_invocation(event)
         finally:
             self._in_flight -= 1
             if not self._in_flight:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from fanout_core.config import FanoutConfig
 from fanout_core.local.console.feed import ConsoleFeed
-from fanout_core.local.gateway import GatewayEvent
+from fanout_core.local.gateway import GatewayEvent, failed_invocation
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -137,9 +137,9 @@ class Observer:
             with self._call(route=route, connection_id=cid):
                 try:
                     answer = handler(event, context)
-                except BaseException as error:
+                except BaseException:
                     # The gateway answers this 502; show what the client will see.
-                    answer = {"statusCode": 502, "body": json.dumps({"message": str(error)})}
+                    answer = failed_invocation(event)
                     raise
                 finally:
                     self._invoked(route, event, answer, time.perf_counter() - started)
