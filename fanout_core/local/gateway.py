@@ -31,7 +31,7 @@ from websockets.http11 import Request, Response
 
 from fanout_core.local import authorizer as authorization
 from fanout_core.local.authorizer import Authorizer
-from fanout_core.local.lambda_context import LambdaContext
+from fanout_core.local.lambda_context import LambdaContext, failed_invocation
 from fanout_core.local.management_api import LocalConnections, new_connection_id
 
 log = logging.getLogger(__name__)
@@ -42,18 +42,6 @@ IDLE_TIMEOUT = 10 * 60  # API Gateway's idle timeout
 MAX_LIFETIME = 2 * 60 * 60  # API Gateway's connection duration cap
 MAX_FRAME_BYTES = 128 * 1024
 HANDSHAKE_SECONDS = 10.0  # how long a post waits for a handshake that $connect allowed
-
-
-def failed_invocation(event: Mapping[str, Any]) -> dict[str, Any]:
-    """What API Gateway answers for an invocation that raised: the generic 502 body, with the
-    ids it adds on a WebSocket route. The error's text stays in the log, never on the wire."""
-    context = event.get("requestContext") or {}
-    body = {
-        "message": "Internal server error",
-        "connectionId": context.get("connectionId"),
-        "requestId": context.get("requestId"),
-    }
-    return {"statusCode": 502, "body": json.dumps(body)}
 
 
 class SideSite(Protocol):

@@ -1,9 +1,13 @@
-"""What a local invocation passes a Lambda handler besides its event."""
+"""What a local invocation passes a Lambda handler besides its event, and what API Gateway
+answers for one that raised."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 
 class LambdaContext:
@@ -24,3 +28,15 @@ class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the invocation would time out."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def failed_invocation(event: Mapping[str, Any]) -> dict[str, Any]:
+    """What API Gateway answers for an invocation that raised: the generic 502 body, with the
+    ids it adds on a WebSocket route. The error's text stays in the log, never on the wire."""
+    context = event.get("requestContext") or {}
+    body = {
+        "message": "Internal server error",
+        "connectionId": context.get("connectionId"),
+        "requestId": context.get("requestId"),
+    }
+    return {"statusCode": 502, "body": json.dumps(body)}

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from fanout_core.config import FanoutConfig
 from fanout_core.local.console.feed import ConsoleFeed
-from fanout_core.local.gateway import GatewayEvent, failed_invocation
+from fanout_core.local.gateway import GatewayEvent
+from fanout_core.local.lambda_context import failed_invocation
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
