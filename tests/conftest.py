@@ -30,7 +30,7 @@ from fanout_core.store import ConnectionStore  # noqa: E402
 from tests.support import backends, issuer, tiers  # noqa: E402
 from tests.support.backends import BACKENDS, SERVER_BACKENDS, Backend  # noqa: E402
 from tests.support.clock import FakeClock  # noqa: E402
-from tests.support.harness import Harness, new_harness  # noqa: E402
+from tests.support.harness import Chat, Harness, make_chat, new_harness  # noqa: E402
 from tests.support.issuer import JwksServer  # noqa: E402
 from tests.support.machine import MAX_ATTEMPTS, TTL  # noqa: E402
 from tests.support.tables import TablePool  # noqa: E402
@@ -142,6 +142,25 @@ def local_api() -> Iterator[LocalManagementApi]:
     """The library's local Management API on 127.0.0.1, on a thread of its own."""
     with LocalManagementApi() as api:
         yield api
+
+
+@pytest.fixture
+def chat_with(
+    backend: Backend,
+    local_api: LocalManagementApi,
+    clock: FakeClock,
+    request: pytest.FixtureRequest,
+) -> Callable[..., Chat]:
+    """Chats on new tables: ``chat_with(strategy, **settings)``; sqs_batched's queue is
+    the moto server's."""
+
+    def make(strategy: str = "gsi_query", **settings: Any) -> Chat:
+        sqs = None
+        if strategy == "sqs_batched":
+            sqs = request.getfixturevalue("moto_server_url")
+        return make_chat(backend, local_api, clock, strategy, sqs_endpoint=sqs, **settings)
+
+    return make
 
 
 @pytest.fixture

@@ -170,22 +170,6 @@ def deny_payroll(request: AccessRequest) -> Decision:
 # -- the hook in the handlers ----------------------------------------------------------
 
 
-@pytest.fixture
-def chat_with(
-    backend: Backend,
-    local_api: LocalManagementApi,
-    clock: FakeClock,
-    request: pytest.FixtureRequest,
-) -> Callable[..., Chat]:
-    def make(strategy: str = "gsi_query", **settings: Any) -> Chat:
-        sqs = None
-        if strategy == "sqs_batched":
-            sqs = request.getfixturevalue("moto_server_url")
-        return make_chat(backend, local_api, clock, strategy, sqs_endpoint=sqs, **settings)
-
-    return make
-
-
 def rows(chat: Chat) -> list[tuple[str, str]]:
     return sorted((row.connection_id, row.sk) for row in chat.runtime.store.rows())
 

@@ -9,30 +9,23 @@ On every strategy (the SQS worker's 410s too) and backend, through the handlers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from fanout_core import keys
-from fanout_core.local.management_api import LocalManagementApi
 from fanout_core.store import ConnectionStore
-from tests.support.backends import STRATEGIES, Backend
+from tests.support.backends import STRATEGIES
 from tests.support.clock import FakeClock
-from tests.support.harness import Chat, make_chat
+from tests.support.harness import Chat
 
 OK = {"statusCode": 200}
 GRACE = 30  # FANOUT_CONNECTING_SECONDS' default
 
 
 @pytest.fixture(params=STRATEGIES)
-def chat(
-    request: pytest.FixtureRequest,
-    backend: Backend,
-    local_api: LocalManagementApi,
-    clock: FakeClock,
-) -> Chat:
-    sqs = request.getfixturevalue("moto_server_url") if request.param == "sqs_batched" else None
-    return make_chat(
-        backend, local_api, clock, request.param, sqs_endpoint=sqs, presence_events=True
-    )
+def chat(request: pytest.FixtureRequest, chat_with: Callable[..., Chat]) -> Chat:
+    return chat_with(request.param, presence_events=True)
 
 
 def joined(chat: Chat) -> str:
@@ -87,15 +80,8 @@ def test_a_410_once_the_connect_has_had_its_time_deletes_the_rows(chat: Chat) ->
 
 
 @pytest.mark.parametrize("strategy", ["gsi_query", "sqs_batched"])
-def test_zero_deletes_at_once(
-    strategy: str,
-    backend: Backend,
-    local_api: LocalManagementApi,
-    clock: FakeClock,
-    request: pytest.FixtureRequest,
-) -> None:
-    sqs = request.getfixturevalue("moto_server_url") if strategy == "sqs_batched" else None
-    chat = make_chat(backend, local_api, clock, strategy, sqs_endpoint=sqs, connecting_seconds=0)
+def test_zero_deletes_at_once(strategy: str, chat_with: Callable[..., Chat]) -> None:
+    chat = chat_with(strategy, connecting_seconds=0)
     a, b = joined(chat), joined(chat)
     chat.api.connections.close(b)
 

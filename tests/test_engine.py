@@ -7,23 +7,17 @@ Management API, and sqs_batched goes through a moto server queue and the sqs_wor
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from fanout_core.local.management_api import LocalManagementApi
-from tests.support.backends import STRATEGIES, Backend
-from tests.support.clock import FakeClock
-from tests.support.harness import Chat, make_chat
+from tests.support.backends import STRATEGIES
+from tests.support.harness import Chat
 
 
 @pytest.fixture(params=STRATEGIES)
-def chat(
-    request: pytest.FixtureRequest,
-    backend: Backend,
-    local_api: LocalManagementApi,
-    clock: FakeClock,
-) -> Chat:
-    sqs = request.getfixturevalue("moto_server_url") if request.param == "sqs_batched" else None
-    return make_chat(backend, local_api, clock, request.param, sqs_endpoint=sqs, segments=3)
+def chat(request: pytest.FixtureRequest, chat_with: Callable[..., Chat]) -> Chat:
+    return chat_with(request.param, segments=3)
 
 
 def test_room_message_reaches_exactly_the_live_members(chat: Chat) -> None:

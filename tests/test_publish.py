@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -42,14 +42,8 @@ HOSTILE_PUBLISH = settings(
 
 
 @pytest.fixture(params=STRATEGIES)
-def chat(
-    request: pytest.FixtureRequest,
-    backend: Backend,
-    local_api: LocalManagementApi,
-    clock: FakeClock,
-) -> Chat:
-    sqs = request.getfixturevalue("moto_server_url") if request.param == "sqs_batched" else None
-    return make_chat(backend, local_api, clock, request.param, sqs_endpoint=sqs, segments=3)
+def chat(request: pytest.FixtureRequest, chat_with: Callable[..., Chat]) -> Chat:
+    return chat_with(request.param, segments=3)
 
 
 def connect(chat: Chat, *, rooms: list[str] | None = None, principal: str | None = None) -> str:
