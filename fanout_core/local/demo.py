@@ -29,6 +29,12 @@ from fanout_core.local.serve import LocalDeployment
 WAIT_SECONDS = 20.0
 
 
+def demo_settings(settings: dict[str, str] | None) -> dict[str, str]:
+    """``settings`` with no connecting grace: the drop stage's 410 comes seconds after the
+    client connected, once its $connect has answered, and deletes its rows as shown."""
+    return {"FANOUT_CONNECTING_SECONDS": "0", **(settings or {})}
+
+
 @dataclass
 class DemoClient:
     """One real WebSocket client and what it received."""
@@ -103,9 +109,7 @@ class Demo:
         self.deployment = LocalDeployment(
             strategy=strategy,
             on_event=self._on_event,
-            # The drop stage's 410 comes a second after the client connected, and every
-            # client's $connect has answered before anything is posted to it: no grace.
-            settings={"FANOUT_CONNECTING_SECONDS": "0", **(settings or {})},
+            settings=demo_settings(settings),
             authorizer=demo_authorizer if self.policy else None,
         )
         self.problems: list[str] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from fanout_core.local.demo import DEMO_ROOM, demo_authorizer
+from fanout_core.local.demo import DEMO_ROOM, demo_authorizer, demo_settings
 from fanout_core.local.serve import LocalDeployment
 
 
@@ -29,9 +29,7 @@ def demo_deployment(
         host=host,
         port=port,
         strategy=strategy,
-        # The drop stage's 410 comes seconds after the client connected, once its $connect
-        # has answered: deleted at once, as the stages show.
-        settings={"FANOUT_CONNECTING_SECONDS": "0", **(settings or {})},
+        settings=demo_settings(settings),
         # Under a policy the page's clients sign in as the terminal demo's do.
         authorizer=demo_authorizer if policy else None,
         console=True,
