@@ -109,34 +109,27 @@ def test_a_refresh_waits_for_a_slow_resume_and_loses_no_send() -> None:
     """History answered in 1.3 s, after the next refresh is due (maxConnectionAge 1 s): the
     client opens its new connection once the answer came, and keeps the old one open while
     the sends made on it are handled. Every frame comes, once, in order."""
-    report = run(
-        "lifetime",
-        lambda: LocalDeployment(
-            port=0,
-            settings=HISTORY,
-            table="js-slow-resume",
-            idle_timeout=1.5,
-            max_lifetime=4.0,
-            handlers="tests.support.slow_history",
-        ),
-        only="before the lifetime cut",
-    )
-    assert re.search(r"\bpass 1\b", report), report
+    refresh_on("tests.support.slow_history", table="js-slow-resume")
 
 
 def test_a_post_that_meets_a_connect_in_progress_deletes_nothing() -> None:
     """A fan-out that posts to the next connection of a refresh while its $connect is still
     answering meets a 410 (API Gateway's, and the local one's): its rows must stay, or the
     new connection's resume is refused and the client asks again on yet another one."""
+    refresh_on("tests.support.slow_connect", table="js-slow-connect")
+
+
+def refresh_on(handlers: str, *, table: str) -> None:
+    """The refresh before the lifetime cut passes on ``handlers``, with history on."""
     report = run(
         "lifetime",
         lambda: LocalDeployment(
             port=0,
             settings=HISTORY,
-            table="js-slow-connect",
+            table=table,
             idle_timeout=1.5,
             max_lifetime=4.0,
-            handlers="tests.support.slow_connect",
+            handlers=handlers,
         ),
         only="before the lifetime cut",
     )
